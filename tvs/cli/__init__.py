@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 # command groups, in the order `tvs --help` lists them
 _COMMAND_MODULES = (
-    "tvs.cli.codec",  # decode, encode, tlv, sgn
+    "tvs.cli.codec",  # decode, encode
+    "tvs.cli.files",  # tlv, sgn
     "tvs.cli.certs",  # certs generate
     "tvs.cli.serve",  # serve, reload
     "tvs.cli.store",  # store ...
