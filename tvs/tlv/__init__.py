@@ -1,0 +1,89 @@
+"""CTL/ITL ``.tlv`` and ``.sgn`` file codec: parse, build, sign, verify (sans-I/O).
+
+Layout (protocol notes section 2): :mod:`.elements` reads and writes single elements (with the
+lone-byte padding tag 13), :mod:`.model` holds the values and wire numbers, :mod:`.parse` and
+:mod:`.build` convert, :mod:`.verify` checks signatures, :mod:`.describe` makes JSON.
+"""
+
+from .build import RecordSpec, build_trust_list, encode_record, host_name_from_cn, sign_file
+from .describe import describe, describe_record
+from .elements import PADDING_TAG, Element, encode_element, read_element, read_elements
+from .errors import (
+    FormatError,
+    LengthError,
+    MissingElementError,
+    SignatureError,
+    SignerNotFoundError,
+    TlvError,
+    TruncatedError,
+    UnknownAlgorithmError,
+)
+from .model import (
+    MODULUS_SIZES,
+    SGN_VERSION,
+    SIGNATURE_ALGORITHM_EC,
+    SIGNATURE_ALGORITHM_RSA,
+    SIGNER_VERSION_EC,
+    SIGNER_VERSION_RSA,
+    TLV_VERSION,
+    FileHeader,
+    HashAlgorithm,
+    HeaderTag,
+    Record,
+    RecordTag,
+    SignerInfo,
+    TrustFile,
+)
+from .parse import (
+    RECORD_LENGTH_INCLUDES_ITSELF,
+    parse_file,
+    parse_header,
+    parse_signed_file,
+    parse_trust_list,
+)
+from .verify import matches_signer, verify_file, verify_with_certificate
+
+__all__ = [
+    "MODULUS_SIZES",
+    "PADDING_TAG",
+    "RECORD_LENGTH_INCLUDES_ITSELF",
+    "SGN_VERSION",
+    "SIGNATURE_ALGORITHM_EC",
+    "SIGNATURE_ALGORITHM_RSA",
+    "SIGNER_VERSION_EC",
+    "SIGNER_VERSION_RSA",
+    "TLV_VERSION",
+    "Element",
+    "FileHeader",
+    "FormatError",
+    "HashAlgorithm",
+    "HeaderTag",
+    "LengthError",
+    "MissingElementError",
+    "Record",
+    "RecordSpec",
+    "RecordTag",
+    "SignatureError",
+    "SignerInfo",
+    "SignerNotFoundError",
+    "TlvError",
+    "TruncatedError",
+    "TrustFile",
+    "UnknownAlgorithmError",
+    "build_trust_list",
+    "describe",
+    "describe_record",
+    "encode_element",
+    "encode_record",
+    "host_name_from_cn",
+    "matches_signer",
+    "parse_file",
+    "parse_header",
+    "parse_signed_file",
+    "parse_trust_list",
+    "read_element",
+    "read_elements",
+    "sign_file",
+    "verify_file",
+    "verify_with_certificate",
+]

@@ -1,0 +1,205 @@
+"""Values of the CTL/ITL/.sgn codec: tags, algorithm codes, header, records and whole files.
+
+Owns the frozen values and the numbers on the wire (protocol notes section 2). Parsing and
+building live in :mod:`tvs.tlv.parse` and :mod:`tvs.tlv.build`; these classes know nothing of
+byte layout beyond the tag numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import attrs
+
+from ..certs import Certificate, CertificateError
+from ..names import names_match
+from .elements import Element
+
+__all__ = [
+    "HEADER_TAGS",
+    "MODULUS_SIZES",
+    "RECORD_TAGS",
+    "SGN_VERSION",
+    "SIGNATURE_ALGORITHM_EC",
+    "SIGNATURE_ALGORITHM_RSA",
+    "SIGNER_VERSION_EC",
+    "SIGNER_VERSION_RSA",
+    "TLV_VERSION",
+    "FileHeader",
+    "HashAlgorithm",
+    "HeaderTag",
+    "Record",
+    "RecordTag",
+    "SignerInfo",
+    "TrustFile",
+]
+
+
+class HeaderTag(enum.IntEnum):
+    VERSION = 1
+    HEADER_LENGTH = 2
+    SIGNER_INFO = 3  # container of SIGNER_NAME, SERIAL_NUMBER, ISSUER_NAME
+    SIGNER_NAME = 4
+    SERIAL_NUMBER = 5
+    ISSUER_NAME = 6
+    SIGNATURE_INFO = 7  # container of HASH_ALGORITHM, SIGNATURE_ALGORITHM_INFO
+    HASH_ALGORITHM = 8
+    SIGNATURE_ALGORITHM_INFO = 9  # container of SIGNATURE_ALGORITHM, SIGNATURE_MODULUS
+    SIGNATURE_ALGORITHM = 10
+    SIGNATURE_MODULUS = 11
+    SIGNATURE = 12
+    PADDING = 13
+    FILENAME = 14
+    TIMESTAMP = 15
+    SIGNER_VERSION = 28
+
+
+class RecordTag(enum.IntEnum):
+    RECORD_LENGTH = 1
+    DNS_NAME = 2
+    SUBJECT_NAME = 3
+    ROLE = 4
+    ISSUER_NAME = 5
+    SERIAL_NUMBER = 6
+    PUBLIC_KEY = 7
+    SIGNATURE = 8
+    CERTIFICATE = 9
+    IP_ADDRESS = 10
+    CERT_HASH = 11
+    HASH_ALGORITHM = 12
+
+
+HEADER_TAGS: Final = frozenset(int(t) for t in HeaderTag)
+RECORD_TAGS: Final = frozenset(int(t) for t in RecordTag)
+
+TLV_VERSION: Final = (1, 2)
+"""Header version of CTL/ITL ``.tlv`` files (High)."""
+SGN_VERSION: Final = (1, 0)
+"""Header version of ``.sgn`` signed files (High); ``.enc.sgn`` files carry 2.0."""
+SIGNER_VERSION_RSA: Final = (1, 0)
+SIGNER_VERSION_EC: Final = (1, 1)
+"""Signer version 1.1 marks an EC-capable signer (High); absent in CUCM 10.5 files."""
+
+SIGNATURE_ALGORITHM_RSA: Final = 0
+"""Signature algorithm code for RSA PKCS#1 v1.5 (High)."""
+SIGNATURE_ALGORITHM_EC: Final = 1
+"""Signature algorithm code for ECDSA. **Low confidence**: CUCM's EC code is not public; this
+is the next free number. The signature value is the DER ECDSA-Sig-Value OpenSSL produces."""
+
+MODULUS_SIZES: Final = (64, 128, 256, 512)
+"""Signature modulus index -> RSA modulus size in bytes (High: index 2 is RSA-2048)."""
+
+
+class HashAlgorithm(enum.IntEnum):
+    """Hash algorithm codes of header tag 8 (High)."""
+
+    SHA1 = 1
+    SHA256 = 2
+    SHA512 = 3
+
+    @property
+    def hash_name(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_name(cls, name: str) -> HashAlgorithm:
+        """``sha1``/``SHA-256``/``sha512`` -> the enum member; ValueError for anything else."""
+        key = name.strip().upper().replace("-", "").replace("_", "")
+        try:
+            return cls[key]
+        except KeyError:
+            raise ValueError(f"unknown digest {name!r} (use sha1, sha256 or sha512)") from None
+
+
+@attrs.frozen
+class SignerInfo:
+    """Who signed the file: subject and issuer CUCM style, serial as raw bytes."""
+
+    name: str
+    serial: bytes
+    issuer: str
+
+
+@attrs.frozen
+class FileHeader:
+    version: tuple[int, int]
+    header_length: int
+    signer_version: tuple[int, int] | None
+    signer: SignerInfo
+    hash_algorithm: HashAlgorithm
+    signature_algorithm: int
+    modulus_index: int
+    signature: bytes
+    filename: str
+    timestamp: int
+    unknown: tuple[Element, ...] = ()
+
+
+@attrs.frozen
+class Record:
+    """One certificate record of a CTL or ITL."""
+
+    role: int
+    subject: str
+    issuer: str
+    serial: bytes
+    public_key: bytes
+    cert_signature: bytes
+    certificate: bytes | None = None
+    dns_name: str | None = None
+    ip_address: bytes | None = None
+    cert_hash: bytes | None = None
+    hash_algorithm: int | None = None
+    unknown: tuple[Element, ...] = ()
+
+    @property
+    def cert(self) -> Certificate | None:
+        """The record's certificate, or None when absent or not a readable DER certificate."""
+        if self.certificate is None:
+            return None
+        try:
+            return Certificate.from_der(self.certificate)
+        except CertificateError:
+            return None
+
+
+@attrs.frozen
+class TrustFile:
+    """A parsed ``.tlv`` (records) or ``.sgn`` (payload) file and the bytes its signature covers."""
+
+    header: FileHeader
+    records: tuple[Record, ...]
+    payload: bytes
+    raw: bytes = attrs.field(repr=False)
+    signed_data: bytes = attrs.field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``"tlv"`` for a CTL/ITL, ``"sgn"`` for a signed file (by content, then version)."""
+        if self.records:
+            return "tlv"
+        if self.payload:
+            return "sgn"
+        if self.header.version == TLV_VERSION or self.header.filename.lower().endswith(".tlv"):
+            return "tlv"
+        return "sgn"
+
+    def signer_record(self) -> Record | None:
+        """The record whose serial equals the header's and whose issuer matches it."""
+        signer = self.header.signer
+        for rec in self.records:
+            if rec.serial == signer.serial and _issuers_match(rec.issuer, signer.issuer):
+                return rec
+        return None
+
+    def records_with_role(self, *roles: int) -> tuple[Record, ...]:
+        wanted = {int(r) for r in roles}
+        return tuple(r for r in self.records if r.role in wanted)
+
+
+def _issuers_match(a: str, b: str) -> bool:
+    try:
+        return names_match(a, b)
+    except ValueError:  # a name that does not parse: fall back to the raw strings
+        return a == b
