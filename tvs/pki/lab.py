@@ -201,6 +201,8 @@ def generate(
     """
     root = Path(out)
     now = now or _dt.datetime.now(_dt.UTC)
+    if root.exists() and not root.is_dir():
+        raise PkiError(f"output directory {root} exists and is not a directory")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
