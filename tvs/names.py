@@ -57,7 +57,7 @@ NameKey = tuple[tuple[str, str], ...]
 """A name reduced for comparison: sorted (TYPE, folded value) pairs."""
 
 
-def _attr_short(attr: x509.NameAttribute) -> str:
+def _attr_short(attr: x509.NameAttribute[str | bytes]) -> str:
     return _SHORT.get(attr.oid, attr.oid.dotted_string)
 
 

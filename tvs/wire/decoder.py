@@ -1,0 +1,301 @@
+"""Decoding TVS messages: an incremental decoder for streams and a one-shot function.
+
+Owns validation of everything that arrives from the network. Whatever bytes come in, the
+decoder returns a message, asks for more data, or raises a :class:`~tvs.wire.DecodeError`
+subclass naming the fault; any other exception is a bug (the property tests hold it to that).
+The buffer is bounded by ``max_size``: a header announcing a larger body fails as soon as its
+10 bytes are in, without waiting for the body.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from .errors import (
+    BadDeviceName,
+    BadDiscriminator,
+    BadName,
+    BadValue,
+    ElementOverrun,
+    ElementSizeError,
+    MessageTooLarge,
+    MissingElement,
+    TrailingData,
+    TruncatedMessage,
+    UnsupportedVersion,
+)
+from .messages import (
+    DEVICE_NAME_PREFIX,
+    DISCRIMINATOR,
+    HEADER_SIZE,
+    VERSION,
+    Element,
+    Header,
+    Message,
+    MessageType,
+    QueryCertRequest,
+    QueryCertResponse,
+    Status,
+    Tag,
+    UnknownMessage,
+    VerifyRequest,
+    VerifyResponse,
+)
+
+__all__ = ["DEFAULT_MAX_MESSAGE", "Decoder", "decode_body", "decode_message", "parse_elements"]
+
+DEFAULT_MAX_MESSAGE: Final = 16 * 1024
+"""Largest message (header included) accepted by default: a certificate chain fits easily."""
+
+
+def parse_elements(body: bytes, *, offset: int = HEADER_SIZE) -> tuple[Element, ...]:
+    """Split a body into elements; ``offset`` only makes error messages point at the message."""
+    out: list[Element] = []
+    pos = 0
+    view = memoryview(body)
+    while pos < len(body):
+        if len(body) - pos < 3:
+            raise ElementOverrun(
+                f"element header at offset {offset + pos} needs 3 bytes, {len(body) - pos} left"
+            )
+        tag, length = struct.unpack_from(">BH", body, pos)
+        end = pos + 3 + length
+        if end > len(body):
+            raise ElementOverrun(
+                f"element tag {tag} at offset {offset + pos} declares {length} bytes, "
+                f"only {len(body) - pos - 3} left in the body"
+            )
+        out.append(Element(tag, bytes(view[pos + 3 : end])))
+        pos = end
+    return tuple(out)
+
+
+def _device(el: Element) -> str:
+    if not el.value.startswith(DEVICE_NAME_PREFIX):
+        raise BadDeviceName(
+            f"device name must start with byte 0x01, got {el.value[:1].hex() or 'nothing'}"
+        )
+    raw = el.value[1:].rstrip(b"\x00")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadDeviceName(f"device name is not UTF-8: {raw[:40]!r}") from None
+
+
+def _is_cstring(value: bytes) -> bool:
+    if not value.endswith(b"\x00") or b"\x00" in value[:-1]:
+        return False
+    try:
+        text = value[:-1].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return text.isprintable()
+
+
+def _cstring(el: Element, what: str) -> str:
+    if not el.value.endswith(b"\x00"):
+        raise BadName(f"{what} (tag {el.tag}) is not NUL-terminated")
+    try:
+        return el.value[:-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadName(f"{what} (tag {el.tag}) is not UTF-8: {el.value[:40]!r}") from None
+
+
+def _status(el: Element) -> Status:
+    if len(el.value) != 1:
+        raise ElementSizeError(f"status element must be 1 byte, got {len(el.value)}")
+    try:
+        return Status(el.value[0])
+    except ValueError:
+        raise BadValue(f"status byte {el.value[0]} is neither 0 (valid) nor 1 (invalid)") from None
+
+
+def _ttl(el: Element) -> int:
+    if len(el.value) != 4:
+        raise ElementSizeError(f"TTL element must be 4 bytes, got {len(el.value)}")
+    return int.from_bytes(el.value, "big")
+
+
+class _Fields:
+    """First occurrence of each tag; repeats and unknown tags go to ``extra`` in order."""
+
+    def __init__(self, elements: tuple[Element, ...], known: frozenset[int]) -> None:
+        self.first: dict[int, Element] = {}
+        extra: list[Element] = []
+        for el in elements:
+            if el.tag in known and el.tag not in self.first:
+                self.first[el.tag] = el
+            else:
+                extra.append(el)
+        self.extra = tuple(extra)
+
+    def need(self, tag: int, what: str, msg: str) -> Element:
+        try:
+            return self.first[tag]
+        except KeyError:
+            raise MissingElement(f"{msg} has no {what} element (tag {tag})") from None
+
+
+_NAME_TAGS = frozenset({Tag.ISSUER, Tag.SERIAL, Tag.ALT_SERIAL})
+
+
+def _query_request(header: Header, elements: tuple[Element, ...]) -> QueryCertRequest:
+    f = _Fields(elements, frozenset({Tag.DEVICE_NAME, Tag.SUBJECT}) | _NAME_TAGS)
+    msg = "QUERY_CERT_REQ"
+    device = _device(f.need(Tag.DEVICE_NAME, "device name", msg))
+    subject = _cstring(f.need(Tag.SUBJECT, "subject", msg), "subject")
+    # issuer/serial travel as 4/5 or as 5/6 (Low confidence): the lower tag is the issuer,
+    # unless only the other one is a printable NUL-terminated string
+    pair = sorted((el for tag, el in f.first.items() if tag in _NAME_TAGS), key=lambda e: e.tag)
+    if len(pair) < 2:
+        raise MissingElement(f"{msg} needs an issuer and a serial element (tags 4/5 or 5/6)")
+    issuer_el, serial_el = pair[0], pair[1]
+    if not _is_cstring(issuer_el.value) and _is_cstring(serial_el.value):
+        issuer_el, serial_el = serial_el, issuer_el
+    extra = f.extra + tuple(pair[2:])
+    return QueryCertRequest(
+        device=device,
+        subject=subject,
+        issuer=_cstring(issuer_el, "issuer"),
+        serial=serial_el.value,
+        request_id=header.request_id,
+        reserved=header.reserved,
+        extra=extra,
+    )
+
+
+def _query_response(header: Header, elements: tuple[Element, ...]) -> QueryCertResponse:
+    f = _Fields(elements, frozenset({Tag.STATUS, Tag.CERTIFICATE, Tag.ROLES, Tag.TTL}))
+    cert = f.first.get(Tag.CERTIFICATE)
+    roles = f.first.get(Tag.ROLES)
+    ttl = f.first.get(Tag.TTL)
+    return QueryCertResponse(
+        status=_status(f.need(Tag.STATUS, "status", "QUERY_CERT_RES")),
+        certificate=cert.value if cert else None,
+        roles=tuple(roles.value) if roles else (),
+        ttl=_ttl(ttl) if ttl else None,
+        request_id=header.request_id,
+        reserved=header.reserved,
+        extra=f.extra,
+    )
+
+
+def _verify_request(header: Header, elements: tuple[Element, ...]) -> VerifyRequest:
+    f = _Fields(elements, frozenset({Tag.DEVICE_NAME, Tag.CERTIFICATE}))
+    return VerifyRequest(
+        device=_device(f.need(Tag.DEVICE_NAME, "device name", "VERIFY_REQUEST")),
+        certificate=f.need(Tag.CERTIFICATE, "certificate", "VERIFY_REQUEST").value,
+        request_id=header.request_id,
+        reserved=header.reserved,
+        extra=f.extra,
+    )
+
+
+def _verify_response(header: Header, elements: tuple[Element, ...]) -> VerifyResponse:
+    f = _Fields(elements, frozenset({Tag.STATUS, Tag.ROLES, Tag.TTL}))
+    roles = f.first.get(Tag.ROLES)
+    ttl = f.first.get(Tag.TTL)
+    return VerifyResponse(
+        status=_status(f.need(Tag.STATUS, "status", "VERIFY_RESPONSE")),
+        roles=tuple(roles.value) if roles else (),
+        ttl=_ttl(ttl) if ttl else None,
+        request_id=header.request_id,
+        reserved=header.reserved,
+        extra=f.extra,
+    )
+
+
+_BY_TYPE = {
+    MessageType.QUERY_CERT_REQ: _query_request,
+    MessageType.QUERY_CERT_RES: _query_response,
+    MessageType.VERIFY_REQUEST: _verify_request,
+    MessageType.VERIFY_RESPONSE: _verify_response,
+}
+
+
+def decode_body(header: Header, body: bytes) -> Message:
+    """Turn a validated header and its body into a message value."""
+    elements = parse_elements(body)
+    builder = _BY_TYPE.get(header.type)  # type: ignore[call-overload]
+    if builder is None:
+        return UnknownMessage(header.type, elements, header.request_id, header.reserved)
+    result: Message = builder(header, elements)
+    return result
+
+
+class Decoder:
+    """Incremental decoder: feed bytes with :meth:`receive_data`, take messages with
+    :meth:`next_message` (``None`` means more data is needed)."""
+
+    def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE) -> None:
+        if max_size < HEADER_SIZE:
+            raise ValueError(f"max_size must be at least {HEADER_SIZE}")
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._header: Header | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    @property
+    def header(self) -> Header | None:
+        """The header of the message being received, once its 10 bytes are in."""
+        return self._header
+
+    def receive_data(self, data: bytes) -> None:
+        self._buf += data
+
+    def _check_prefix(self) -> None:
+        if self._buf and self._buf[0] != DISCRIMINATOR:
+            raise BadDiscriminator(
+                f"protocol discriminator 0x{self._buf[0]:02x}, expected 0x{DISCRIMINATOR:02x}"
+            )
+        if len(self._buf) >= 2 and self._buf[1] != VERSION:
+            raise UnsupportedVersion(f"protocol version {self._buf[1]}, only {VERSION} is known")
+
+    def next_message(self) -> Message | None:
+        if self._header is None:
+            self._check_prefix()
+            if len(self._buf) < HEADER_SIZE:
+                return None
+            header = Header.decode(bytes(self._buf[:HEADER_SIZE]))
+            if HEADER_SIZE + header.length > self.max_size:
+                raise MessageTooLarge(
+                    f"body of {header.length} bytes exceeds the {self.max_size - HEADER_SIZE}"
+                    " byte limit"
+                )
+            self._header = header
+        total = HEADER_SIZE + self._header.length
+        if len(self._buf) < total:
+            return None
+        body = bytes(self._buf[HEADER_SIZE:total])
+        header, self._header = self._header, None
+        del self._buf[:total]
+        return decode_body(header, body)
+
+    def check_eof(self) -> None:
+        """Call when the peer has closed: raises if a message was cut short."""
+        if self._buf:
+            have = len(self._buf)
+            if self._header is None:
+                raise TruncatedMessage(
+                    f"connection closed after {have} of {HEADER_SIZE} header bytes"
+                )
+            raise TruncatedMessage(
+                f"connection closed after {have - HEADER_SIZE} of {self._header.length} body bytes"
+            )
+
+
+def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE) -> Message:
+    """Decode exactly one whole message; short input or trailing bytes are errors."""
+    decoder = Decoder(max_size)
+    decoder.receive_data(data)
+    msg = decoder.next_message()
+    if msg is None:
+        decoder.check_eof()
+        raise TruncatedMessage("empty input")
+    if decoder.buffered:
+        raise TrailingData(f"{decoder.buffered} bytes after the end of the message")
+    return msg
