@@ -292,7 +292,7 @@ class EnterpriseCaSpec:
         t = _table(d, where)
         _check_keys(t, {"common_name", "key_type", "validity_days"}, where)
         return cls(
-            common_name=_text(t.get("common_name", cls.common_name), f"{where}.common_name"),
+            common_name=_text(t.get("common_name", "stormin-WIN2012-CA"), f"{where}.common_name"),
             key_type=_key_type(t.get("key_type", "rsa2048"), f"{where}.key_type"),
             validity_days=_positive_days(t.get("validity_days", 3652), f"{where}.validity_days"),
         )
