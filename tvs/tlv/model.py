@@ -8,9 +8,13 @@ byte layout beyond the tag numbers.
 from __future__ import annotations
 
 import enum
+import warnings
 from typing import Final
 
 import attrs
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509 import InvalidVersion
 
 from ..certs import Certificate, CertificateError
 from ..names import names_match
@@ -34,6 +38,10 @@ __all__ = [
     "SignerInfo",
     "TrustFile",
 ]
+
+
+CERT_FAULTS: Final = (CertificateError, ValueError, InvalidVersion, UnsupportedAlgorithm)
+"""What reading a malformed certificate can raise (not all of it is a ValueError)."""
 
 
 class HeaderTag(enum.IntEnum):
@@ -159,9 +167,14 @@ class Record:
         if self.certificate is None:
             return None
         try:
-            return Certificate.from_der(self.certificate)
-        except CertificateError:
+            with warnings.catch_warnings():  # e.g. a negative serial: unusable here anyway
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                cert = Certificate.from_der(self.certificate)
+                # fields the codec reads later: fail here, not half-way through a verification
+                _ = (cert.public_key, cert.subject, cert.issuer, cert.serial, cert.not_valid_after)
+        except CERT_FAULTS:
             return None
+        return cert
 
 
 @attrs.frozen

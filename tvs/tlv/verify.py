@@ -12,9 +12,15 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ..certs import Certificate, CertificateError, verify_signature
+from ..certs import Certificate, verify_signature
 from .errors import SignatureError, SignerNotFoundError, UnknownAlgorithmError
-from .model import SIGNATURE_ALGORITHM_EC, SIGNATURE_ALGORITHM_RSA, TrustFile, _issuers_match
+from .model import (
+    CERT_FAULTS,
+    SIGNATURE_ALGORITHM_EC,
+    SIGNATURE_ALGORITHM_RSA,
+    TrustFile,
+    _issuers_match,
+)
 
 __all__ = ["matches_signer", "verify_file", "verify_with_certificate"]
 
@@ -30,8 +36,8 @@ def verify_with_certificate(f: TrustFile, cert: Certificate) -> None:
     header = f.header
     try:
         key = cert.public_key
-    except CertificateError as exc:
-        raise SignatureError(f"signer certificate {cert.subject}: {exc}") from None
+    except CERT_FAULTS as exc:
+        raise SignatureError(f"signer certificate serial {cert.serial_hex}: {exc}") from None
     if header.signature_algorithm == SIGNATURE_ALGORITHM_RSA:
         wanted: type = rsa.RSAPublicKey
     elif header.signature_algorithm == SIGNATURE_ALGORITHM_EC:
