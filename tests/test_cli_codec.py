@@ -32,7 +32,9 @@ def test_extracts_the_seed_dumps() -> None:
     assert all(d.truncated for d in (dumps[0], dumps[1], dumps[3])) and not dumps[2].truncated
 
 
-def test_decode_seed_trace(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decode_seed_trace(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO((VECTORS / "seed_tvs_trace.txt").read_text()))
@@ -67,13 +69,16 @@ def test_decode_bad_input(arg: str, code: int, capsys: pytest.CaptureFixture[str
     assert main(["decode", arg]) == code
 
 
-def test_encode_verify_reads_a_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_encode_verify_reads_a_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import trustme
 
     ca = trustme.CA()
     pem = tmp_path / "c.pem"
     pem.write_bytes(ca.cert_pem.bytes())
-    assert main(["encode", "verify", "--device", "CP-8861-SEPB000B4BA0AEE", "--cert", str(pem)]) == 0
+    device = "CP-8861-SEPB000B4BA0AEE"
+    assert main(["encode", "verify", "--device", device, "--cert", str(pem)]) == 0
     assert main(["decode", capsys.readouterr().out.strip()]) == 0
     assert "VERIFY_REQUEST (1)" in capsys.readouterr().out
     assert main(["encode", "verify", "--device", "d", "--cert", str(tmp_path / "none")]) == 2

@@ -1,8 +1,9 @@
 """Pulling byte dumps out of CUCM TVS traces and phone console logs.
 
-Owns recognising ``HEX_DUMP: Len = N:`` (CUCM TVS detailed trace) and ``byte dump ====, len = N``
-(phone console) markers and collecting the hex byte rows that follow, skipping the per-line
-prefixes the logs interleave (``18:01:06.345 | debug``, ``3321 DEB Nov 29 06:33:59.909364 SECUREAPP-``).
+Owns recognising ``HEX_DUMP: Len = N:`` (CUCM TVS detailed trace) and
+``byte dump ====, len = N`` (phone console) markers and collecting the hex byte rows that
+follow, skipping the per-line prefixes the logs interleave (``18:01:06.345 | debug``,
+``3321 DEB Nov 29 06:33:59.909364 SECUREAPP-``).
 Works on text whose line breaks were lost (copied from a web page), as in the seed. Knows
 nothing of what the bytes mean.
 """
