@@ -9,6 +9,7 @@ per certificate kind: enterprise CA, CallManager, TVS, ITLRecovery, CAPF and pho
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -142,12 +143,27 @@ def _capf_subject(cn: str, s: SubjectSpec) -> x509.Name:
     )
 
 
-_OU = NameOID.ORGANIZATIONAL_UNIT_NAME
+@functools.lru_cache(maxsize=64)
+def _lsc_organisation(capf: Certificate) -> tuple[x509.RelativeDistinguishedName, ...]:
+    """C, O, OU for an LSC, copied from its CAPF's subject (cached: fleets issue thousands)."""
+    name = capf.x509.subject
+    oids = (NameOID.COUNTRY_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return tuple(
+        _attr(oid, str(found[0].value))
+        for oid in oids
+        if (found := name.get_attributes_for_oid(oid))
+    )
 
 
-def _attr_value(name: x509.Name, oid: x509.ObjectIdentifier, default: str) -> str:
-    found = name.get_attributes_for_oid(oid)
-    return str(found[0].value) if found else default
+@functools.lru_cache(maxsize=64)
+def _aki(issuer: Certificate) -> x509.AuthorityKeyIdentifier:
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key)
+
+
+@functools.lru_cache(maxsize=256)
+def _ski(key: PrivateKey) -> x509.SubjectKeyIdentifier:
+    """Subject key identifier (cached: a fleet may reuse one key for every phone)."""
+    return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
 
 
 # --- extensions --------------------------------------------------------------------------------
@@ -193,13 +209,13 @@ def _build(
     """Sign a certificate for ``key``: self-signed when ``issuer`` is None."""
     public = key.public_key()
     signer_key = issuer.key if issuer else key
-    ski = x509.SubjectKeyIdentifier.from_public_key(public)
+    ski = _ski(key)
     if issuer is None:
         issuer_name = subject
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     else:
         issuer_name = issuer.cert.x509.subject
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.cert.public_key)
+        aki = _aki(issuer.cert)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -338,14 +354,11 @@ def issue_lsc(
     """
     mac = normalise_mac(mac)
     key = key if key is not None else generate_key(key_type)
-    issuer = capf.cert.x509.subject
     pid = f"PID:CP-{model} SN:{serial or default_phone_serial(mac)}"
     subject = x509.Name(
         [
             _attr(NameOID.SERIAL_NUMBER, pid),
-            _attr(NameOID.COUNTRY_NAME, _attr_value(issuer, NameOID.COUNTRY_NAME, "AU")),
-            _attr(NameOID.ORGANIZATION_NAME, _attr_value(issuer, NameOID.ORGANIZATION_NAME, "")),
-            _attr(NameOID.ORGANIZATIONAL_UNIT_NAME, _attr_value(issuer, _OU, "")),
+            *_lsc_organisation(capf.cert),
             _attr(NameOID.COMMON_NAME, f"CP-{model}-SEP{mac}"),
         ]
     )
