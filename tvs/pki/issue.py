@@ -51,7 +51,7 @@ class Identity:
     """A certificate and its private key, with the files they live in (None when in memory)."""
 
     cert: Certificate
-    key: PrivateKey = attrs.field(repr=False)
+    key: PrivateKey = attrs.field(repr=False, eq=False)  # key objects compare by identity
     cert_path: Path | None = None
     key_path: Path | None = None
 
