@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import Certificate as _X509Certificate
 
 from .names import NameKey, cucm_name, name_key
 
@@ -51,7 +52,7 @@ class Certificate:
     """One X.509 certificate; equality and hashing follow its DER bytes."""
 
     der: bytes
-    x509: x509.Certificate = attrs.field(eq=False, repr=False)
+    x509: _X509Certificate = attrs.field(eq=False, repr=False)
 
     @classmethod
     def from_der(cls, der: bytes) -> Certificate:
