@@ -1,0 +1,54 @@
+"""CUCM trust stores on disk, the store-to-roles table, the TVS cache, bulk certificate management.
+
+Public API: :class:`TrustStore` (``open``, ``init_from_pki``, ``import_certificates``,
+``list``, ``remove``, ``load_cache``), :class:`CertificateCache`, the one roles table
+(``STORE_ROLES``), PKCS#12 helpers and the bulk functions (``bulk_export``, ``consolidate``,
+``bulk_import``).
+"""
+
+from __future__ import annotations
+
+from .bulk import BulkImportResult, bulk_export, bulk_import, consolidate
+from .cache import CacheEntry, CertificateCache, normalize_serial, unique_map_id
+from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
+from .pkcs12 import LabelledCertificate, dump_pkcs12, load_pkcs12, read_certificate_file
+from .table import (
+    ALL_STORES,
+    BULK_IMPORT_MAP,
+    CLIENT_AUTH_STORES,
+    DEFAULT_TTL,
+    OWN_STORES,
+    STORE_ROLES,
+    TRUST_STORES,
+    roles_for_stores,
+)
+from .trust_store import StoreEntry, TrustStore
+
+__all__ = [
+    "ALL_STORES",
+    "BULK_IMPORT_MAP",
+    "CLIENT_AUTH_STORES",
+    "DEFAULT_TTL",
+    "OWN_STORES",
+    "STORE_ROLES",
+    "TRUST_STORES",
+    "BulkImportResult",
+    "CacheEntry",
+    "CertificateCache",
+    "LabelledCertificate",
+    "StoreEntry",
+    "StoreError",
+    "StoreInputError",
+    "StoreNotFoundError",
+    "TrustStore",
+    "UnknownStoreError",
+    "bulk_export",
+    "bulk_import",
+    "consolidate",
+    "dump_pkcs12",
+    "load_pkcs12",
+    "normalize_serial",
+    "read_certificate_file",
+    "roles_for_stores",
+    "unique_map_id",
+]

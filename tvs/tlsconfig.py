@@ -1,0 +1,140 @@
+"""TLS contexts for the TVS server and its clients (standard ``ssl``, used through Trio).
+
+Server: TLS 1.2+ with Python's modern ciphers, or *legacy* (TLS 1.0+ and ``AES256-SHA``,
+``@SECLEVEL=0`` as OpenSSL 3 needs for old phone firmware); client certificates ``none`` (not
+asked), ``optional`` (asked; a presented certificate must verify) or ``required``, verified
+against the certificates given (CAPF-trust, the cluster's CAPF, an optional manufacturing CA).
+No session tickets (phones never resume; tickets also meet Nagle, notes section 6). A reload
+builds a new context; connections already open keep theirs.
+
+Client: presents an optional certificate (a phone's LSC) and does **not** verify the server
+chain in OpenSSL; the caller pins the server certificate after the handshake with
+:func:`certificate_pinned` (the phone's rule: the TVS certificate must be one its ITL names).
+Both sides can write TLS secrets to an SSLKEYLOGFILE for Wireshark.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from .certs import Certificate, PrivateKey
+
+__all__ = [
+    "LEGACY_CIPHERS",
+    "ClientAuth",
+    "certificate_pinned",
+    "client_context",
+    "load_identity",
+    "server_context",
+]
+
+LEGACY_CIPHERS = "DEFAULT:AES256-SHA:AES128-SHA:@SECLEVEL=0"
+"""OpenSSL cipher string for old phones: everything modern plus the RSA-kx CBC suites."""
+
+
+class ClientAuth(enum.StrEnum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+def load_identity(
+    ctx: ssl.SSLContext,
+    cert: Certificate | Sequence[Certificate] | str | Path,
+    key: PrivateKey | str | Path,
+) -> None:
+    """Load a certificate (chain) and key, given as files or in-memory values."""
+    if isinstance(cert, str | Path) and isinstance(key, str | Path):
+        ctx.load_cert_chain(str(cert), str(key))
+        return
+    if isinstance(cert, str | Path):
+        chain_pem = Path(cert).read_bytes()
+    else:
+        chain = [cert] if isinstance(cert, Certificate) else list(cert)
+        chain_pem = b"".join(c.to_pem() for c in chain)
+    if isinstance(key, str | Path):
+        key_pem = Path(key).read_bytes()
+    else:
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    # the ssl module only loads identities from files: a private temporary directory
+    with tempfile.TemporaryDirectory(prefix="tvs-tls-") as d:
+        cpath, kpath = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        with open(os.open(cpath, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(chain_pem)
+        with open(os.open(kpath, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cpath, kpath)
+
+
+def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
+    if legacy:
+        ctx.set_ciphers(LEGACY_CIPHERS)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    else:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
+def server_context(
+    cert: Certificate | Sequence[Certificate] | str | Path,
+    key: PrivateKey | str | Path,
+    *,
+    legacy: bool = False,
+    client_auth: ClientAuth | str = ClientAuth.OPTIONAL,
+    client_cas: Iterable[Certificate] = (),
+    keylog: str | Path | None = None,
+) -> ssl.SSLContext:
+    """The TVS server's context; ``client_cas`` verify phone certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _versions(ctx, legacy)
+    load_identity(ctx, cert, key)
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
+    mode = ClientAuth(client_auth)
+    cas = list({c.der: c for c in client_cas}.values())
+    if cas:
+        ctx.load_verify_locations(cadata=b"".join(c.der for c in cas))
+    ctx.verify_mode = {
+        ClientAuth.NONE: ssl.CERT_NONE,
+        ClientAuth.OPTIONAL: ssl.CERT_OPTIONAL,
+        ClientAuth.REQUIRED: ssl.CERT_REQUIRED,
+    }[mode]
+    if keylog is not None:
+        ctx.keylog_filename = str(keylog)
+    return ctx
+
+
+def client_context(
+    *,
+    cert: Certificate | Sequence[Certificate] | str | Path | None = None,
+    key: PrivateKey | str | Path | None = None,
+    legacy: bool = False,
+    keylog: str | Path | None = None,
+) -> ssl.SSLContext:
+    """A TVS client's context: optional client certificate, server pinned by the caller."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    _versions(ctx, legacy)
+    if cert is not None:
+        if key is None:
+            raise ValueError("a client certificate needs its private key")
+        load_identity(ctx, cert, key)
+    if keylog is not None:
+        ctx.keylog_filename = str(keylog)
+    return ctx
+
+
+def certificate_pinned(peer_der: bytes | None, pinned: Iterable[Certificate]) -> bool:
+    """True when the server's certificate (DER) is byte-for-byte one of ``pinned``."""
+    return peer_der is not None and any(peer_der == c.der for c in pinned)
