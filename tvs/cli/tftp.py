@@ -1,5 +1,160 @@
-"""Placeholder until this command group is written (removed before the stop)."""
+"""``tvs tftp serve`` and ``tvs tftp get``: the TFTP server over a directory, and a client.
+
+Exit codes: 0 success; 1 a TFTP failure (the server's error, a timeout, a protocol error;
+the reason goes to stderr); 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path, PurePosixPath
+
+__all__ = ["parse_hostport", "register"]
 
 
-def register(sub):  # pragma: no cover
-    pass
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (or a bare host when ``default_port`` is given)."""
+    host, sep, port = text.rpartition(":")
+    if text.startswith("[") and "]" in text:
+        host, _, rest = text[1:].partition("]")
+        sep, port = (":", rest[1:]) if rest.startswith(":") else ("", "")
+    elif not sep or ":" in host:
+        host, port = text, ""
+    if not port:
+        if default_port is None:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+        return host or "127.0.0.1", default_port
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: bad port {port!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _listen(text: str) -> tuple[str, int]:
+    return parse_hostport(text, default_port=6969)
+
+
+def _server(text: str) -> tuple[str, int]:
+    return parse_hostport(text, default_port=69)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("tftp", help="TFTP server and client (RFC 1350 with options)")
+    tftp_sub = parser.add_subparsers(dest="tftp_command", metavar="COMMAND", required=True)
+
+    serve = tftp_sub.add_parser("serve", help="serve a directory read-only over TFTP")
+    serve.add_argument("--root", required=True, type=Path, help="directory to serve")
+    serve.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 6969),
+        metavar="ADDR:PORT",
+        help="address to listen on (default 127.0.0.1:6969; use ADDR:69 for the real port)",
+    )
+    serve.add_argument(
+        "--max-transfers",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="concurrent transfers; requests beyond are dropped (default 1024)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="retransmission timeout in seconds (default 1)",
+    )
+    serve.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retransmissions before a transfer is abandoned (default 5)",
+    )
+    serve.set_defaults(func=_serve)
+
+    get = tftp_sub.add_parser("get", help="download one file")
+    get.add_argument(
+        "server", type=_server, metavar="HOST:PORT", help="server (port 69 if omitted)"
+    )
+    get.add_argument("file", metavar="FILE", help="name of the file on the server")
+    get.add_argument(
+        "--out",
+        metavar="PATH",
+        help="where to write it ('-' for stdout; default: FILE's base name)",
+    )
+    get.add_argument("--blksize", type=int, metavar="N", help="request RFC 2348 block size N")
+    get.add_argument("--windowsize", type=int, metavar="N", help="request RFC 7440 window N")
+    get.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="retransmission timeout in seconds (default 1)",
+    )
+    get.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retransmissions before giving up (default 5)",
+    )
+    get.add_argument("--netascii", action="store_true", help="netascii mode instead of octet")
+    get.set_defaults(func=_get)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from tvs.tftp import DirectoryProvider, TftpServer
+
+    try:
+        provider = DirectoryProvider(args.root)
+    except OSError as exc:
+        print(f"tvs tftp serve: {args.root}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    server = TftpServer(
+        provider, max_transfers=args.max_transfers, timeout=args.timeout, retries=args.retries
+    )
+    host, port = args.listen
+    try:
+        trio.run(server.serve, host, port)
+    except OSError as exc:
+        print(
+            f"tvs tftp serve: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    import trio
+
+    from tvs.tftp import TftpError, tftp_get
+
+    host, port = args.server
+    try:
+        data = trio.run(
+            lambda: tftp_get(
+                host,
+                port,
+                args.file,
+                blksize=args.blksize,
+                windowsize=args.windowsize,
+                timeout=args.timeout,
+                retries=args.retries,
+                mode="netascii" if args.netascii else "octet",
+            )
+        )
+    except (TftpError, ValueError, OSError) as exc:
+        print(f"tvs tftp get: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    out = args.out or PurePosixPath(args.file).name or "download"
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(out).write_bytes(data)
+    return 0

@@ -1,0 +1,283 @@
+"""The Trio TFTP server: read-only, one ephemeral socket per transfer (RFC 1350).
+
+Owns the listening socket, request admission (mode, duplicates, the concurrency limit), the
+call to the file provider, and one task per transfer that drives a ``transfer.Sender``. The
+packet rules live in ``protocol.py`` and ``transfer.py``; where the bytes come from is the
+provider's business (``providers.py``).
+
+Each transfer socket is bound to the address the server listens on, so many servers on
+different loopback addresses (127.0.1.1, 127.0.2.1, ...) can share one process.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from ._io import drive, open_udp_socket, send_all
+from ._reactor import Reactor
+from .errors import FileRefused, MalformedPacket
+from .protocol import (
+    MAX_BLKSIZE,
+    ErrorCode,
+    ErrorPacket,
+    ReadRequest,
+    WriteRequest,
+    decode_packet,
+    negotiate_options,
+    to_netascii,
+)
+from .providers import FileProvider
+from .transfer import Sender, TransferState
+
+__all__ = ["TftpServer", "TftpServerStats", "serve_tftp"]
+
+log = structlog.get_logger("tvs.tftp")
+
+Address = tuple[Any, ...]
+
+
+@attrs.frozen
+class TftpServerStats:
+    """Counters since the server started (``TftpServer.statistics()``)."""
+
+    transfers_started: int = 0
+    transfers_completed: int = 0
+    transfers_failed: int = 0
+    active_transfers: int = 0
+    requests_refused: int = 0  # answered with an ERROR: not found, denied, WRQ, bad mode
+    busy_dropped: int = 0  # requests dropped at the concurrency limit
+    duplicate_requests: int = 0  # a retransmitted RRQ for a transfer already running
+    malformed_dropped: int = 0
+    unknown_tid: int = 0
+    retransmits: int = 0
+    bytes_sent: int = 0
+
+
+class TftpServer:
+    """A read-only TFTP server over ``provider``; run ``serve`` with ``nursery.start``."""
+
+    def __init__(
+        self,
+        provider: FileProvider,
+        *,
+        max_transfers: int = 1024,
+        timeout: float = 1.0,
+        retries: int = 5,
+        max_blksize: int = MAX_BLKSIZE,
+        max_windowsize: int = 64,
+    ):
+        self.provider = provider
+        self.max_transfers = max_transfers
+        self.timeout = timeout
+        self.retries = retries
+        self.max_blksize = max_blksize
+        self.max_windowsize = max_windowsize
+        self._counts = dict.fromkeys(attrs.fields_dict(TftpServerStats), 0)
+        self._active: set[Address] = set()
+        self._host = "127.0.0.1"
+        self._reactor: Any = None
+
+    def statistics(self) -> TftpServerStats:
+        return TftpServerStats(**{**self._counts, "active_transfers": len(self._active)})
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6969,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on (host, port) until cancelled; ``task_status`` gets the bound address."""
+        sock = open_udp_socket(host, port)
+        reactor = Reactor() if Reactor is not None else None
+        try:
+            bound = sock.getsockname()
+            self._host = bound[0]
+            log.info("tftp.listening", host=bound[0], port=bound[1], provider=repr(self.provider))
+            async with trio.open_nursery() as nursery:
+                if reactor is not None:
+                    self._reactor = reactor
+                    nursery.start_soon(reactor.run)
+                task_status.started((bound[0], bound[1]))
+                while True:
+                    try:
+                        data, addr = sock.recvfrom(65536)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(sock)
+                        continue
+                    except OSError as exc:  # e.g. ICMP errors surfacing on some systems
+                        log.debug("tftp.recv_error", error=str(exc))
+                        await trio.lowlevel.checkpoint()
+                        continue
+                    await self._on_request(sock, nursery, data, addr)
+        finally:
+            sock.close()
+            if reactor is not None:
+                reactor.close()
+
+    async def _on_request(
+        self, sock: socket.socket, nursery: trio.Nursery, data: bytes, addr: Address
+    ) -> None:
+        client = f"{addr[0]}:{addr[1]}"
+        try:
+            packet = decode_packet(data)
+        except MalformedPacket as exc:
+            self._counts["malformed_dropped"] += 1
+            log.warning("tftp.malformed", client=client, reason=str(exc))
+            return
+        if isinstance(packet, WriteRequest):
+            await self._refuse(
+                sock, addr, ErrorCode.ACCESS_VIOLATION, "read-only server", packet.filename
+            )
+            return
+        if not isinstance(packet, ReadRequest):
+            self._counts["malformed_dropped"] += 1
+            log.warning(
+                "tftp.malformed",
+                client=client,
+                reason=f"{type(packet).__name__} sent to the request port",
+            )
+            if not isinstance(packet, ErrorPacket):
+                await send_all(sock, [(_error(ErrorCode.ILLEGAL_OPERATION, "not a request"), addr)])
+            return
+        mode = packet.mode.lower()
+        if mode not in ("octet", "netascii"):
+            await self._refuse(
+                sock,
+                addr,
+                ErrorCode.ILLEGAL_OPERATION,
+                f"mode {packet.mode!r} not supported",
+                packet.filename,
+            )
+            return
+        if addr in self._active:
+            self._counts["duplicate_requests"] += 1
+            return
+        if len(self._active) >= self.max_transfers:
+            self._counts["busy_dropped"] += 1
+            log.warning("tftp.busy", client=client, file=packet.filename, active=len(self._active))
+            return
+        self._active.add(addr)
+        nursery.start_soon(self._transfer, sock, packet, addr)
+
+    async def _refuse(
+        self, sock: socket.socket, addr: Address, code: int, reason: str, name: str
+    ) -> None:
+        self._counts["requests_refused"] += 1
+        log.warning(
+            "tftp.refused", client=f"{addr[0]}:{addr[1]}", file=name, code=int(code), reason=reason
+        )
+        message = "File not found" if code == ErrorCode.FILE_NOT_FOUND else reason
+        try:
+            await send_all(sock, [(_error(code, message), addr)])
+        except OSError as exc:
+            log.debug("tftp.send_error", error=str(exc))
+
+    async def _transfer(self, listen: socket.socket, request: ReadRequest, addr: Address) -> None:
+        try:
+            await self._run_transfer(listen, request, addr)
+        except Exception:  # a bug or a provider crash must not take the server down
+            self._counts["transfers_failed"] += 1
+            log.exception(
+                "tftp.transfer_crashed", client=f"{addr[0]}:{addr[1]}", file=request.filename
+            )
+        finally:
+            self._active.discard(addr)
+
+    async def _run_transfer(
+        self, listen: socket.socket, request: ReadRequest, addr: Address
+    ) -> None:
+        name = request.filename
+        try:
+            content = await self.provider.get(name, (addr[0], addr[1]))
+        except FileRefused as exc:
+            await self._refuse(listen, addr, exc.code, exc.reason, name)
+            return
+        if content is None:
+            await self._refuse(listen, addr, ErrorCode.FILE_NOT_FOUND, "no such file", name)
+            return
+        if request.mode.lower() == "netascii":
+            content = to_netascii(content)
+        oack, options = negotiate_options(
+            request.option_map(),
+            size=len(content),
+            max_blksize=self.max_blksize,
+            max_windowsize=self.max_windowsize,
+        )
+        try:
+            sock = open_udp_socket(self._host, 0)
+        except OSError as exc:
+            self._counts["busy_dropped"] += 1
+            level = log.warning if exc.errno in (errno.EMFILE, errno.ENFILE) else log.error
+            level("tftp.no_socket", client=f"{addr[0]}:{addr[1]}", file=name, error=str(exc))
+            return
+        self._counts["transfers_started"] += 1
+        started = time.monotonic()
+        machine = Sender(
+            content,
+            addr,
+            options=options,
+            oack=oack,
+            timeout=self.timeout,
+            retries=self.retries,
+            now=trio.current_time(),
+        )
+        machine.start(trio.current_time())
+        with sock:
+            try:
+                if self._reactor is not None:
+                    await self._reactor.run_transfer(sock, machine)
+                else:
+                    await drive(sock, machine)
+            except OSError as exc:
+                machine.state = TransferState.FAILED
+                machine.error = None
+                log.warning("tftp.socket_error", client=f"{addr[0]}:{addr[1]}", error=str(exc))
+        ok = machine.state is TransferState.COMPLETE
+        counts = self._counts
+        counts["transfers_completed" if ok else "transfers_failed"] += 1
+        counts["retransmits"] += machine.retransmits
+        counts["malformed_dropped"] += machine.malformed
+        counts["unknown_tid"] += machine.unknown_tid
+        counts["bytes_sent"] += machine.bytes_acked
+        log.info(
+            "tftp.transfer",
+            client=f"{addr[0]}:{addr[1]}",
+            file=name,
+            outcome="complete" if ok else "failed",
+            error=None if machine.error is None else str(machine.error),
+            bytes=machine.bytes_acked,
+            size=machine.size,
+            blksize=machine.blksize,
+            windowsize=machine.windowsize,
+            duration=round(time.monotonic() - started, 4),
+            retransmits=machine.retransmits,
+        )
+
+
+def _error(code: int, message: str) -> bytes:
+    return ErrorPacket(code, message).to_bytes()
+
+
+async def serve_tftp(
+    provider: FileProvider,
+    host: str = "127.0.0.1",
+    port: int = 6969,
+    *,
+    max_transfers: int = 1024,
+    timeout: float = 1.0,
+    retries: int = 5,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``provider`` on (host, port) until cancelled; start it with ``nursery.start``,
+    which returns the bound (host, port) (port 0 picks a free one). Use ``TftpServer``
+    directly to read ``statistics()``."""
+    server = TftpServer(provider, max_transfers=max_transfers, timeout=timeout, retries=retries)
+    await server.serve(host, port, task_status=task_status)
