@@ -70,7 +70,7 @@ class Certificate:
         return certs[0]
 
     @classmethod
-    def from_x509(cls, cert: x509.Certificate) -> Certificate:
+    def from_x509(cls, cert: _X509Certificate) -> Certificate:
         return cls(der=cert.public_bytes(serialization.Encoding.DER), x509=cert)
 
     @classmethod

@@ -84,13 +84,14 @@ def _device(el: Element) -> str:
 
 
 def _is_cstring(value: bytes) -> bool:
+    """A NUL-terminated UTF-8 string with no other NUL: what a name element holds."""
     if not value.endswith(b"\x00") or b"\x00" in value[:-1]:
         return False
     try:
-        text = value[:-1].decode("utf-8")
+        value[:-1].decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return text.isprintable()
+    return True
 
 
 def _cstring(el: Element, what: str) -> str:
@@ -146,7 +147,7 @@ def _query_request(header: Header, elements: tuple[Element, ...]) -> QueryCertRe
     device = _device(f.need(Tag.DEVICE_NAME, "device name", msg))
     subject = _cstring(f.need(Tag.SUBJECT, "subject", msg), "subject")
     # issuer/serial travel as 4/5 or as 5/6 (Low confidence): the lower tag is the issuer,
-    # unless only the other one is a printable NUL-terminated string
+    # unless it cannot be a name (not a NUL-terminated string) and the other one can
     pair = sorted((el for tag, el in f.first.items() if tag in _NAME_TAGS), key=lambda e: e.tag)
     if len(pair) < 2:
         raise MissingElement(f"{msg} needs an issuer and a serial element (tags 4/5 or 5/6)")
