@@ -1,0 +1,1 @@
+"""The lab: fleets of emulated phones, the migration runner, scenarios and reports."""
