@@ -1,0 +1,378 @@
+"""An emulated cluster's configuration: the CUCM parameters and nodes ``tvs cluster serve`` runs.
+
+Owns :class:`ClusterConfig` and :class:`NodeConfig` (frozen values read from a TOML file or a
+dict, checked key by key), the CUCM version as a comparable tuple, and the packaged example
+configurations (the seed's lab clusters: ``source`` on 127.0.1.1, ``destination`` on
+127.0.2.1). Relative paths (``pki_dir``, ``store_dir``) are taken relative to the working
+directory of the process, not to the TOML file, so the packaged examples work from a checkout.
+Does not own what the parameters mean for the generated files (``files``) or the servers
+(``cluster``).
+
+TOML shape::
+
+    name = "source"
+    version = "10.5.2.11900-3"
+    security_mode = "mixed"          # or "nonsecure"
+    rollback_pre80 = false           # "Prepare Cluster for Rollback to pre 8.0"
+    tvs_ttl = 86400
+    pki_dir = "lab/pki"              # the lab PKI; this cluster's certificates are pki_dir/<name>
+    store_dir = "lab/stores/source"  # the cluster's trust stores (default lab/stores/<name>)
+    [[nodes]]
+    name = "ucm105pub"               # a node of the lab PKI cluster directory
+    address = "127.0.1.1"            # what phones are told (an address or a host name)
+    listen = "0.0.0.0"               # optional: bind here instead of ``address``
+    tftp = true
+    tftp_port = 6969                 # 0 = any free port (the generated files carry the bound ports)
+    tvs_port = 2445
+    sip_port = 5061
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from ..store.table import DEFAULT_TTL
+from .errors import ClusterConfigError
+
+__all__ = [
+    "CLIENT_AUTH_MODES",
+    "DEFAULT_SIP_PORT",
+    "DEFAULT_TFTP_PORT",
+    "DEFAULT_TVS_PORT",
+    "DEFAULT_VERSION",
+    "DIGESTS",
+    "EXAMPLES",
+    "SECURITY_MODES",
+    "ClusterConfig",
+    "NodeConfig",
+    "parse_version",
+]
+
+DEFAULT_TFTP_PORT: Final = 6969
+"""Not 69: an unprivileged port, so the lab runs without root (CUCM itself uses 69)."""
+DEFAULT_TVS_PORT: Final = 2445
+DEFAULT_SIP_PORT: Final = 5061
+DEFAULT_VERSION: Final = "10.5.2.11900-3"
+SECURITY_MODES: Final = ("mixed", "nonsecure")
+CLIENT_AUTH_MODES: Final = ("none", "optional", "required")
+DIGESTS: Final = ("sha1", "sha256", "sha512")
+EXAMPLES: Final = ("source", "destination")
+"""Names of the packaged example configurations (``tvs/cluster/examples/<name>.toml``)."""
+
+_VERSION_RE = re.compile(r"^\d+(\.\d+)*(-\d+)?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.5.2.11900-3"`` -> ``(10, 5, 2, 11900, 3)``; ValueError for anything else."""
+    t = text.strip()
+    if not _VERSION_RE.match(t):
+        raise ValueError(f"CUCM version {text!r} is not like 10.5.2.11900-3")
+    return tuple(int(p) for p in re.split(r"[.-]", t))
+
+
+# --- checking helpers ---------------------------------------------------------------------------
+
+
+def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ClusterConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _str(d: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = d.get(key, default)
+    if value is None:
+        raise ClusterConfigError(f"{where}: missing {key!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise ClusterConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _bool(d: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):
+        raise ClusterConfigError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _int(d: Mapping[str, Any], key: str, where: str, default: int, low: int, high: int) -> int:
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ClusterConfigError(f"{where}.{key}: expected an integer {low}..{high}, got {value!r}")
+    return value
+
+
+def _choice(
+    d: Mapping[str, Any], key: str, where: str, default: str, allowed: tuple[str, ...]
+) -> str:
+    value = _str(d, key, where, default).lower()
+    if value not in allowed:
+        raise ClusterConfigError(f"{where}.{key}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _port(value: int) -> int:
+    if isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ClusterConfigError(f"port {value!r} outside 0..65535")
+    return value
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class NodeConfig:
+    """One CUCM node: where its TFTP, TVS and secure SIP listeners bind and what phones are told.
+
+    ``address`` goes into the generated configuration (TVS members, CallManager group) and,
+    when it is an IPv4 literal, into the CTL/ITL records; ``listen`` (default: ``address``)
+    is where the sockets bind, e.g. ``0.0.0.0`` inside a container.
+    """
+
+    name: str
+    address: str = "127.0.0.1"
+    tftp: bool = True
+    tftp_port: int = attrs.field(default=DEFAULT_TFTP_PORT, converter=_port)
+    tvs_port: int = attrs.field(default=DEFAULT_TVS_PORT, converter=_port)
+    sip_port: int = attrs.field(default=DEFAULT_SIP_PORT, converter=_port)
+    listen: str | None = None
+
+    @property
+    def bind_address(self) -> str:
+        return self.listen or self.address
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "nodes") -> NodeConfig:
+        if not isinstance(d, Mapping):
+            raise ClusterConfigError(f"{where}: expected a table, got {type(d).__name__}")
+        _check_keys(d, {f.name for f in attrs.fields(cls)}, where)
+        name = _str(d, "name", where)
+        if not _NAME_RE.match(name):
+            raise ClusterConfigError(f"{where}.name: {name!r} is not a node name")
+        listen = d.get("listen")
+        if listen is not None and (not isinstance(listen, str) or not listen.strip()):
+            raise ClusterConfigError(f"{where}.listen: expected an address, got {listen!r}")
+        return cls(
+            name=name,
+            address=_str(d, "address", where, "127.0.0.1"),
+            tftp=_bool(d, "tftp", where, True),
+            tftp_port=_int(d, "tftp_port", where, DEFAULT_TFTP_PORT, 0, 65535),
+            tvs_port=_int(d, "tvs_port", where, DEFAULT_TVS_PORT, 0, 65535),
+            sip_port=_int(d, "sip_port", where, DEFAULT_SIP_PORT, 0, 65535),
+            listen=listen.strip() if isinstance(listen, str) else None,
+        )
+
+
+@attrs.frozen
+class ClusterConfig:
+    """One emulated CUCM cluster. Build with :meth:`load`, :meth:`from_dict` or :meth:`example`.
+
+    ``security_mode`` ``mixed`` serves a tokenless CTL; ``nonsecure`` serves none.
+    ``rollback_pre80`` blanks the ITL (signed, no records) and leaves the CTL alone.
+    ``tvs_ttl`` is the TTL TVS answers carry for the cluster's own and imported certificates.
+    ``digest`` is the hash the CTL, ITL and ``.sgn`` files are signed with (CUCM: SHA-1 by
+    default, SHA-512 optionally). ``watch_interval``: seconds between checks of the store for
+    changes made by another process (files are then regenerated; 0 disables the check).
+    """
+
+    name: str
+    nodes: tuple[NodeConfig, ...] = attrs.field(converter=tuple)
+    version: str = DEFAULT_VERSION
+    security_mode: str = "mixed"
+    rollback_pre80: bool = False
+    tvs_ttl: int = DEFAULT_TTL
+    pki_dir: Path = attrs.field(default=Path("lab/pki"), converter=Path)
+    store_dir: Path = attrs.field(
+        default=attrs.Factory(lambda self: Path("lab/stores") / self.name, takes_self=True),
+        converter=Path,
+    )
+    legacy_tls: bool = False
+    client_auth: str = "optional"
+    digest: str = "sha1"
+    watch_interval: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        where = f"cluster {self.name!r}"
+        if not _NAME_RE.match(self.name):
+            raise ClusterConfigError(f"{where}: not a cluster name (letters, digits, ._-)")
+        try:
+            parse_version(self.version)
+        except ValueError as exc:
+            raise ClusterConfigError(f"{where}.version: {exc}") from None
+        for key, allowed in (
+            ("security_mode", SECURITY_MODES),
+            ("client_auth", CLIENT_AUTH_MODES),
+            ("digest", DIGESTS),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ClusterConfigError(
+                    f"{where}.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+                )
+        if not 0 <= self.tvs_ttl <= 0xFFFFFFFF:
+            raise ClusterConfigError(f"{where}.tvs_ttl: {self.tvs_ttl} outside 0..4294967295")
+        if self.watch_interval < 0:
+            raise ClusterConfigError(f"{where}.watch_interval: must not be negative")
+        if not self.nodes:
+            raise ClusterConfigError(f"{where}: no nodes")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ClusterConfigError(f"{where}: node names repeat: {', '.join(names)}")
+        if not any(n.tftp for n in self.nodes):
+            raise ClusterConfigError(f"{where}: no node runs TFTP (set tftp = true on one)")
+        seen: dict[tuple[str, str, int], str] = {}
+        for n in self.nodes:
+            for proto, port in (("udp", n.tftp_port if n.tftp else 0), ("tcp", n.tvs_port)):
+                _claim(seen, (proto, n.bind_address, port), f"{n.name} {proto}/{port}", where)
+            _claim(seen, ("tcp", n.bind_address, n.sip_port), f"{n.name} tcp/{n.sip_port}", where)
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return parse_version(self.version)
+
+    @property
+    def mixed_mode(self) -> bool:
+        return self.security_mode == "mixed"
+
+    @property
+    def tftp_nodes(self) -> tuple[NodeConfig, ...]:
+        return tuple(n for n in self.nodes if n.tftp)
+
+    @property
+    def cluster_pki_dir(self) -> Path:
+        """This cluster's directory in the lab PKI (``pki_dir/<name>``)."""
+        return self.pki_dir / self.name
+
+    def node(self, name: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ClusterConfigError(f"cluster {self.name!r} has no node {name!r}")
+
+    def evolve(self, **changes: Any) -> ClusterConfig:
+        """A copy with ``changes`` (checked again)."""
+        return attrs.evolve(self, **changes)
+
+    def with_nodes(
+        self,
+        *,
+        listen: str | None = None,
+        address: str | None = None,
+        port_offset: int | None = None,
+        ports: int | None = None,
+    ) -> ClusterConfig:
+        """A copy whose every node binds ``listen`` / is announced as ``address``; ``ports=0``
+        makes every port 0 (tests), ``port_offset`` adds to every non-zero port."""
+        nodes = []
+        for n in self.nodes:
+            changes: dict[str, Any] = {}
+            if listen is not None:
+                changes["listen"] = listen
+            if address is not None:
+                changes["address"] = address
+            if ports is not None:
+                changes.update(tftp_port=ports, tvs_port=ports, sip_port=ports)
+            elif port_offset:
+                changes.update(
+                    {
+                        k: getattr(n, k) + port_offset
+                        for k in ("tftp_port", "tvs_port", "sip_port")
+                        if getattr(n, k)
+                    }
+                )
+            nodes.append(attrs.evolve(n, **changes))
+        return self.evolve(nodes=tuple(nodes))
+
+    # --- reading --------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "config") -> ClusterConfig:
+        """Build from TOML tables; every fault raises :class:`ClusterConfigError`."""
+        if not isinstance(d, Mapping):
+            raise ClusterConfigError(f"{source}: expected a table, got {type(d).__name__}")
+        allowed = {f.name for f in attrs.fields(cls)}
+        _check_keys(d, allowed, source)
+        name = _str(d, "name", source)
+        where = f"{source}: cluster {name!r}"
+        raw_nodes = d.get("nodes")
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            raise ClusterConfigError(f"{where}: 'nodes' must be a non-empty array of tables")
+        nodes = tuple(
+            NodeConfig.from_dict(n, f"{where}.nodes[{i}]") for i, n in enumerate(raw_nodes)
+        )
+        interval = d.get("watch_interval", 1.0)
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            raise ClusterConfigError(f"{where}.watch_interval: expected seconds, got {interval!r}")
+        extra: dict[str, Any] = {}
+        if "store_dir" in d:
+            extra["store_dir"] = Path(_str(d, "store_dir", where))
+        return cls(
+            name=name,
+            nodes=nodes,
+            version=_str(d, "version", where, DEFAULT_VERSION),
+            security_mode=_choice(d, "security_mode", where, "mixed", SECURITY_MODES),
+            rollback_pre80=_bool(d, "rollback_pre80", where, False),
+            tvs_ttl=_int(d, "tvs_ttl", where, DEFAULT_TTL, 0, 0xFFFFFFFF),
+            pki_dir=Path(_str(d, "pki_dir", where, "lab/pki")),
+            legacy_tls=_bool(d, "legacy_tls", where, False),
+            client_auth=_choice(d, "client_auth", where, "optional", CLIENT_AUTH_MODES),
+            digest=_choice(d, "digest", where, "sha1", DIGESTS),
+            watch_interval=float(interval),
+            **extra,
+        )
+
+    @classmethod
+    def loads(cls, text: str, *, source: str = "config") -> ClusterConfig:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ClusterConfigError(f"{source}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClusterConfig:
+        """Read a TOML file; a name in :data:`EXAMPLES` that is not a file reads the example."""
+        p = Path(path)
+        if not p.exists() and str(path) in EXAMPLES:
+            return cls.example(str(path))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ClusterConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ClusterConfigError(f"{p}: not UTF-8 text") from None
+        return cls.loads(text, source=str(p))
+
+    @classmethod
+    def example(cls, name: str) -> ClusterConfig:
+        """One of the packaged examples: ``source`` (127.0.1.1) or ``destination`` (127.0.2.1)."""
+        if name not in EXAMPLES:
+            raise ClusterConfigError(f"no example {name!r} (one of {', '.join(EXAMPLES)})")
+        return cls.loads(example_text(name), source=f"example {name}")
+
+
+def example_text(name: str) -> str:
+    """The TOML text of a packaged example configuration."""
+    return resources.files(__package__).joinpath("examples", f"{name}.toml").read_text("utf-8")
+
+
+def _claim(
+    seen: dict[tuple[str, str, int], str], key: tuple[str, str, int], what: str, where: str
+) -> None:
+    if key[2] == 0:
+        return
+    if key in seen:
+        raise ClusterConfigError(f"{where}: {what} on {key[1]} is also used by {seen[key]}")
+    seen[key] = what

@@ -1,0 +1,1 @@
+"""Packaged example cluster configurations (TOML data read by ``ClusterConfig.example``)."""

@@ -1,0 +1,418 @@
+"""The files an emulated cluster's TFTP serves, generated and signed the way CUCM does (pure).
+
+Owns which certificates go into the tokenless CTL and the ITL with which roles, who signs them
+for each CUCM version (protocol notes section 2), the phone configuration ``SEP<MAC>.cnf.xml``
+(TVS members and CallManager group) and its ``.sgn``, and which TFTP names map to which file.
+No I/O and no clock: certificates, keys and the timestamp come in as values
+(:class:`FileInputs`); :class:`ClusterFiles` caches the bytes until an input changes. The
+encoding itself is :mod:`tvs.tlv`.
+
+Signers (High, notes section 2):
+
+============================  ======================  ==========================================
+CUCM version                  CTL signer              ITL signer
+============================  ======================  ==========================================
+before 10.5(2)                publisher CallManager   the TFTP node's CallManager
+10.5(2) .. 11.x               publisher CallManager   the TFTP node's CallManager
+                              (ITLRecovery is SAST)
+12.0 and later                ITLRecovery             ITLRecovery
+                              (CallManager is SAST)
+============================  ======================  ==========================================
+
+Low confidence, kept as named constants: the header's signer-version element (absent before
+CUCM 11, :data:`SIGNER_VERSION_FROM`), ``deviceSecurityMode`` in the configuration (3 in mixed
+mode, 1 otherwise) and the configuration's other elements.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Final
+from xml.sax.saxutils import escape
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..certs import Certificate
+from ..pki import ClusterPki, Identity
+from ..roles import Role
+from ..tlv import SIGNER_VERSION_EC, SIGNER_VERSION_RSA, RecordSpec, build_trust_list, sign_file
+from .config import ClusterConfig, NodeConfig
+from .errors import ClusterError
+
+__all__ = [
+    "CTL_NAME",
+    "ITLRECOVERY_IN_CTL_FROM",
+    "ITLRECOVERY_SIGNS_FROM",
+    "ITL_NAME",
+    "SIGNER_VERSION_FROM",
+    "ClusterFiles",
+    "FileInputs",
+    "NodeEndpoint",
+    "build_config_sgn",
+    "build_config_xml",
+    "build_ctl",
+    "build_itl",
+    "ctl_records",
+    "ctl_signer",
+    "endpoints_from_config",
+    "itl_records",
+    "itl_signer",
+    "parse_request_name",
+]
+
+CTL_NAME: Final = "CTLFile.tlv"
+ITL_NAME: Final = "ITLFile.tlv"
+ITLRECOVERY_IN_CTL_FROM: Final = (10, 5, 2)
+"""From CUCM 10.5(2) the tokenless CTL also holds ITLRecovery as SAST (High)."""
+ITLRECOVERY_SIGNS_FROM: Final = (12, 0)
+"""From CUCM 12.0 ITLRecovery signs the CTL and the ITL (High)."""
+SIGNER_VERSION_FROM: Final = (11, 0)
+"""Files of CUCM 10.5 carry no signer-version element (High); later ones do (Low: from which)."""
+DEVICE_SECURITY_MIXED: Final = 3
+"""``deviceSecurityMode`` written in mixed mode (3 = encrypted; Low: a phone security profile)."""
+DEVICE_SECURITY_NONSECURE: Final = 1
+NONSECURE_SIP_PORT: Final = 5060
+MAX_CACHED_CONFIGS: Final = 4096
+"""Per-phone ``.sgn`` files kept in memory; the cache is emptied when it grows past this."""
+
+_NAME_RE = re.compile(
+    r"^(?:(?P<ctl>CTLSEP(?P<ctlmac>[0-9A-F]{12})\.tlv|CTLFile\.tlv)"
+    r"|(?P<itl>ITLSEP(?P<itlmac>[0-9A-F]{12})\.tlv|ITLFile\.tlv)"
+    r"|SEP(?P<mac>[0-9A-F]{12})\.cnf\.xml(?P<sgn>\.sgn)?)$",
+    re.IGNORECASE,
+)
+
+
+@attrs.frozen
+class NodeEndpoint:
+    """A node as phones see it: the address they are told and the ports actually bound."""
+
+    name: str
+    address: str
+    tftp: bool
+    tftp_port: int
+    tvs_port: int
+    sip_port: int
+
+    @classmethod
+    def from_node(cls, node: NodeConfig) -> NodeEndpoint:
+        return cls(node.name, node.address, node.tftp, node.tftp_port, node.tvs_port, node.sip_port)
+
+    @property
+    def ipv4(self) -> bytes | None:
+        """The address as 4 bytes for CTL/ITL records, when it is an IPv4 literal."""
+        try:
+            ip = ipaddress.ip_address(self.address)
+        except ValueError:
+            return None
+        return ip.packed if ip.version == 4 and not ip.is_unspecified else None
+
+
+def endpoints_from_config(config: ClusterConfig) -> tuple[NodeEndpoint, ...]:
+    """Endpoints with the configured ports (the adapter replaces them with the bound ones)."""
+    return tuple(NodeEndpoint.from_node(n) for n in config.nodes)
+
+
+@attrs.frozen
+class FileInputs:
+    """Everything the generated files depend on. ``sast_trust`` is Phone-SAST-trust."""
+
+    config: ClusterConfig
+    pki: ClusterPki
+    endpoints: tuple[NodeEndpoint, ...]
+    sast_trust: tuple[Certificate, ...] = ()
+    timestamp: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        missing = [n.name for n in self.config.nodes if n.name not in self.pki.nodes]
+        if missing:
+            raise ClusterError(
+                f"cluster {self.config.name!r}: node(s) {', '.join(missing)} not in the lab PKI "
+                f"(it has {', '.join(self.pki.nodes) or 'none'})"
+            )
+        if [e.name for e in self.endpoints] != [n.name for n in self.config.nodes]:
+            raise ClusterError("endpoints must list the configured nodes in order")
+
+    def endpoint(self, node: str) -> NodeEndpoint:
+        for e in self.endpoints:
+            if e.name == node:
+                return e
+        raise ClusterError(f"cluster {self.config.name!r} has no node {node!r}")
+
+    def tftp_node(self, node: str | None = None) -> str:
+        """``node`` when it runs TFTP; None means the first TFTP node."""
+        if node is None:
+            return self.config.tftp_nodes[0].name
+        if not self.config.node(node).tftp:
+            raise ClusterError(f"node {node!r} does not run TFTP")
+        return node
+
+
+# --- signers ------------------------------------------------------------------------------------
+
+
+def _at_least(config: ClusterConfig, version: tuple[int, ...]) -> bool:
+    return config.version_tuple[: len(version)] >= version
+
+
+def ctl_signer(inputs: FileInputs) -> Identity:
+    """ITLRecovery from 12.0, the publisher's CallManager before."""
+    if _at_least(inputs.config, ITLRECOVERY_SIGNS_FROM):
+        return inputs.pki.itlrecovery
+    return inputs.pki.nodes[inputs.config.nodes[0].name].callmanager
+
+
+def itl_signer(inputs: FileInputs, node: str | None = None) -> Identity:
+    """ITLRecovery from 12.0, the TFTP node's CallManager before."""
+    if _at_least(inputs.config, ITLRECOVERY_SIGNS_FROM):
+        return inputs.pki.itlrecovery
+    return inputs.pki.nodes[inputs.tftp_node(node)].callmanager
+
+
+def _signer_version(config: ClusterConfig, signer: Identity) -> tuple[int, int] | None:
+    if not _at_least(config, SIGNER_VERSION_FROM):
+        return None
+    return (
+        SIGNER_VERSION_EC
+        if isinstance(signer.key, ec.EllipticCurvePrivateKey)
+        else (SIGNER_VERSION_RSA)
+    )
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+def _callmanager_spec(inputs: FileInputs, node: str, role: Role) -> RecordSpec:
+    return RecordSpec(
+        role=int(role),
+        certificate=inputs.pki.nodes[node].callmanager.cert,
+        ip_address=inputs.endpoint(node).ipv4,
+    )
+
+
+def ctl_records(inputs: FileInputs) -> list[RecordSpec]:
+    """The tokenless CTL's records (mixed mode): SAST signers, each node's CallManager (CCM+TFTP
+    on TFTP nodes, CCM elsewhere), CAPF, then Phone-SAST-trust as SAST."""
+    config, pki = inputs.config, inputs.pki
+    publisher = config.nodes[0].name
+    recovery = RecordSpec(role=int(Role.SAST), certificate=pki.itlrecovery.cert)
+    cm_sast = _callmanager_spec(inputs, publisher, Role.SAST)
+    if _at_least(config, ITLRECOVERY_SIGNS_FROM):
+        sast = [recovery, cm_sast]
+    elif _at_least(config, ITLRECOVERY_IN_CTL_FROM):
+        sast = [cm_sast, recovery]
+    else:
+        sast = [cm_sast]
+    records = list(sast)
+    for n in config.nodes:
+        records.append(_callmanager_spec(inputs, n.name, Role.CCM_TFTP if n.tftp else Role.CCM))
+    records.append(RecordSpec(role=int(Role.CAPF), certificate=pki.capf.cert))
+    present = {r.certificate.der for r in sast}
+    for cert in inputs.sast_trust:
+        if cert.der not in present:
+            present.add(cert.der)
+            records.append(RecordSpec(role=int(Role.SAST), certificate=cert))
+    return records
+
+
+def itl_records(inputs: FileInputs, node: str | None = None) -> list[RecordSpec]:
+    """The ITL's records: the signer as SAST, each TFTP node's CallManager (CCM+TFTP in mixed
+    mode, TFTP in nonsecure mode), every node's TVS certificate, CAPF. Blank with rollback."""
+    if inputs.config.rollback_pre80:
+        return []
+    config, pki = inputs.config, inputs.pki
+    signer = itl_signer(inputs, node)
+    records = [RecordSpec(role=int(Role.SAST), certificate=signer.cert)]
+    tftp_role = Role.CCM_TFTP if config.mixed_mode else Role.TFTP
+    records += [_callmanager_spec(inputs, n.name, tftp_role) for n in config.tftp_nodes]
+    records += [
+        RecordSpec(
+            role=int(Role.TVS),
+            certificate=pki.nodes[n.name].tvs.cert,
+            ip_address=inputs.endpoint(n.name).ipv4,
+        )
+        for n in config.nodes
+    ]
+    records.append(RecordSpec(role=int(Role.CAPF), certificate=pki.capf.cert))
+    return records
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def build_ctl(inputs: FileInputs) -> bytes | None:
+    """The signed tokenless ``CTLFile.tlv``; None in nonsecure mode (no CTL is served)."""
+    if not inputs.config.mixed_mode:
+        return None
+    signer = ctl_signer(inputs)
+    return build_trust_list(
+        ctl_records(inputs),
+        signer=signer.cert,
+        key=signer.key,
+        filename=CTL_NAME,
+        digest=inputs.config.digest,
+        timestamp=inputs.timestamp,
+        signer_version=_signer_version(inputs.config, signer),
+    )
+
+
+def build_itl(inputs: FileInputs, node: str | None = None) -> bytes:
+    """The signed ``ITLFile.tlv`` of a TFTP node (None: the first); blank with rollback."""
+    signer = itl_signer(inputs, node)
+    return build_trust_list(
+        itl_records(inputs, node),
+        signer=signer.cert,
+        key=signer.key,
+        filename=ITL_NAME,
+        digest=inputs.config.digest,
+        timestamp=inputs.timestamp,
+        signer_version=_signer_version(inputs.config, signer),
+    )
+
+
+def build_config_xml(inputs: FileInputs) -> bytes:
+    """``SEP<MAC>.cnf.xml`` (the same for every phone: auto-registration): the CallManager group
+    and the TVS members are the cluster's nodes, in configured order, with the bound ports."""
+    config = inputs.config
+    members = []
+    tvs = []
+    for i, e in enumerate(inputs.endpoints):
+        members.append(
+            f'<member priority="{i}"><callManager><name>{escape(e.name)}</name><ports>'
+            f"<ethernetPhonePort>2000</ethernetPhonePort><sipPort>{NONSECURE_SIP_PORT}</sipPort>"
+            f"<securedSipPort>{e.sip_port}</securedSipPort></ports>"
+            f"<processNodeName>{escape(e.address)}</processNodeName></callManager></member>"
+        )
+        tvs.append(
+            f'<member priority="{i}"><port>{e.tvs_port}</port>'
+            f"<address>{escape(e.address)}</address></member>"
+        )
+    mode = DEVICE_SECURITY_MIXED if config.mixed_mode else DEVICE_SECURITY_NONSECURE
+    text = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        "<device>\n"
+        "<fullConfig>true</fullConfig>\n"
+        "<deviceProtocol>SIP</deviceProtocol>\n"
+        f"<devicePool><name>{escape(config.name)}</name><callManagerGroup>"
+        f"<name>{escape(config.name)}-CMG</name><tftpDefault>true</tftpDefault>"
+        f"<members>{''.join(members)}</members></callManagerGroup></devicePool>\n"
+        f"<TVS><members>{''.join(tvs)}</members></TVS>\n"
+        f"<deviceSecurityMode>{mode}</deviceSecurityMode>\n"
+        "<capfAuthMode>0</capfAuthMode>\n"
+        "<loadInformation></loadInformation>\n"
+        "</device>\n"
+    )
+    return text.encode("utf-8")
+
+
+def build_config_sgn(inputs: FileInputs, mac: str, xml: bytes, node: str | None = None) -> bytes:
+    """``SEP<MAC>.cnf.xml.sgn``: ``xml`` signed by the TFTP node's CallManager."""
+    signer = inputs.pki.nodes[inputs.tftp_node(node)].callmanager
+    return sign_file(
+        xml,
+        filename=f"SEP{mac.upper()}.cnf.xml.sgn",
+        signer=signer.cert,
+        key=signer.key,
+        digest=inputs.config.digest,
+        timestamp=inputs.timestamp,
+        signer_version=_signer_version(inputs.config, signer),
+    )
+
+
+def parse_request_name(name: str) -> tuple[str, str | None] | None:
+    """What a TFTP name asks for: ``("ctl", mac|None)``, ``("itl", ...)``, ``("xml", mac)``,
+    ``("sgn", mac)``; None for any other name. MACs come back upper-case."""
+    m = _NAME_RE.match(name.lstrip("/"))
+    if m is None:
+        return None
+    if m["ctl"]:
+        return "ctl", (m["ctlmac"] or "").upper() or None
+    if m["itl"]:
+        return "itl", (m["itlmac"] or "").upper() or None
+    return ("sgn" if m["sgn"] else "xml"), m["mac"].upper()
+
+
+class ClusterFiles:
+    """The cluster's served files, generated on first use and kept until an input changes.
+
+    Not thread-safe; the adapter calls it from one Trio thread. ``generation`` counts rebuilds.
+    """
+
+    def __init__(self, inputs: FileInputs) -> None:
+        self._inputs = inputs
+        self.generation = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ctl: bytes | None = None
+        self._ctl_done = False
+        self._itl: dict[str, bytes] = {}
+        self._xml: bytes | None = None
+        self._sgn: dict[tuple[str, str], bytes] = {}
+
+    @property
+    def inputs(self) -> FileInputs:
+        return self._inputs
+
+    def update(self, **changes: object) -> None:
+        """Replace some inputs (``config``, ``endpoints``, ``sast_trust``, ``timestamp``) and drop
+        every cached file; the next request regenerates them."""
+        self._inputs = attrs.evolve(self._inputs, **changes)  # type: ignore[arg-type]
+        self.generation += 1
+        self._reset()
+
+    def ctl(self) -> bytes | None:
+        if not self._ctl_done:
+            self._ctl, self._ctl_done = build_ctl(self._inputs), True
+        return self._ctl
+
+    def itl(self, node: str | None = None) -> bytes:
+        key = self._inputs.tftp_node(node)
+        if key not in self._itl:
+            self._itl[key] = build_itl(self._inputs, key)
+        return self._itl[key]
+
+    def config_xml(self) -> bytes:
+        if self._xml is None:
+            self._xml = build_config_xml(self._inputs)
+        return self._xml
+
+    def config_sgn(self, mac: str, node: str | None = None) -> bytes:
+        key = (self._inputs.tftp_node(node), mac.upper())
+        if key not in self._sgn:
+            if len(self._sgn) >= MAX_CACHED_CONFIGS:
+                self._sgn.clear()
+            self._sgn[key] = build_config_sgn(self._inputs, key[1], self.config_xml(), key[0])
+        return self._sgn[key]
+
+    def get(self, name: str, node: str | None = None) -> bytes | None:
+        """The bytes served for TFTP ``name`` by ``node`` (None: the first TFTP node), or None."""
+        what = parse_request_name(name)
+        if what is None:
+            return None
+        kind, mac = what
+        if kind == "ctl":
+            return self.ctl()
+        if kind == "itl":
+            return self.itl(node)
+        assert mac is not None
+        return self.config_xml() if kind == "xml" else self.config_sgn(mac, node)
+
+    def files_for(self, mac: str, node: str | None = None) -> dict[str, bytes]:
+        """What a phone can download, by the names it asks for (no CTL in nonsecure mode)."""
+        m = mac.upper()
+        names = [
+            f"CTLSEP{m}.tlv",
+            f"ITLSEP{m}.tlv",
+            ITL_NAME,
+            f"SEP{m}.cnf.xml",
+            f"SEP{m}.cnf.xml.sgn",
+        ]
+        out: dict[str, bytes] = {}
+        for name in names:
+            data = self.get(name, node)
+            if data is not None:
+                out[name] = data
+        return out
