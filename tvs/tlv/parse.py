@@ -267,35 +267,38 @@ def _parse_records(data: bytes, start: int) -> tuple[Record, ...]:
 
 
 # --- whole files ----------------------------------------------------------------------------
+def _trust_list(data: bytes, header: FileHeader, signed: bytes) -> TrustFile:
+    records = _parse_records(data, header.header_length)
+    return TrustFile(header=header, records=records, payload=b"", raw=data, signed_data=signed)
+
+
+def _signed_file(data: bytes, header: FileHeader, signed: bytes) -> TrustFile:
+    payload = data[header.header_length :]
+    return TrustFile(header=header, records=(), payload=payload, raw=data, signed_data=signed)
+
+
 def parse_trust_list(data: bytes) -> TrustFile:
     """Parse a CTL or ITL ``.tlv`` file: header, then records up to the end of the data."""
     data = bytes(data)
-    header, signed = parse_header(data)
-    records = _parse_records(data, header.header_length)
-    return TrustFile(header=header, records=records, payload=b"", raw=data, signed_data=signed)
+    return _trust_list(data, *parse_header(data))
 
 
 def parse_signed_file(data: bytes) -> TrustFile:
     """Parse a ``.sgn`` file: header, then the signed payload (the original file bytes)."""
     data = bytes(data)
-    header, signed = parse_header(data)
-    return TrustFile(
-        header=header,
-        records=(),
-        payload=data[header.header_length :],
-        raw=data,
-        signed_data=signed,
-    )
+    return _signed_file(data, *parse_header(data))
 
 
 def parse_file(data: bytes) -> TrustFile:
-    """Parse either kind: version 1.2 (or a ``.tlv`` filename) is a trust list, else a .sgn file."""
+    """Parse either kind: version 1.2 (or a ``.tlv`` filename) is a trust list, else a .sgn file.
+
+    Versions 1.0 and 2.0 are signed files whatever their filename; other versions are decided
+    by the filename's extension.
+    """
     data = bytes(data)
-    header, _ = parse_header(data)
+    header, signed = parse_header(data)
     if header.version == TLV_VERSION:
-        return parse_trust_list(data)
-    if header.version in _SGN_VERSIONS:
-        return parse_signed_file(data)
-    if header.filename.lower().endswith(".tlv"):
-        return parse_trust_list(data)
-    return parse_signed_file(data)
+        return _trust_list(data, header, signed)
+    if header.version in _SGN_VERSIONS or not header.filename.lower().endswith(".tlv"):
+        return _signed_file(data, header, signed)
+    return _trust_list(data, header, signed)
