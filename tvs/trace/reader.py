@@ -1,0 +1,414 @@
+"""Reading CUCM TVS detailed traces and phone console logs into timeline events.
+
+Owns splitting text into log records by their prefixes (``18:01:06.345 | debug`` for CUCM,
+``3321 DEB Nov 29 06:33:59.909364`` for the phone), which also works when the line breaks were
+lost (text copied from a web page, as in the seed), and recognising the lines that matter:
+file fetches, TVS connections and handshakes, requests and responses with their byte dumps
+(via :func:`tvs.hexdump.extract_hex_dumps`), cache lookups, trust-list updates, failures.
+Lines it does not know are skipped. Merging several sources is :mod:`tvs.trace.timeline`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..hexdump import HexDump, extract_hex_dumps
+from .decode import message_bytes, message_fields
+from .model import Kind, MessageBytes, Source
+
+__all__ = ["RawEvent", "read_events"]
+
+_RECORD = re.compile(
+    r"(?P<ctime>\b\d{1,2}:\d{2}:\d{2}\.\d{3})(?!\d)\s*\|\s*(?P<clevel>[A-Za-z]+)\b ?"
+    r"|(?:\b(?P<seq>\d+)\s+)?\b(?P<plevel>DEB|INF|NOT|WRN|ERR|CRT)\s+"
+    r"(?P<ptime>[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2}\.\d+)\s+"
+)
+
+
+@attrs.frozen
+class _Record:
+    source: Source
+    time: str
+    level: str
+    text: str
+    start: int  # offset of the prefix
+    end: int  # offset just after the record's text
+    line: int
+
+
+@attrs.define
+class RawEvent:
+    """An event being built while its lines are read (fields are filled in by later lines)."""
+
+    source: Source
+    kind: Kind
+    time: str
+    line: int
+    fields: dict[str, Any] = attrs.field(factory=dict)
+    message: MessageBytes | None = None
+
+
+def _records(text: str) -> list[_Record]:
+    matches = list(_RECORD.finditer(text))
+    out: list[_Record] = []
+    line = 1
+    last = 0
+    for i, m in enumerate(matches):
+        stop = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        newline = text.find("\n", m.end(), stop)
+        end = newline if newline >= 0 else stop
+        line += text.count("\n", last, m.start())
+        last = m.start()
+        if m.group("ctime"):
+            source, time, level = Source.TVS, m.group("ctime"), m.group("clevel").lower()
+        else:
+            source, level = Source.PHONE, m.group("plevel")
+            time = " ".join(m.group("ptime").split())
+        out.append(_Record(source, time, level, text[m.end() : end].strip(), m.start(), end, line))
+    return out
+
+
+Handler = Callable[["_State", _Record, "re.Match[str]", list[HexDump]], None]
+
+
+class _State:
+    """Per-file reading state: the events so far and the current one of each kind per side."""
+
+    def __init__(self) -> None:
+        self.events: list[RawEvent] = []
+        self.current_file: dict[Source, str] = {}
+
+    def new(self, rec: _Record, kind: Kind, **fields: Any) -> RawEvent:
+        ev = RawEvent(rec.source, kind, rec.time, rec.line, dict(fields))
+        self.events.append(ev)
+        return ev
+
+    def last(self, source: Source, *kinds: Kind, within: int = 0) -> RawEvent | None:
+        """The latest event of one of ``kinds`` from ``source``; with ``within``, only if it
+        is among that side's last ``within`` events."""
+        seen = 0
+        for ev in reversed(self.events):
+            if ev.source != source:
+                continue
+            if ev.kind in kinds:
+                return ev
+            seen += 1
+            if within and seen >= within:
+                return None
+        return None
+
+    def current(self, rec: _Record, kind: Kind, **fields: Any) -> RawEvent:
+        """The event of ``kind`` still being built on this side, else a new one."""
+        ev = self.last(rec.source, kind, within=1)
+        return ev if ev is not None else self.new(rec, kind, **fields)
+
+
+def _attach(ev: RawEvent, dumps: list[HexDump]) -> None:
+    if dumps:
+        ev.message = message_bytes(dumps[0])
+        for key, value in message_fields(ev.message).items():
+            if key == "type" or key not in ev.fields:
+                ev.fields[key] = value
+
+
+# --- CUCM TVS trace ------------------------------------------------------------------------
+
+
+def _accepted(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.CONNECTION, fd=int(m.group(1)))
+
+
+def _new_conn(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.CONNECTION) or st.new(rec, Kind.CONNECTION)
+    ev.fields["peer"] = m.group(1)
+
+
+def _tvs_handshake(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.HANDSHAKE, peer=m.group(1), cipher=m.group(2))
+
+
+def _hs_peer(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.current(rec, Kind.HANDSHAKE)
+    ev.fields["client"] = m.group(1).strip()
+
+
+def _hs_done(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.current(rec, Kind.HANDSHAKE)
+
+
+def _incoming(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    _attach(st.new(rec, Kind.REQUEST), dumps)
+
+
+def _msg_type(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.REQUEST, Kind.RESPONSE)
+    if ev is not None:
+        ev.fields["cucm_type"] = m.group(1)
+
+
+def _query_field(name: str) -> Handler:
+    def handle(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+        ev = st.last(Source.TVS, Kind.REQUEST) or st.new(rec, Kind.REQUEST)
+        ev.fields[name] = m.group(1).strip()
+
+    return handle
+
+
+def _lookup(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    by = "sha256" if m.group(1) == "SHA256" else "serial+issuer"
+    st.new(rec, Kind.LOOKUP, by=by, key=m.group(2).strip())
+
+
+def _found(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.LOOKUP) or st.new(rec, Kind.LOOKUP)
+    ev.fields.update(found=True, rolecount=int(m.group(1)))
+    ev.fields.setdefault("roles", [])
+
+
+def _role(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.LOOKUP) or st.new(rec, Kind.LOOKUP, found=True)
+    ev.fields.setdefault("roles", []).append(int(m.group(1)))
+
+
+def _not_found(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.LOOKUP) or st.new(rec, Kind.LOOKUP)
+    ev.fields["found"] = False
+
+
+def _sending(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.RESPONSE, type=m.group(1))
+
+
+def _cert_dump(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.RESPONSE) or st.new(rec, Kind.RESPONSE)
+    if dumps and dumps[0].declared_length is not None:
+        ev.fields.setdefault("certificate_length", dumps[0].declared_length)
+
+
+def _ttl_dump(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.RESPONSE) or st.new(rec, Kind.RESPONSE)
+    if dumps and len(dumps[0].data) == 4:
+        ev.fields.setdefault("ttl", int.from_bytes(dumps[0].data, "big"))
+
+
+def _sent(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.TVS, Kind.RESPONSE, within=12)
+    if ev is None or ev.message is not None:
+        ev = st.new(rec, Kind.RESPONSE)
+    _attach(ev, dumps)
+
+
+def _tvs_failure(kind: Kind, what: str) -> Handler:
+    def handle(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+        reason = (m.group("reason") or "").strip() if "reason" in m.groupdict() else ""
+        st.new(rec, kind, what=what, reason=reason)
+
+    return handle
+
+
+def _reloaded(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.RELOAD, entries=int(m.group(1)))
+
+
+_TVS: list[tuple[re.Pattern[str], Handler]] = [
+    (re.compile(r"Accepted TCP connection from socket \S+, fd = (\d+)"), _accepted),
+    (re.compile(r"Got a new ph conn (\S+) on"), _new_conn),
+    (re.compile(r"(\S+): tvsSSLHandShake Session ciphers - (\S+)"), _tvs_handshake),
+    (re.compile(r"tvsSSLHandShake Peer certificate - (.*)"), _hs_peer),
+    (re.compile(r"TLS HS Done"), _hs_done),
+    (re.compile(r"Incoming Phone Msg"), _incoming),
+    (re.compile(r"MsgType : (\S+)"), _msg_type),
+    (re.compile(r"Subject Name is: (.*)"), _query_field("subject")),
+    (re.compile(r"Issuer Name is: (.*)"), _query_field("issuer")),
+    (re.compile(r"Serial Number is: (\S*)"), _query_field("serial")),
+    (re.compile(r"cache using (Unique MAP ID|SHA256) : (.*)"), _lookup),
+    (re.compile(r"Found entry \{rolecount : (\d+)\}"), _found),
+    (re.compile(r"\{role : (\d+)\}"), _role),
+    (re.compile(r"getCertificateInformation - Entry not found"), _not_found),
+    (re.compile(r"Sending (\w+) msg"), _sending),
+    (re.compile(r"Cert Type : \d+ HEX_DUMP"), _cert_dump),
+    (re.compile(r"PublicKey : HEX_DUMP"), _ttl_dump),
+    (re.compile(r"Sending TLS Msg"), _sent),
+    (
+        re.compile(r"handshake failed(?: reason=(?P<reason>.*))?"),
+        _tvs_failure(Kind.HANDSHAKE_FAILED, "TLS handshake failed"),
+    ),
+    (
+        re.compile(r"bad request(?: reason=(?P<reason>.*))?"),
+        _tvs_failure(Kind.FAILURE, "bad request"),
+    ),
+    (
+        re.compile(r"connection rejected(?: .*?reason=(?P<reason>.*))?"),
+        _tvs_failure(Kind.FAILURE, "connection rejected"),
+    ),
+    (
+        re.compile(r"response not delivered(?: reason=(?P<reason>.*))?"),
+        _tvs_failure(Kind.FAILURE, "response not delivered"),
+    ),
+    (re.compile(r"cache reloaded entries=(\d+)"), _reloaded),
+]
+
+# --- phone console ---------------------------------------------------------------------------
+
+
+def _getfile(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.current_file[Source.PHONE] = m.group(1)
+    st.new(rec, Kind.FILE_REQUEST, file=m.group(1), dest=m.group(2))
+
+
+def _xxtp_done(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.FILE_DONE, status=int(m.group(1)), file=st.current_file.get(Source.PHONE))
+
+
+def _xxtp_server(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.current(rec, Kind.FILE_DONE).fields["server"] = m.group(1)
+
+
+def _connect(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.TVS_CONNECT, address=m.group(1))
+
+
+def _bio(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.PHONE, Kind.TVS_CONNECT) or st.new(rec, Kind.TVS_CONNECT)
+    ev.fields.setdefault("address", m.group(1))
+    ev.fields["port"] = int(m.group(2))
+
+
+def _cert_role(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.TVS_CERT_CHECK, role=int(m.group(1)))
+
+
+def _cert_valid(valid: bool) -> Handler:
+    def handle(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+        ev = st.last(Source.PHONE, Kind.TVS_CERT_CHECK, within=8)
+        (ev or st.new(rec, Kind.TVS_CERT_CHECK)).fields["valid"] = valid
+
+    return handle
+
+
+def _phone_handshake(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.HANDSHAKE)
+
+
+def _phone_hs_failed(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.HANDSHAKE_FAILED, what="TLS handshake with TVS failed", reason=rec.text)
+
+
+def _processing(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.REQUEST, operation=m.group(1).strip())
+
+
+def _written(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.PHONE, Kind.REQUEST, within=3) or st.new(rec, Kind.REQUEST)
+    ev.fields["length"] = int(m.group(1))
+
+
+def _request_dump(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.PHONE, Kind.REQUEST, within=3)
+    if ev is None or ev.message is not None:
+        ev = st.new(rec, Kind.REQUEST)
+    _attach(ev, dumps)
+
+
+def _receives(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.RESPONSE, length=int(m.group(1)))
+
+
+def _response_dump(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    ev = st.last(Source.PHONE, Kind.RESPONSE, within=3)
+    if ev is None or ev.message is not None:
+        ev = st.new(rec, Kind.RESPONSE)
+    _attach(ev, dumps)
+
+
+def _tvs_cache(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.TVS_CACHE, ttl=int(m.group(1)) * 3600)
+
+
+def _trust(**update: Any) -> Handler:
+    def handle(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+        ev = st.last(Source.PHONE, Kind.TRUST_LIST, Kind.FILE_REQUEST)
+        if ev is None or ev.kind != Kind.TRUST_LIST or ev.fields.get("ok") is not None:
+            ev = st.new(rec, Kind.TRUST_LIST, file=st.current_file.get(Source.PHONE))
+        ev.fields.update(update)
+        if "parse" in update:
+            ev.fields["parse"] = m.group(1)
+
+    return handle
+
+
+def _status(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    text = m.group(1)
+    st.new(rec, Kind.STATUS, text=text, ok="fail" not in text.lower() and "No " not in text)
+
+
+_PHONE: list[tuple[re.Pattern[str], Handler]] = [
+    (re.compile(r"GETXXTP \S*\[src=([^\]]*)\]\[dest=([^\]]*)\]"), _getfile),
+    (re.compile(r"XXTP complete - status = (\d+)"), _xxtp_done),
+    (re.compile(r"XXTP actualserver \[([^\]]*)\]"), _xxtp_server),
+    (re.compile(r"Attempting connect to TVS server addr \[([^\]]*)\]"), _connect),
+    (re.compile(r"BIO created with: addr:([^,\s]+), port:(\d+)"), _bio),
+    (re.compile(r"Cert Verification - Role is = (\d+)"), _cert_role),
+    (re.compile(r"Cert Verification - Certificate is valid"), _cert_valid(True)),
+    (
+        re.compile(r"Cert Verification - (?:Certificate is (?:in|not )valid|.*fail)"),
+        _cert_valid(False),
+    ),
+    (re.compile(r"Handshake successful"), _phone_handshake),
+    (re.compile(r"[Hh]andshake (?:failed|failure|error)"), _phone_hs_failed),
+    (re.compile(r"processing TVS (.*?) request"), _processing),
+    (re.compile(r"bytes written : (\d+)"), _written),
+    (re.compile(r"request byte dump"), _request_dump),
+    (re.compile(r"TVS Service receives (\d+) bytes"), _receives),
+    (re.compile(r"response byte dump"), _response_dump),
+    (re.compile(r"TVS added cert to TVS cache - expires in (\d+) hours"), _tvs_cache),
+    (re.compile(r"Hashes match"), _trust(signature="ok")),
+    (re.compile(r"TL parse to table: (\w+)"), _trust(parse="")),
+    (re.compile(r"TL file verified successfully"), _trust(verified=True)),
+    (re.compile(r"TL file updated"), _trust(updated=True, ok=True)),
+    (
+        re.compile(r"TL file (?:verification|update) failed|AUTH: .*(?:fail|mismatch)"),
+        _trust(ok=False),
+    ),
+    (
+        re.compile(
+            r"(CTL and ITL installed|ITL installed|CTL Installed|Trust List updated|"
+            r"Trust List update failed|CTL update failed|ITL update failed|No Trust List installed)"
+        ),
+        _status,
+    ),
+]
+
+
+def _dumps_by_record(records: list[_Record], dumps: list[HexDump]) -> list[list[HexDump]]:
+    starts = [r.start for r in records]
+    out: list[list[HexDump]] = [[] for _ in records]
+    for d in dumps:
+        i = bisect.bisect_right(starts, d.offset) - 1
+        if i >= 0 and d.offset <= records[i].end:
+            out[i].append(d)
+    return out
+
+
+def read_events(text: str) -> list[RawEvent]:
+    """Every recognised event of one text, in line order (the phone's and the TVS's mixed
+    as they appear; :func:`tvs.trace.timeline.build_timeline` orders them)."""
+    records = _records(text)
+    dumps = _dumps_by_record(records, extract_hex_dumps(text))
+    st = _State()
+    for rec, rec_dumps in zip(records, dumps, strict=True):
+        table = _TVS if rec.source == Source.TVS else _PHONE
+        for pattern, handler in table:
+            m = pattern.search(rec.text)
+            if m:
+                handler(st, rec, m, rec_dumps)
+                break
+        else:
+            if rec.source == Source.PHONE and rec.level == "ERR":
+                st.new(rec, Kind.ERROR, text=rec.text)
+    return st.events
