@@ -248,6 +248,46 @@ def test_record_layout(small: Pki) -> None:
     assert tags == [2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
+def test_writer_layout_is_byte_exact(small: Pki) -> None:
+    """The whole file, rebuilt by hand from the protocol notes' layout (RSA PKCS#1 v1.5 is
+    deterministic, so the signature is reproducible too)."""
+    p = small
+    cert = p.cert
+    data = build_trust_list([(Role.SAST, cert)], signer=cert, key=p.key, timestamp=TS)
+    pkcs1 = cert.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+    )
+    body = b"".join(
+        [
+            el(2, b"ucm11pub.stormin.local\0"),
+            el(3, cert.subject.encode() + b"\0"),
+            el(4, b"\x00\x00"),
+            el(5, p.ca.subject.encode() + b"\0"),
+            el(6, cert.serial),
+            el(7, pkcs1),
+            el(8, cert.x509.signature),
+            el(9, cert.der),
+        ]
+    )
+    record = el(1, (len(body) + 5).to_bytes(2, "big")) + body
+    signer = b"".join(
+        [
+            el(4, cert.subject.encode() + b"\0"),
+            el(5, cert.serial),
+            el(6, p.ca.subject.encode() + b"\0"),
+        ]
+    )
+    sig_info = el(7, el(8, b"\x01") + el(9, el(10, b"\x00") + el(11, b"\x01")))
+    assert len(sig_info) == 3 + 15 and sig_info[7:10] == b"\x09\x00\x08"
+    tail = el(14, b"CTLFile.tlv\0") + el(15, TS.to_bytes(4, "big"))
+    fixed = 5 + 5 + len(el(3, signer)) + len(sig_info) + 3 + 128 + len(tail)
+    pad = b"\x0d" * (-fixed % 4)
+    before = el(1, b"\x01\x02") + el(2, (fixed + len(pad)).to_bytes(2, "big")) + el(3, signer)
+    before += sig_info
+    signature = sign_digest(p.key, before + tail + pad + record, "sha1")
+    assert data == before + el(12, signature) + tail + pad + record
+
+
 def _top_elements(p: Pki, hash_code: int = 1, algo: int = 0) -> list[tuple[int, bytes]]:
     signer = (
         el(4, p.cert.subject.encode() + b"\0")

@@ -43,7 +43,7 @@ _EC_SIGN_ATTEMPTS: Final = 256
 _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 
 
-def _ip_bytes(value: bytes | str | None) -> bytes | None:
+def _ip_bytes(value: bytes | str | ipaddress.IPv4Address | None) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     return ipaddress.IPv4Address(value).packed
