@@ -27,6 +27,7 @@ from .boot import (
 )
 from .config import CallManager, ConfigError, PhoneConfig, TvsMember, parse_config
 from .console import console_lines
+from .driver import NetworkOptions, Phone, boot_phone
 from .identity import IdentityError, PhoneIdentity, normalize_mac
 from .persist import LoadedState, StateError, StateProblem, StateStore
 from .trust import (
@@ -56,7 +57,9 @@ __all__ = [
     "FileMissing",
     "IdentityError",
     "LoadedState",
+    "NetworkOptions",
     "Outcome",
+    "Phone",
     "PhoneConfig",
     "PhoneIdentity",
     "QueryTvs",
@@ -74,6 +77,7 @@ __all__ = [
     "TvsCacheEntry",
     "TvsFailed",
     "TvsMember",
+    "boot_phone",
     "console_lines",
     "normalize_mac",
     "parse_config",

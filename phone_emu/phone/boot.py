@@ -139,6 +139,7 @@ class FetchFailed:
 class TvsAnswered:
     response: Message
     now: float
+    detail: str = ""  # e.g. the TLS version and cipher
 
 
 @attrs.frozen
@@ -606,7 +607,8 @@ class BootMachine:
             if entry is not None:
                 base.update(roles=entry.roles, ttl=int(entry.expires_at - self.now))
                 self.trust = self.trust.with_answer(entry, self.now)
-            attempts.append(Attempt(reason=verdict.reason, detail=verdict.detail, **base))
+            detail = "; ".join(x for x in (res.detail, verdict.detail) if x)
+            attempts.append(Attempt(reason=verdict.reason, detail=detail, **base))
             if entry is None:
                 return attrs.evolve(verdict, attempts=tuple(attempts))
             return _judge(kind, verify, entry, "tvs", tuple(attempts))

@@ -48,6 +48,7 @@ CONFIG_FILE: Final = "config.json"
 TVS_CACHE_FILE: Final = "tvs-cache.json"
 PHONE_FILE: Final = "phone.json"
 _MAX_STATE_FILE: Final = 4 << 20
+_CORRUPT: Final = object()
 
 
 class StateError(OSError):
@@ -117,6 +118,7 @@ class StateStore:
         self.root = Path(root)
         self._lists = lists
         self._saved: dict[str, object] = {}
+        self._corrupt: set[str] = set()  # reported at load: rewritten or erased at next save
 
     def _read(self, name: str, problems: list[StateProblem]) -> bytes | None:
         path = self.root / name
@@ -172,6 +174,9 @@ class StateStore:
         phone = self._json_file(PHONE_FILE, problems)
         trust = TrustState(ctl=ctl, itl=itl, tvs_cache=tuple(entries))
         self._remember(trust, config)
+        self._corrupt = {p.file for p in problems}
+        for name in self._corrupt:
+            self._saved[name] = _CORRUPT
         return LoadedState(
             trust=trust,
             config=config,
@@ -196,6 +201,9 @@ class StateStore:
                 if tl is not None and self._saved.get(name) != tl.sha256:
                     atomic_write(self.root / name, tl.raw)
                     written.append(name)
+                elif tl is None and name in self._corrupt:  # erase what could not be read
+                    (self.root / name).unlink(missing_ok=True)
+                    written.append(name)
             if self._saved.get(TVS_CACHE_FILE, ()) != trust.tvs_cache:
                 doc = {"entries": [_entry_to_json(e) for e in trust.tvs_cache]}
                 atomic_write(self.root / TVS_CACHE_FILE, _json(doc))
@@ -203,9 +211,13 @@ class StateStore:
             if config is not None and self._saved.get(CONFIG_FILE) != config:
                 atomic_write(self.root / CONFIG_FILE, _json(config.to_dict()))
                 written.append(CONFIG_FILE)
+            elif config is None and CONFIG_FILE in self._corrupt:
+                (self.root / CONFIG_FILE).unlink(missing_ok=True)
+                written.append(CONFIG_FILE)
         except OSError as exc:
             raise StateError(f"cannot write state in {self.root}: {exc}") from exc
         self._remember(trust, config)
+        self._corrupt.clear()
         return written
 
     def save_phone(self, info: dict[str, Any]) -> None:

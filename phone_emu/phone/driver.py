@@ -1,0 +1,283 @@
+"""The Trio driver: performs a boot machine's actions with the TFTP client, the TVS client and
+a TLS handshake to the CallManager's secure SIP port, and keeps the phone's state.
+
+Owns :class:`Phone` (identity + trust state + configuration + optional state directory),
+:class:`NetworkOptions` (the client settings a whole fleet can share) and :func:`boot_phone`.
+Every wait has a deadline (TFTP retries, TVS connect/handshake/response, SIP handshake).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from phone_emu.tvs_client import (
+    TvsClientConfig,
+    TvsClientError,
+    TvsConnectError,
+    TvsHandshakeError,
+    TvsProtocolError,
+    TvsTimeout,
+    tvs_exchange,
+)
+from tvs.certs import Certificate
+from tvs.tftp import TftpError, TftpRemoteError, tftp_get
+from tvs.tlsconfig import certificate_pinned
+
+from .boot import (
+    Action,
+    BootDone,
+    BootMachine,
+    BootOptions,
+    BootResult,
+    ConnectSip,
+    FetchFailed,
+    FetchFile,
+    FileFetched,
+    FileMissing,
+    QueryTvs,
+    Result,
+    SipConnected,
+    SipFailed,
+    TransportFailure,
+    TvsAnswered,
+    TvsFailed,
+)
+from .config import PhoneConfig
+from .identity import PhoneIdentity
+from .persist import StateProblem, StateStore
+from .trust import TrustListCache, TrustState
+
+__all__ = ["LEGACY_CIPHER", "NetworkOptions", "Phone", "boot_phone"]
+
+LEGACY_CIPHER = "AES256-SHA:@SECLEVEL=0"
+"""What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
+_TFTP_NOT_FOUND = 1
+
+
+@attrs.frozen
+class NetworkOptions:
+    """Client settings for one boot; one value can serve a whole fleet.
+
+    ``tvs`` is a template: the phone's LSC/key (when the identity has them) and its ITL pins
+    are filled in per query. ``legacy_tls`` (there) makes the phone offer only TLS 1.0 with
+    AES256-SHA, to TVS and to SIP alike.
+    """
+
+    tvs: TvsClientConfig = attrs.field(factory=TvsClientConfig)
+    tftp_timeout: float = 1.0
+    tftp_retries: int = 5
+    tftp_blksize: int | None = None
+    tftp_bind: str | None = None
+    sip_timeout: float = 5.0
+    boot: BootOptions = attrs.field(factory=BootOptions)
+    lists: TrustListCache | None = attrs.field(default=None, eq=False)
+
+
+@attrs.define(eq=False)
+class Phone:
+    """One phone: identity, what it trusts, its configuration; ``store`` persists them."""
+
+    identity: PhoneIdentity
+    trust: TrustState = attrs.field(factory=TrustState)
+    config: PhoneConfig | None = None
+    store: StateStore | None = None
+    problems: tuple[StateProblem, ...] = ()
+    """What was wrong with the state directory when it was loaded."""
+
+    @classmethod
+    def open(
+        cls,
+        identity: PhoneIdentity,
+        state_dir: str | Path | None = None,
+        *,
+        lists: TrustListCache | None = None,
+    ) -> Phone:
+        """A phone with the state found in ``state_dir`` (None: in memory, starts empty)."""
+        if state_dir is None:
+            return cls(identity)
+        store = StateStore(state_dir, lists=lists)
+        loaded = store.load()
+        return cls(identity, loaded.trust, loaded.config, store, loaded.problems)
+
+    def apply(self, result: BootResult) -> list[str]:
+        """Take the boot's trust and configuration; write what changed (raises StateError)."""
+        self.trust, self.config = result.trust, result.config
+        if self.store is None:
+            return []
+        written = self.store.save(self.trust, self.config)
+        self.store.save_phone(
+            {
+                "mac": self.identity.mac,
+                "model": self.identity.model,
+                "device_name": self.identity.device_name,
+                "lsc": self.identity.lsc.subject if self.identity.lsc else None,
+                "last_boot": {
+                    "state": result.state.value,
+                    "finished": result.finished,
+                    "reasons": list(result.reasons),
+                    "status": list(result.status_lines),
+                },
+            }
+        )
+        return written
+
+
+class _Performer:
+    """Carries out actions for one boot; TLS contexts are built once per pin set."""
+
+    def __init__(
+        self,
+        identity: PhoneIdentity,
+        tftp: tuple[str, int],
+        clock: Callable[[], float],
+        options: NetworkOptions,
+    ) -> None:
+        self.identity = identity
+        self.tftp = tftp
+        self.clock = clock
+        self.options = options
+        self._configs: dict[tuple[bytes, ...], TvsClientConfig] = {}
+        self._sip_context: ssl.SSLContext | None = None
+
+    def _tvs_config(self, pins: tuple[Certificate, ...]) -> TvsClientConfig:
+        key = tuple(c.der for c in pins)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            base = self.options.tvs
+            changes: dict[str, Any] = {"pinned": pins}
+            if self.identity.lsc is not None and self.identity.key is not None:
+                changes.update(lsc=self.identity.lsc, key=self.identity.key)
+            cfg = attrs.evolve(base, **changes)
+            if base.legacy_tls:
+                _make_legacy(cfg.ssl_context())
+            self._configs[key] = cfg
+        return cfg
+
+    async def perform(self, action: Action) -> Result:
+        if isinstance(action, FetchFile):
+            return await self._fetch(action)
+        if isinstance(action, QueryTvs):
+            return await self._query(action)
+        return await self._sip(action)
+
+    async def _fetch(self, action: FetchFile) -> Result:
+        host, port = self.tftp
+        o = self.options
+        try:
+            data = await tftp_get(
+                host,
+                port,
+                action.filename,
+                blksize=o.tftp_blksize,
+                timeout=o.tftp_timeout,
+                retries=o.tftp_retries,
+                bind=o.tftp_bind,
+            )
+        except TftpRemoteError as exc:
+            if exc.code == _TFTP_NOT_FOUND:
+                return FileMissing(self.clock(), exc.message)
+            return FetchFailed(self.clock(), str(exc))
+        except (TftpError, OSError) as exc:
+            return FetchFailed(self.clock(), f"{type(exc).__name__}: {exc}")
+        return FileFetched(data, self.clock(), server=host)
+
+    async def _query(self, action: QueryTvs) -> Result:
+        m = action.member
+        try:
+            cfg = self._tvs_config(action.pinned)
+            exchange = await tvs_exchange(m.address, m.port, action.request, cfg)
+        except TvsConnectError as exc:
+            return TvsFailed(TransportFailure.CONNECT, str(exc), self.clock())
+        except TvsTimeout as exc:
+            return TvsFailed(TransportFailure.TIMEOUT, str(exc), self.clock())
+        except TvsHandshakeError as exc:
+            return TvsFailed(TransportFailure.HANDSHAKE, str(exc), self.clock())
+        except (TvsProtocolError, TvsClientError) as exc:
+            return TvsFailed(TransportFailure.PROTOCOL, str(exc), self.clock())
+        detail = " ".join(x for x in (exchange.tls_version, exchange.cipher) if x)
+        return TvsAnswered(exchange.response, self.clock(), detail)
+
+    async def _sip(self, action: ConnectSip) -> Result:
+        try:
+            ctx = self._tvs_config(action.pinned).ssl_context()
+        except TvsClientError as exc:
+            return SipFailed(TransportFailure.HANDSHAKE, str(exc), self.clock())
+        where = f"{action.host}:{action.port}"
+        try:
+            with trio.fail_after(self.options.sip_timeout):
+                stream = await trio.open_tcp_stream(action.host, action.port)
+        except trio.TooSlowError:
+            return SipFailed(
+                TransportFailure.TIMEOUT, f"connect to {where} timed out", self.clock()
+            )
+        except OSError as exc:
+            detail = f"connect to {where}: {exc.strerror or exc}"
+            return SipFailed(TransportFailure.CONNECT, detail, self.clock())
+        tls = trio.SSLStream(stream, ctx, server_side=False)
+        try:
+            with trio.fail_after(self.options.sip_timeout):
+                await tls.do_handshake()
+            der = tls.getpeercert(binary_form=True)
+            if not certificate_pinned(der, action.pinned):
+                who = Certificate.from_der(der).subject if der else "no certificate"
+                detail = f"SIP server certificate not in the CTL (CCM/CCM+TFTP): {who}"
+                return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+            cipher = tls.cipher()
+            detail = f"{tls.version()} {cipher[0] if cipher else ''}".strip()
+            return SipConnected(self.clock(), detail)
+        except trio.TooSlowError:
+            detail = f"TLS handshake with {where} timed out"
+            return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
+            cause = exc.__cause__ or exc
+            detail = f"TLS handshake with {where} failed: {cause}"
+            return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+        finally:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await trio.aclose_forcefully(tls)
+
+
+def _make_legacy(ctx: ssl.SSLContext) -> None:
+    """Offer only what old firmware offers: TLS 1.0 and AES256-SHA."""
+    ctx.set_ciphers(LEGACY_CIPHER)
+    with warnings.catch_warnings():  # the ssl module deprecates TLS 1.0; old phones speak it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+
+
+async def boot_phone(
+    phone: Phone,
+    *,
+    tftp: tuple[str, int],
+    clock: Callable[[], float] = time.time,
+    options: NetworkOptions | None = None,
+) -> BootResult:
+    """Boot ``phone`` against the TFTP server ``tftp``; update (and persist) its state.
+
+    ``clock`` gives Unix time; it stamps every result and decides TVS cache expiry.
+    """
+    opts = options or NetworkOptions()
+    machine = BootMachine(
+        phone.identity,
+        phone.trust,
+        phone.config,
+        now=clock(),
+        options=opts.boot,
+        lists=opts.lists,
+    )
+    performer = _Performer(phone.identity, tftp, clock, opts)
+    action = machine.start()
+    while not isinstance(action, BootDone):
+        action = machine.send(await performer.perform(action))
+    phone.apply(action.result)
+    return action.result
