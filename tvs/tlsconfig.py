@@ -19,6 +19,7 @@ import enum
 import os
 import ssl
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -80,7 +81,9 @@ def load_identity(
 def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
     if legacy:
         ctx.set_ciphers(LEGACY_CIPHERS)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():  # TLS 1.0 is deprecated: that is the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
     else:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
 

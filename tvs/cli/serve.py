@@ -1,5 +1,193 @@
-"""Placeholder until this command group is written (removed before the stop)."""
+"""``tvs serve`` (the TVS server) and ``tvs reload`` (send it SIGHUP: "restart TVS").
+
+A thin shell over :mod:`tvs.server`. Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 the
+server could not start (bad certificate or key, address in use, unreadable store), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..certs import CertificateError
+from ..server import (
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    ServerObserver,
+    TvsServer,
+    TvsServerConfig,
+    configure_logging,
+    run_workers,
+    serve_until_signalled,
+)
+from ..store import StoreError
+from ..store.atomic import atomic_write
+from ..tlsconfig import ClientAuth
+from ..wire import DEFAULT_MAX_MESSAGE
+
+__all__ = ["parse_listen", "register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
 
 
-def register(sub):  # pragma: no cover
-    pass
+def parse_listen(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``:PORT`` (host 127.0.0.1)."""
+    t = text.strip()
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port = rest.lstrip(":")
+    elif t.count(":") == 1:
+        host, _, port = t.partition(":")
+    elif ":" in t:  # bare IPv6 address
+        host, port = t, ""
+    else:
+        host, port = t, ""
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host or "127.0.0.1", number
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the TVS server (TLS, default 127.0.0.1:2445)",
+        description="Serve TVS QUERY_CERT_REQ / VERIFY_REQUEST over TLS from a trust store. "
+        "The cache is read at start and on SIGHUP (`tvs reload`), like CUCM's TVS.",
+    )
+    p.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", DEFAULT_PORT),
+        metavar="ADDR:PORT",
+        help="address to listen on (127.0.0.1:2445)",
+    )
+    p.add_argument("--cert", required=True, type=Path, help="TVS certificate (PEM, chain ok)")
+    p.add_argument("--key", required=True, type=Path, help="TVS private key (PEM)")
+    p.add_argument(
+        "--store",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="trust store directory (created empty when missing)",
+    )
+    p.add_argument(
+        "--legacy-tls",
+        action="store_true",
+        help="also allow TLS 1.0/1.1 and AES256-SHA (old phone firmware)",
+    )
+    p.add_argument(
+        "--client-auth",
+        choices=[c.value for c in ClientAuth],
+        default="optional",
+        help="phone certificates: not asked, optional (verified if sent), required",
+    )
+    p.add_argument(
+        "--mic-ca",
+        type=Path,
+        metavar="PEM",
+        help="manufacturing CA certificate(s) that also verify phone certificates",
+    )
+    p.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument("--request-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES")
+    p.add_argument("--max-connections", type=int, default=1024, metavar="N")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (SO_REUSEPORT)",
+    )
+    p.add_argument(
+        "--watch", action="store_true", help="reload automatically when the store changes"
+    )
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="console")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.add_argument("--pidfile", type=Path, help="write the server's process id here")
+    p.add_argument("--keylog", type=Path, metavar="FILE", help="write TLS secrets (SSLKEYLOGFILE)")
+    # --metrics ADDR:PORT (Prometheus) is added by tvs.metrics: see _observer_factory
+    p.set_defaults(func=_cmd_serve)
+
+    r = sub.add_parser("reload", help="make a running `tvs serve` re-read its store (SIGHUP)")
+    g = r.add_mutually_exclusive_group(required=True)
+    g.add_argument("--pid", type=int)
+    g.add_argument("--pidfile", type=Path)
+    r.set_defaults(func=_cmd_reload)
+
+
+def _observer_factory(args: argparse.Namespace) -> Any:
+    """Where a metrics observer plugs in: return a picklable zero-argument callable making a
+    :class:`~tvs.server.ServerObserver` (one per worker process), or None."""
+    return None
+
+
+def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
+    host, port = args.listen
+    return TvsServerConfig(
+        store=args.store,
+        cert=args.cert,
+        key=args.key,
+        host=host,
+        port=port,
+        legacy_tls=args.legacy_tls,
+        client_auth=args.client_auth,
+        mic_ca=args.mic_ca,
+        handshake_timeout=args.handshake_timeout,
+        request_timeout=args.request_timeout,
+        max_message=args.max_message,
+        max_connections=args.max_connections,
+        watch=args.watch,
+        keylog=args.keylog,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, args.log_level)
+    config = config_from_args(args)
+    factory = _observer_factory(args)
+    if args.pidfile is not None:
+        atomic_write(args.pidfile, f"{os.getpid()}\n".encode())
+    try:
+        if args.workers > 1:
+            return run_workers(
+                config,
+                args.workers,
+                log_format=args.log_format,
+                log_level=args.log_level,
+                observer_factory=factory,
+            )
+        observer: ServerObserver | None = factory() if factory is not None else None
+        server = TvsServer(config, observer=observer)
+        trio.run(serve_until_signalled, server)
+        return EXIT_OK
+    except (OSError, StoreError, CertificateError, ssl.SSLError) as exc:
+        print(f"tvs serve: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if args.pidfile is not None:
+            with contextlib.suppress(OSError):
+                args.pidfile.unlink()
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    try:
+        pid = args.pid if args.pid is not None else int(args.pidfile.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(f"tvs reload: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"sent SIGHUP to {pid}")
+    return EXIT_OK

@@ -1,0 +1,197 @@
+"""TVS client over TLS, as a phone talks to its TVS: one connection, one request, one response.
+
+Presents the phone's LSC (or MIC) as a client certificate, pins the TVS server certificate to
+a set of certificates (a phone takes them from the TVS records of its ITL; an empty set, as
+after "Rollback to pre 8.0", fails every handshake), sends one message and decodes the whole
+response with the shared codec (``tvs.wire.Decoder``). Used by ``phone-emu query``, the phone
+emulator and the benchmark. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import attrs
+import trio
+
+from tvs.certs import Certificate, CertificateError, PrivateKey
+from tvs.tlsconfig import certificate_pinned, client_context
+from tvs.wire import (
+    DEFAULT_MAX_MESSAGE,
+    DecodeError,
+    Decoder,
+    Message,
+    QueryTags,
+    encode_message,
+)
+
+__all__ = [
+    "TvsClientConfig",
+    "TvsClientError",
+    "TvsConnectError",
+    "TvsExchange",
+    "TvsHandshakeError",
+    "TvsProtocolError",
+    "TvsTimeout",
+    "tvs_exchange",
+    "tvs_request",
+]
+
+
+class TvsClientError(Exception):
+    """Talking to a TVS failed."""
+
+
+class TvsConnectError(TvsClientError, ConnectionError):
+    """The TCP connection could not be made."""
+
+
+class TvsHandshakeError(TvsClientError):
+    """The TLS handshake failed, the server certificate is not pinned, or the server refused
+    our client certificate."""
+
+
+class TvsTimeout(TvsClientError, TimeoutError):
+    """Connect, handshake or response took longer than allowed."""
+
+
+class TvsProtocolError(TvsClientError):
+    """The response was malformed, or the connection closed before a whole response."""
+
+
+@attrs.frozen(kw_only=True)
+class TvsClientConfig:
+    """How to reach a TVS. Without ``insecure`` the server certificate must equal (DER) one of
+    ``pinned``."""
+
+    lsc: Certificate | None = None
+    key: PrivateKey | None = None
+    pinned: tuple[Certificate, ...] = attrs.field(default=(), converter=tuple)
+    insecure: bool = False
+    legacy_tls: bool = False
+    connect_timeout: float = 5.0
+    timeout: float = 10.0
+    """Seconds for the handshake, and again for sending the request and reading the answer."""
+    keylog: Path | None = None
+    query_tags: QueryTags = QueryTags.TAGS_4_5
+    max_message: int = DEFAULT_MAX_MESSAGE
+    _contexts: dict[str, ssl.SSLContext] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False, hash=False
+    )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context (built once per config value and reused)."""
+        ctx = self._contexts.get("ctx")
+        if ctx is None:
+            try:
+                ctx = client_context(
+                    cert=self.lsc, key=self.key, legacy=self.legacy_tls, keylog=self.keylog
+                )
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise TvsHandshakeError(f"cannot use the client certificate: {exc}") from None
+            self._contexts["ctx"] = ctx
+        return ctx
+
+
+@attrs.frozen
+class TvsExchange:
+    """One completed exchange: the response and what the TLS session showed."""
+
+    response: Message
+    server_certificate: Certificate | None
+    cipher: str | None
+    tls_version: str | None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__ or exc
+    if isinstance(cause, ssl.SSLError):
+        return str(cause.reason or cause)
+    return type(cause).__name__
+
+
+def _is_alert(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, ssl.SSLError) and "ALERT" in str(cause.reason or "")
+
+
+async def _connect(host: str, port: int, config: TvsClientConfig) -> trio.SocketStream:
+    try:
+        with trio.fail_after(config.connect_timeout):
+            return await trio.open_tcp_stream(host, port)
+    except trio.TooSlowError:
+        raise TvsTimeout(f"connect to {host}:{port} timed out") from None
+    except OSError as exc:
+        raise TvsConnectError(f"connect to {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def _receive(tls: trio.SSLStream[trio.SocketStream], config: TvsClientConfig) -> Message:
+    decoder = Decoder(max_size=config.max_message)
+    got = 0
+    while True:
+        msg = decoder.next_message()
+        if msg is not None:
+            return msg
+        data = await tls.receive_some(65536)
+        if not data:
+            raise TvsProtocolError(
+                "connection closed before a response"
+                if not got
+                else f"connection closed mid-response after {got} bytes"
+            )
+        got += len(data)
+        decoder.receive_data(data)
+
+
+async def tvs_exchange(
+    host: str, port: int, message: Message, config: TvsClientConfig
+) -> TvsExchange:
+    """Like :func:`tvs_request`, also returning the server certificate and cipher."""
+    ctx = config.ssl_context()
+    stream = await _connect(host, port, config)
+    tls = trio.SSLStream(stream, ctx, server_side=False)
+    try:
+        try:
+            with trio.fail_after(config.timeout):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            raise TvsTimeout(f"TLS handshake with {host}:{port} timed out") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise TvsHandshakeError(
+                f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}"
+            ) from None
+        der = tls.getpeercert(binary_form=True)
+        server_cert = None
+        if der:
+            try:
+                server_cert = Certificate.from_der(der)
+            except CertificateError:
+                server_cert = None
+        if not config.insecure and not certificate_pinned(der, config.pinned):
+            who = server_cert.subject if server_cert else "no certificate"
+            raise TvsHandshakeError(f"server certificate not pinned: {who}")
+        cipher = tls.cipher()
+        try:
+            with trio.fail_after(config.timeout):
+                await tls.send_all(encode_message(message, query_tags=config.query_tags))
+                response = await _receive(tls, config)
+        except trio.TooSlowError:
+            raise TvsTimeout(f"no response from {host}:{port} within {config.timeout}s") from None
+        except DecodeError as exc:
+            raise TvsProtocolError(f"bad response: {type(exc).__name__}: {exc}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if _is_alert(exc):
+                raise TvsHandshakeError(f"server refused the session: {_ssl_reason(exc)}") from None
+            raise TvsProtocolError(f"connection broken: {_ssl_reason(exc)}") from None
+        return TvsExchange(response, server_cert, cipher[0] if cipher else None, tls.version())
+    finally:
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            await trio.aclose_forcefully(tls)
+
+
+async def tvs_request(host: str, port: int, message: Message, config: TvsClientConfig) -> Message:
+    """Send ``message`` to the TVS at ``host:port`` over a new TLS connection and return the
+    decoded response. Raises a :class:`TvsClientError` subclass on any failure."""
+    return (await tvs_exchange(host, port, message, config)).response

@@ -1,0 +1,50 @@
+"""The TVS server's configuration value (what ``tvs serve`` flags and the emulated cluster set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from ..certs import Certificate, PrivateKey
+from ..tlsconfig import ClientAuth
+from ..wire import DEFAULT_MAX_MESSAGE
+
+__all__ = ["DEFAULT_PORT", "TvsServerConfig"]
+
+DEFAULT_PORT = 2445
+
+
+@attrs.frozen(kw_only=True)
+class TvsServerConfig:
+    """Everything one TVS listener needs. ``cert``/``key`` are files or in-memory values."""
+
+    store: Path = attrs.field(converter=Path)
+    cert: Path | Certificate
+    key: Path | PrivateKey
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    legacy_tls: bool = False
+    client_auth: ClientAuth = attrs.field(default=ClientAuth.OPTIONAL, converter=ClientAuth)
+    mic_ca: Path | None = None
+    """Manufacturing CA certificate(s) (PEM) that verify phone MICs, besides CAPF-trust."""
+    handshake_timeout: float = 10.0
+    request_timeout: float = 10.0
+    """Seconds a connected client has to send its whole request after the handshake."""
+    max_message: int = DEFAULT_MAX_MESSAGE
+    max_connections: int = 1024
+    """Connections served at once; more are closed at accept and counted."""
+    backlog: int = 4096
+    reuse_port: bool = False
+    """SO_REUSEPORT, so several worker processes can share the port."""
+    watch: bool = False
+    """Reload the cache automatically when the store changes (default: CUCM-like, on
+    SIGHUP / ``tvs reload`` / :meth:`TvsServer.reload` only)."""
+    watch_interval: float = 1.0
+    keylog: Path | None = None
+    shutdown_grace: float = 15.0
+    """At shutdown, seconds in-flight connections get before they are cancelled."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
