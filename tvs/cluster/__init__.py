@@ -7,6 +7,8 @@ configuration (pure); :mod:`.sip` is the TLS listener standing for the secure SI
 
 from __future__ import annotations
 
+from ..store import consolidate
+from .cluster import ClusterStats, EmulatedCluster
 from .config import (
     CLIENT_AUTH_MODES,
     DEFAULT_SIP_PORT,
@@ -39,6 +41,7 @@ from .files import (
     itl_signer,
     parse_request_name,
 )
+from .sip import SipListener, SipStats, sip_response
 
 __all__ = [
     "CLIENT_AUTH_MODES",
@@ -55,13 +58,18 @@ __all__ = [
     "ClusterConfigError",
     "ClusterError",
     "ClusterFiles",
+    "ClusterStats",
+    "EmulatedCluster",
     "FileInputs",
     "NodeConfig",
     "NodeEndpoint",
+    "SipListener",
+    "SipStats",
     "build_config_sgn",
     "build_config_xml",
     "build_ctl",
     "build_itl",
+    "consolidate",
     "ctl_records",
     "ctl_signer",
     "endpoints_from_config",
@@ -70,4 +78,5 @@ __all__ = [
     "itl_signer",
     "parse_request_name",
     "parse_version",
+    "sip_response",
 ]

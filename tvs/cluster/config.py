@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -79,6 +79,10 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 # --- checking helpers ---------------------------------------------------------------------------
+
+
+def _node_tuple(nodes: Iterable[NodeConfig]) -> tuple[NodeConfig, ...]:
+    return tuple(nodes)
 
 
 def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -186,7 +190,7 @@ class ClusterConfig:
     """
 
     name: str
-    nodes: tuple[NodeConfig, ...] = attrs.field(converter=tuple)
+    nodes: tuple[NodeConfig, ...] = attrs.field(converter=_node_tuple)
     version: str = DEFAULT_VERSION
     security_mode: str = "mixed"
     rollback_pre80: bool = False

@@ -1,0 +1,292 @@
+"""The emulated cluster on Trio: per node a TVS, a TFTP server and a secure-SIP TLS listener.
+
+A thin adapter. Owns the cluster's trust-store directory (its own certificates refreshed from
+the lab PKI at start), the servers' lifetimes, and CUCM's two update rules: imported
+certificates change the generated files at once (:meth:`EmulatedCluster.regenerate_files`,
+also run when another process changes the store) but TVS answers only after
+:meth:`EmulatedCluster.restart_tvs`. File contents come from :mod:`.files`, the TVS from
+:mod:`tvs.server`, TFTP from :mod:`tvs.tftp`, stores from :mod:`tvs.store`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import attrs
+import structlog
+import trio
+
+from ..certs import Certificate
+from ..pki import ClusterPki, LabPki, PkiError
+from ..server import NullObserver, TvsServer, TvsServerConfig
+from ..store import BulkImportResult, TrustStore, bulk_export, bulk_import, read_certificate_file
+from ..tftp import CallableProvider, TftpServer, TftpServerStats
+from .config import ClusterConfig
+from .errors import ClusterError
+from .files import ClusterFiles, FileInputs, NodeEndpoint, endpoints_from_config
+from .sip import SipListener, SipStats
+
+__all__ = ["ClusterStats", "EmulatedCluster"]
+
+log = structlog.get_logger("tvs.cluster")
+
+
+@attrs.frozen
+class ClusterStats:
+    """Counters since the cluster started; ``tftp``/``sip`` are per node."""
+
+    tftp: Mapping[str, TftpServerStats]
+    sip: Mapping[str, SipStats]
+    tvs_requests: Mapping[str, int]
+    """Answered TVS requests by status (``VALID``, ``INVALID``)."""
+    tvs_handshake_failures: int
+    files_generation: int
+    """How many times the generated files were rebuilt."""
+
+    @property
+    def tftp_transfers(self) -> int:
+        return sum(s.transfers_completed for s in self.tftp.values())
+
+    @property
+    def sip_handshakes(self) -> int:
+        return sum(s.handshakes for s in self.sip.values())
+
+
+class _TvsCounter(NullObserver):
+    def __init__(self) -> None:
+        self.by_status: dict[str, int] = {}
+        self.handshake_failures = 0
+
+    def request_served(self, message_type: str, status: str, seconds: float) -> None:
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def handshake_failed(self, reason: str) -> None:
+        self.handshake_failures += 1
+
+
+class EmulatedCluster:
+    """One CUCM cluster. ``await nursery.start(cluster.serve)`` binds everything and returns
+    the cluster; cancel the nursery to stop it. Files and stores work before ``serve`` too."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        pki: LabPki | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._log = log.bind(cluster=config.name)
+        try:
+            lab = pki if pki is not None else LabPki.load(config.pki_dir)
+            self.pki: ClusterPki = lab.cluster(config.name)
+        except PkiError as exc:
+            raise ClusterError(str(exc)) from None
+        self._store = TrustStore.open(config.store_dir, create=True)
+        self._refresh_own_certificates()
+        self._files = ClusterFiles(
+            FileInputs(
+                config,
+                self.pki,
+                endpoints_from_config(config),
+                sast_trust=self._sast_trust(),
+                timestamp=self._now(),
+            )
+        )
+        self._signature = self._store.signature()
+        self._observer = _TvsCounter()
+        self._tvs: dict[str, TvsServer] = {}
+        self._tftp: dict[str, TftpServer] = {}
+        self._sip: dict[str, SipListener] = {}
+        self._ready = trio.Event()
+
+    # --- stores ---------------------------------------------------------------------------
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _refresh_own_certificates(self) -> None:
+        """Write the cluster's own certificates (from the lab PKI) into its store."""
+        store, ttl = self._store, self.config.tvs_ttl
+        store.set_cluster(self.config.name, [n.name for n in self.config.nodes])
+        for n in self.config.nodes:
+            node = self.pki.nodes.get(n.name)
+            if node is None:
+                raise ClusterError(
+                    f"cluster {self.config.name!r}: node {n.name!r} is not in the lab PKI "
+                    f"(it has {', '.join(self.pki.nodes) or 'none'})"
+                )
+            store.put_own("CallManager", n.name, node.callmanager.cert, ttl=ttl)
+            store.put_own("TVS", n.name, node.tvs.cert, ttl=ttl)
+        store.put_own("ITLRecovery", self.config.name, self.pki.itlrecovery.cert, ttl=ttl)
+        store.put_own("CAPF", self.config.name, self.pki.capf.cert, ttl=ttl)
+
+    def _sast_trust(self) -> tuple[Certificate, ...]:
+        return tuple(e.certificate for e in self._store.list(["Phone-SAST-trust"]))
+
+    @property
+    def store(self) -> TrustStore:
+        return self._store
+
+    def regenerate_files(self) -> None:
+        """Rebuild the CTL/ITL/configuration from the stores now, as CUCM does after a change."""
+        self._signature = self._store.signature()
+        self._files.update(sast_trust=self._sast_trust(), timestamp=self._now())
+        cas = self._store.client_ca_certificates()
+        for sip in self._sip.values():
+            sip.set_client_cas(cas)
+        self._log.info(
+            "cluster.files_regenerated",
+            generation=self._files.generation,
+            sast_trust=len(self._files.inputs.sast_trust),
+        )
+
+    def import_certificates(self, trust: str, certs: Iterable[Certificate | str | Path]) -> None:
+        """Import into trust store ``trust`` (certificates or certificate files) and regenerate
+        the files; TVS answers change only after :meth:`restart_tvs`, as on CUCM."""
+        todo: list[Certificate] = []
+        for c in certs:
+            todo.extend([c] if isinstance(c, Certificate) else read_certificate_file(c))
+        entries = self._store.import_certificates(trust, todo, ttl=self.config.tvs_ttl)
+        self._log.info("cluster.imported", store=trust, count=len(entries))
+        self.regenerate_files()
+
+    def bulk_export(self, shared_dir: str | Path) -> list[Path]:
+        """Bulk certificate export: one PKCS#12 per node into ``shared_dir``."""
+        return bulk_export(self._store, shared_dir)
+
+    def bulk_import(self, shared_dir: str | Path) -> BulkImportResult:
+        """Bulk certificate import from ``shared_dir``, then regenerate the files."""
+        result = bulk_import(self._store, shared_dir)
+        self._log.info(
+            "cluster.bulk_imported", imported=len(result.imported), skipped=len(result.skipped)
+        )
+        self.regenerate_files()
+        return result
+
+    async def restart_tvs(self) -> None:
+        """ "Restart TVS on all nodes": every TVS re-reads its cache from the store."""
+        for name, server in self._tvs.items():
+            entries = server.reload()
+            self._log.info("cluster.tvs_restarted", node=name, entries=entries)
+        await trio.lowlevel.checkpoint()
+
+    def set_rollback_pre80(self, value: bool) -> None:
+        """Enterprise parameter "Prepare Cluster for Rollback to pre 8.0" (blank ITL)."""
+        self.config = self.config.evolve(rollback_pre80=value)
+        self._files.update(config=self.config, timestamp=self._now())
+        self._log.info("cluster.rollback_pre80", value=value)
+
+    # --- files ----------------------------------------------------------------------------
+    @property
+    def files(self) -> ClusterFiles:
+        return self._files
+
+    def files_for(self, mac: str) -> dict[str, bytes]:
+        """The files the first TFTP node serves a phone, by the names the phone asks for."""
+        return self._files.files_for(mac)
+
+    def _provider(self, node: str) -> CallableProvider:
+        async def get(name: str, client: tuple[str, int]) -> bytes | None:
+            await self._ready.wait()
+            return self._files.get(name, node)
+
+        return CallableProvider(get)
+
+    # --- addresses ------------------------------------------------------------------------
+    @property
+    def endpoints(self) -> tuple[NodeEndpoint, ...]:
+        """The nodes as phones see them (bound ports once serving)."""
+        return self._files.inputs.endpoints
+
+    @property
+    def tftp_address(self) -> tuple[str, int]:
+        """The first TFTP node: what DHCP option 150 points at."""
+        e = next(e for e in self.endpoints if e.tftp)
+        return e.address, e.tftp_port
+
+    @property
+    def tvs_addresses(self) -> list[tuple[str, int]]:
+        return [(e.address, e.tvs_port) for e in self.endpoints]
+
+    @property
+    def sip_addresses(self) -> list[tuple[str, int]]:
+        return [(e.address, e.sip_port) for e in self.endpoints]
+
+    def statistics(self) -> ClusterStats:
+        return ClusterStats(
+            tftp=MappingProxyType({n: s.statistics() for n, s in self._tftp.items()}),
+            sip=MappingProxyType({n: s.statistics() for n, s in self._sip.items()}),
+            tvs_requests=MappingProxyType(dict(self._observer.by_status)),
+            tvs_handshake_failures=self._observer.handshake_failures,
+            files_generation=self._files.generation,
+        )
+
+    # --- serving --------------------------------------------------------------------------
+    async def serve(
+        self, *, task_status: trio.TaskStatus[EmulatedCluster] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind every node's TVS, secure SIP and TFTP listeners, then report ``self``."""
+        cfg = self.config
+        cas = self._store.client_ca_certificates()
+        async with trio.open_nursery() as nursery:
+            endpoints: list[NodeEndpoint] = []
+            for n in cfg.nodes:
+                ident = self.pki.nodes[n.name]
+                tvs = TvsServer(
+                    TvsServerConfig(
+                        store=cfg.store_dir,
+                        cert=ident.tvs.cert,
+                        key=ident.tvs.key,
+                        host=n.bind_address,
+                        port=n.tvs_port,
+                        legacy_tls=cfg.legacy_tls,
+                        client_auth=cfg.client_auth,
+                    ),
+                    observer=self._observer,
+                )
+                _, tvs_port = await nursery.start(tvs.serve)
+                self._tvs[n.name] = tvs
+                sip = SipListener(
+                    ident.callmanager.cert,
+                    ident.callmanager.key,
+                    legacy_tls=cfg.legacy_tls,
+                    client_auth=cfg.client_auth,
+                    client_cas=cas,
+                )
+                _, sip_port = await nursery.start(sip.serve, n.bind_address, n.sip_port)
+                self._sip[n.name] = sip
+                tftp_port = n.tftp_port
+                if n.tftp:
+                    tftp = TftpServer(self._provider(n.name))
+                    _, tftp_port = await nursery.start(tftp.serve, n.bind_address, n.tftp_port)
+                    self._tftp[n.name] = tftp
+                endpoints.append(
+                    NodeEndpoint(n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port)
+                )
+            self._files.update(endpoints=tuple(endpoints), timestamp=self._now())
+            self._ready.set()
+            if cfg.watch_interval > 0:
+                nursery.start_soon(self._watch_store)
+            self._log.info(
+                "cluster.ready",
+                version=cfg.version,
+                security_mode=cfg.security_mode,
+                tftp=f"{self.tftp_address[0]}:{self.tftp_address[1]}",
+                tvs=[f"{h}:{p}" for h, p in self.tvs_addresses],
+            )
+            task_status.started(self)
+
+    async def _watch_store(self) -> None:
+        """Regenerate the files when another process (``tvs store import``) changes the store."""
+        while True:
+            await trio.sleep(self.config.watch_interval)
+            try:
+                changed = self._store.signature() != self._signature
+                if changed:
+                    self.regenerate_files()
+            except (OSError, ValueError) as exc:
+                self._log.error("cluster.regenerate_failed", reason=str(exc))

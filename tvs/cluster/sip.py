@@ -1,0 +1,208 @@
+"""The TLS listener standing for a node's secure SIP port (5061): handshakes, and a minimal SIP.
+
+Owns what a phone's TLS connection to its CallManager meets: the node's CallManager
+certificate as server certificate (what the phone checks against its CTL), an optional or
+required client certificate verified against CAPF-trust and the cluster's CAPF, a handshake
+deadline, and a tiny SIP responder so a phone emulator can "register": ``REGISTER`` and
+``OPTIONS`` get ``200 OK``, other requests ``501 Not Implemented`` (no dialogs, no calls).
+The request parser and response builder are pure (:func:`sip_response`); the rest is a thin
+Trio adapter. Does not own the certificates or stores.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+import attrs
+import structlog
+import trio
+
+from ..certs import Certificate, PrivateKey
+from ..tlsconfig import server_context
+
+__all__ = ["MAX_SIP_HEAD", "SipError", "SipListener", "SipStats", "sip_response", "split_message"]
+
+log = structlog.get_logger("tvs.cluster.sip")
+
+MAX_SIP_HEAD: Final = 16 * 1024
+"""A request head (start line and headers) over this size closes the connection."""
+MAX_SIP_BODY: Final = 64 * 1024
+_CONTENT_LENGTH = re.compile(
+    rb"^(?:content-length|l)\s*:\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE
+)
+_ECHOED = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "contact", "m", "expires")
+
+
+class SipError(ValueError):
+    """Bytes that are not a SIP request this listener can answer."""
+
+
+def split_message(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """``(message, rest)`` when ``buffer`` starts with a whole message (head and body), else
+    None; raises SipError when the head or body is over the limits."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_SIP_HEAD:
+            raise SipError(f"no end of headers within {MAX_SIP_HEAD} bytes")
+        return None
+    head_len = end + 4
+    if head_len > MAX_SIP_HEAD:
+        raise SipError(f"headers of {head_len} bytes over {MAX_SIP_HEAD}")
+    m = _CONTENT_LENGTH.search(buffer[:end])
+    body_len = int(m.group(1)) if m else 0
+    if body_len > MAX_SIP_BODY:
+        raise SipError(f"body of {body_len} bytes over {MAX_SIP_BODY}")
+    if len(buffer) < head_len + body_len:
+        return None
+    return buffer[: head_len + body_len], buffer[head_len + body_len :]
+
+
+def sip_response(message: bytes) -> bytes:
+    """The response to one whole SIP request (see :func:`split_message`); SipError if it is not
+    a request."""
+    head = message.split(b"\r\n\r\n", 1)[0]
+    try:
+        lines = head.decode("utf-8").split("\r\n")
+    except UnicodeDecodeError:
+        raise SipError("request head is not UTF-8") from None
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
+        raise SipError(f"not a SIP request line: {lines[0][:80]!r}")
+    method = parts[0].upper()
+    echoed: list[str] = []
+    for line in lines[1:]:
+        name, sep, _ = line.partition(":")
+        if sep and name.strip().lower() in _ECHOED:
+            if method != "REGISTER" and name.strip().lower() in ("contact", "m", "expires"):
+                continue
+            echoed.append(line)
+    status = "200 OK" if method in ("REGISTER", "OPTIONS") else "501 Not Implemented"
+    out = [f"SIP/2.0 {status}", *echoed, "Server: tvs-lab emulated CUCM", "Content-Length: 0"]
+    return ("\r\n".join(out) + "\r\n\r\n").encode("utf-8")
+
+
+@attrs.frozen
+class SipStats:
+    handshakes: int = 0
+    handshake_failures: int = 0
+    requests: int = 0
+    bad_requests: int = 0
+    active: int = 0
+
+
+class SipListener:
+    """One node's secure SIP port. ``await nursery.start(listener.serve, host, port)`` returns
+    the bound ``(host, port)``; :meth:`set_client_cas` swaps the trust for new connections."""
+
+    def __init__(
+        self,
+        cert: Certificate | Path,
+        key: PrivateKey | Path,
+        *,
+        legacy_tls: bool = False,
+        client_auth: str = "optional",
+        client_cas: Iterable[Certificate] = (),
+        handshake_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        max_connections: int = 1024,
+    ) -> None:
+        self.cert, self.key = cert, key
+        self.legacy_tls, self.client_auth = legacy_tls, client_auth
+        self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
+        self.max_connections = max_connections
+        self.address: tuple[str, int] | None = None
+        self._counts = dict.fromkeys(attrs.fields_dict(SipStats), 0)
+        self._ctx = self._context(client_cas)
+
+    def _context(self, client_cas: Iterable[Certificate]) -> ssl.SSLContext:
+        return server_context(
+            self.cert,
+            self.key,
+            legacy=self.legacy_tls,
+            client_auth=self.client_auth,
+            client_cas=client_cas,
+        )
+
+    def set_client_cas(self, client_cas: Iterable[Certificate]) -> None:
+        self._ctx = self._context(client_cas)
+
+    def statistics(self) -> SipStats:
+        return SipStats(**self._counts)
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5061,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        sockname = listeners[0].socket.getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+        log.info("sip.listening", address=f"{self.address[0]}:{self.address[1]}")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            task_status.started(self.address)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        if self._counts["active"] >= self.max_connections:
+            log.warning("sip.rejected", reason=f"max connections ({self.max_connections})")
+            await trio.aclose_forcefully(stream)
+            return
+        self._counts["active"] += 1
+        tls = trio.SSLStream(stream, self._ctx, server_side=True)
+        try:
+            try:
+                with trio.fail_after(self.handshake_timeout):
+                    await tls.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._counts["handshake_failures"] += 1
+                log.warning("sip.handshake_failed", reason=_reason(exc))
+                return
+            self._counts["handshakes"] += 1
+            await self._requests(tls)
+        finally:
+            self._counts["active"] -= 1
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await trio.aclose_forcefully(tls)
+
+    async def _requests(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+        buffer = b""
+        while True:
+            try:
+                whole = split_message(buffer)
+                if whole is None:
+                    with trio.move_on_after(self.idle_timeout):
+                        data = await tls.receive_some(65536)
+                        if data:
+                            buffer += data
+                            continue
+                    return  # idle or closed
+                message, buffer = whole
+                reply = sip_response(message)
+            except SipError as exc:
+                self._counts["bad_requests"] += 1
+                log.warning("sip.bad_request", reason=str(exc))
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            self._counts["requests"] += 1
+            try:
+                with trio.fail_after(self.idle_timeout):
+                    await tls.send_all(reply)
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "handshake timeout"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS: {cause.reason or cause}"
+    return "connection closed during handshake"
