@@ -228,3 +228,14 @@ def test_build_key_mismatch(
     argv = ["tlv", "build", "--out", str(tmp_path / "x.tlv"), "--signer", str(files["cert"])]
     assert main([*argv, "--key", str(files["ec_key"])]) == 2
     assert "does not belong" in capsys.readouterr().err
+
+
+def test_build_error_as_json(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.tlv"
+    argv = ["tlv", "build", "--out", str(out), "--signer", str(files["cert"]), "--json"]
+    code, text = run(capsys, *argv, "--key", str(files["ec_key"]))
+    result = json.loads(text)
+    assert code == 2 and result["ok"] is False
+    assert result["error_type"] == "FormatError" and result["file"] == str(out)

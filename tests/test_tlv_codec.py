@@ -429,7 +429,6 @@ def _fails(data: bytes, trusted: list[Certificate]) -> type[TlvError]:
     raise AssertionError("corrupted file verified")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ctl", "sgn"])
 def test_flipped_byte_at_every_offset_fails(small: Pki, kind: str) -> None:
     if kind == "ctl":

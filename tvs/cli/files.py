@@ -207,12 +207,21 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     except _Unreadable as exc:
         _err(args, str(exc))
         if getattr(args, "json", False):
-            _emit({"file": str(getattr(args, "file", "") or ""), "ok": False, "error": str(exc)})
+            path = getattr(args, "file", None) or getattr(args, "out", None)
+            _emit({"file": None if path is None else str(path), "ok": False, "error": str(exc)})
         return EXIT_UNREADABLE
     except TlvError as exc:
         _err(args, f"{type(exc).__name__}: {exc}")
         if getattr(args, "json", False):
-            _emit({"ok": False, "error": str(exc), "error_type": type(exc).__name__})
+            path = getattr(args, "file", None) or getattr(args, "out", None)
+            _emit(
+                {
+                    "file": None if path is None else str(path),
+                    "ok": False,
+                    "error": str(exc),
+                    "error_type": type(exc).__name__,
+                }
+            )
         return EXIT_UNREADABLE
 
 
