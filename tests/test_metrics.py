@@ -1,0 +1,137 @@
+"""Prometheus metrics: the observer's counters, and a scrape of a running server's endpoint."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client import CollectorRegistry
+
+from phone_emu.tvs_client import TvsClientConfig, TvsHandshakeError, tvs_request
+from tvs.metrics import MetricsServer, PrometheusObserver, parse_address
+from tvs.pki import LabPki
+from tvs.server import TvsServer, TvsServerConfig
+from tvs.store import TrustStore
+from tvs.wire import QueryCertRequest, QueryCertResponse, Status, VerifyRequest
+
+DEVICE = "CP-8861-SEPB000B4BA0AEE"
+MAC = "B000B4BA0AEE"
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-z_]+)(?:\{([^}]*)\})? (\S+)", line)
+        if m and m.group(1) == name:
+            got = ",".join(sorted((m.group(2) or "").split(","))) if m.group(2) else ""
+            if got == want:
+                return float(m.group(3))
+    return 0.0
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
+        return resp.read().decode()
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:9445") == ("127.0.0.1", 9445)
+    assert parse_address(":0") == ("127.0.0.1", 0)
+    assert parse_address("[::1]:9") == ("::1", 9)
+    for bad in ("9445", "host:", "h:99999", "h:x"):
+        with pytest.raises(ValueError, match="ADDR:PORT"):
+            parse_address(bad)
+
+
+def test_observer_counts_into_its_own_registry() -> None:
+    a, b = PrometheusObserver(), PrometheusObserver(CollectorRegistry())
+    a.request_served("QUERY_CERT_REQ", "VALID", 0.002)
+    a.handshake_failed("tls")
+    a.connection_opened()
+    a.cache_reloaded(7)
+    get = a.registry.get_sample_value
+    assert get("tvs_requests_total", {"type": "QUERY_CERT_REQ", "status": "VALID"}) == 1
+    assert get("tvs_request_duration_seconds_count", {"type": "QUERY_CERT_REQ"}) == 1
+    assert (
+        get("tvs_request_duration_seconds_bucket", {"type": "QUERY_CERT_REQ", "le": "0.001"}) == 0
+    )
+    assert (
+        get("tvs_request_duration_seconds_bucket", {"type": "QUERY_CERT_REQ", "le": "0.005"}) == 1
+    )
+    assert get("tvs_handshake_failures_total", {"reason": "tls"}) == 1
+    assert get("tvs_connections_in_use") == 1 and get("tvs_cache_entries") == 7
+    a.connection_closed()
+    assert get("tvs_connections_in_use") == 0
+    assert b.registry.get_sample_value("tvs_connections_total") == 0
+
+
+async def test_scrape_during_a_run(
+    nursery: trio.Nursery, tmp_path: Path, lab_pki_dir: Path, lab_pki: LabPki
+) -> None:
+    store = tmp_path / "store"
+    TrustStore.init_from_pki(store, lab_pki_dir / "source")
+    dest_cm = lab_pki.clusters["destination"].publisher.callmanager.cert
+    TrustStore.open(store).import_certificates("Phone-SAST-trust", [dest_cm], ttl=600)
+    src = lab_pki.clusters["source"]
+    tvs = src.publisher.tvs
+    observer = PrometheusObserver()
+    server = TvsServer(
+        TvsServerConfig(store=store, cert=tvs.cert_path, key=tvs.key_path, port=0),
+        observer=observer,
+    )
+    host, port = await nursery.start(server.serve)
+    with MetricsServer(observer.registry, "127.0.0.1", 0) as metrics:
+        assert metrics.address[0] == "127.0.0.1" and metrics.address[1] > 0
+        before = await trio.to_thread.run_sync(scrape, metrics.url)
+        assert sample(before, "tvs_cache_entries") > 0
+        assert sample(before, "tvs_requests_total", type="QUERY_CERT_REQ", status="VALID") == 0
+
+        phone = src.phones[MAC]
+        client = TvsClientConfig(lsc=phone.cert, key=phone.key, pinned=(tvs.cert,))
+        known = QueryCertRequest(DEVICE, dest_cm.subject, dest_cm.issuer, dest_cm.serial, 1001)
+        unknown = QueryCertRequest(DEVICE, "CN=nobody", "CN=nobody", b"\x01", 1002)
+        for _ in range(3):
+            res = await tvs_request(host, port, known, client)
+            assert isinstance(res, QueryCertResponse) and res.status == Status.VALID
+        res = await tvs_request(host, port, unknown, client)
+        assert res.status == Status.INVALID  # type: ignore[union-attr]
+        await tvs_request(host, port, VerifyRequest(DEVICE, dest_cm.der, 7), client)
+        # a client pinning another certificate gives up the handshake
+        wrong = TvsClientConfig(lsc=phone.cert, key=phone.key, pinned=(dest_cm,))
+        with pytest.raises(TvsHandshakeError):
+            await tvs_request(host, port, known, wrong)
+        # a client that connects and sends garbage instead of a TLS hello
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")
+        await stream.aclose()
+
+        with trio.fail_after(10):  # the server finishes the failed handshakes
+            while observer.registry.get_sample_value("tvs_connections_in_use") != 0:
+                await trio.sleep(0.01)
+        text = await trio.to_thread.run_sync(scrape, metrics.url)
+    server.request_shutdown()
+
+    assert sample(text, "tvs_requests_total", type="QUERY_CERT_REQ", status="VALID") == 3
+    assert sample(text, "tvs_requests_total", type="QUERY_CERT_REQ", status="INVALID") == 1
+    assert sample(text, "tvs_requests_total", type="VERIFY_REQUEST", status="VALID") == 1
+    assert sample(text, "tvs_request_duration_seconds_count", type="QUERY_CERT_REQ") == 4
+    assert (
+        sample(text, "tvs_request_duration_seconds_bucket", type="QUERY_CERT_REQ", le="+Inf") == 4
+    )
+    assert sample(text, "tvs_request_duration_seconds_sum", type="QUERY_CERT_REQ") > 0
+    assert sample(text, "tvs_handshake_failures_total", reason="tls") >= 1  # the HTTP request
+    # the pinning client hangs up after the server's side of a TLS 1.3 handshake is done: the
+    # server counts that one as a handshake failure or as a request that never came
+    failures = sum(
+        sample(text, "tvs_handshake_failures_total", reason=r) for r in ("tls", "eof", "timeout")
+    ) + sum(sample(text, "tvs_bad_requests_total", reason=r) for r in ("truncated", "timeout"))
+    assert failures == 2
+    assert sample(text, "tvs_connections_total") == 7
+    assert sample(text, "tvs_connections_in_use") == 0
+    assert sample(text, "tvs_cache_entries") == sample(before, "tvs_cache_entries")
+    assert sample(text, "tvs_cache_reloads_total") == 1

@@ -1,0 +1,126 @@
+"""Prometheus metrics for the TVS server (``tvs serve --metrics ADDR:PORT``).
+
+Owns :class:`PrometheusObserver`, a :class:`~tvs.server.observer.ServerObserver` that counts
+into its own :class:`~prometheus_client.CollectorRegistry` (one per server, so tests can run
+several), and :class:`MetricsServer`, the HTTP endpoint serving that registry from
+``prometheus_client``'s threaded WSGI server (a daemon thread; it only reads the registry).
+
+Metrics (all prefixed ``tvs_``): ``requests_total{type,status}``,
+``request_duration_seconds{type}`` (histogram, request read to response sent),
+``bad_requests_total{reason}``, ``handshake_failures_total{reason}``, ``connections_total``,
+``connections_rejected_total{reason}``, ``connections_in_use``, ``cache_entries``,
+``cache_reloads_total``.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .server.observer import NullObserver
+
+__all__ = ["LATENCY_BUCKETS", "MetricsServer", "PrometheusObserver", "parse_address"]
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class PrometheusObserver(NullObserver):
+    """Counts server events into ``registry`` (a new one when not given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "tvs_requests", "Requests answered, by message type and status",
+            ["type", "status"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "tvs_request_duration_seconds", "Time from reading a request to sending the answer",
+            ["type"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.bad_requests = Counter(
+            "tvs_bad_requests", "Connections whose request could not be read or answered",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.handshake_failures = Counter(
+            "tvs_handshake_failures", "TLS handshakes that failed, by reason",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.connections = Counter(
+            "tvs_connections", "TCP connections accepted and served", registry=r
+        )
+        self.rejected = Counter(
+            "tvs_connections_rejected", "Connections closed at accept without being served",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.in_use = Gauge("tvs_connections_in_use", "Connections being served", registry=r)
+        self.cache_entries = Gauge(
+            "tvs_cache_entries", "Entries in the TVS certificate cache", registry=r
+        )
+        self.reloads = Counter("tvs_cache_reloads", "Certificate cache (re)builds", registry=r)
+
+    def connection_opened(self) -> None:
+        self.connections.inc()
+        self.in_use.inc()
+
+    def connection_closed(self) -> None:
+        self.in_use.dec()
+
+    def connection_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason=reason).inc()
+
+    def handshake_failed(self, reason: str) -> None:
+        self.handshake_failures.labels(reason=reason).inc()
+
+    def bad_request(self, reason: str) -> None:
+        self.bad_requests.labels(reason=reason).inc()
+
+    def request_served(self, message_type: str, status: str, seconds: float) -> None:
+        self.requests.labels(type=message_type, status=status).inc()
+        self.latency.labels(type=message_type).observe(seconds)
+
+    def cache_reloaded(self, size: int) -> None:
+        self.cache_entries.set(size)
+        self.reloads.inc()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``127.0.0.1:9445``, ``[::1]:9445``, ``:9445`` = loopback) to a pair."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected ADDR:PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+class MetricsServer:
+    """The ``/metrics`` HTTP endpoint for one registry; port 0 picks a free port."""
+
+    def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0):
+        self._httpd: WSGIServer
+        self._thread: threading.Thread
+        self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/metrics"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
