@@ -7,6 +7,7 @@ the reason goes to stderr); 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -118,15 +119,39 @@ def _serve(args: argparse.Namespace) -> int:
         provider, max_transfers=args.max_transfers, timeout=args.timeout, retries=args.retries
     )
     host, port = args.listen
+
+    async def run() -> None:
+        # SIGINT / SIGTERM stop the server cleanly (exit 0, logs flushed)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve, host, port)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
     try:
-        trio.run(server.serve, host, port)
-    except OSError as exc:
+        trio.run(run)
+    except (OSError, ExceptionGroup) as raised:
+        exc = _first_os_error(raised)
+        if exc is None:
+            raise
         print(
             f"tvs tftp serve: cannot listen on {host}:{port}: {exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _first_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _get(args: argparse.Namespace) -> int:

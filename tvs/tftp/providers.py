@@ -75,13 +75,18 @@ class DirectoryProvider:
             return None
         except OSError as exc:
             raise FileRefused(f"cannot open {name!r}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
+        try:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise FileRefused(f"{name!r} is not a regular file")
             if info.st_size > self.max_size:
                 raise FileRefused(f"{name!r} is larger than {self.max_size} bytes")
-            return f.read(self.max_size + 1)[: self.max_size]
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return f.read(self.max_size + 1)[: self.max_size]
+        except OSError as exc:
+            raise FileRefused(f"cannot read {name!r}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
 
 SyncOrAsyncFn = Callable[[str, Client], "bytes | Awaitable[bytes | None] | None"]

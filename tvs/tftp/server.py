@@ -200,6 +200,11 @@ class TftpServer:
         except FileRefused as exc:
             await self._refuse(listen, addr, exc.code, exc.reason, name)
             return
+        except Exception as exc:
+            self._counts["transfers_failed"] += 1
+            log.exception("tftp.transfer_crashed", client=f"{addr[0]}:{addr[1]}", file=name)
+            await self._refuse(listen, addr, ErrorCode.NOT_DEFINED, f"provider failed: {exc}", name)
+            return
         if content is None:
             await self._refuse(listen, addr, ErrorCode.FILE_NOT_FOUND, "no such file", name)
             return
