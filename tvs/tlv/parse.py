@@ -40,7 +40,8 @@ __all__ = [
 
 RECORD_LENGTH_INCLUDES_ITSELF: Final = True
 """Record tag 1 holds the length of the whole record, its own 5 bytes included (protocol notes:
-"u16, whole record"; Med confidence on whether "whole" includes the length element)."""
+"u16, whole record"; High: an independent open-source CTL reader and writer count it the same
+way)."""
 
 _RECORD_LENGTH_SIZE = 5  # tag 1, length 2, u16 value
 _SGN_VERSIONS = (SGN_VERSION, (2, 0))
