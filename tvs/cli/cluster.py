@@ -1,5 +1,232 @@
-"""Placeholder until this command group is written (removed before the stop)."""
+"""``tvs cluster serve`` (run one emulated CUCM cluster) and ``tvs cluster files`` (write what
+its TFTP would serve a phone).
+
+A thin shell over :mod:`tvs.cluster`. ``serve`` generates the lab PKI into the configured
+``pki_dir`` when this cluster's directory is missing, prints the bound addresses (one line per
+node, or one JSON object with ``--json``) once everything listens, then runs until SIGTERM or
+SIGINT (exit 0); SIGHUP restarts TVS on every node (re-reads the stores, like CUCM's "restart
+TVS"). Exit codes: 0 done, 2 bad configuration, PKI, store, or an address that cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from ..certs import CertificateError
+from ..cluster import EXAMPLES, ClusterConfig, ClusterError, EmulatedCluster
+from ..pki import LabPki, PkiError, Recipe, generate, normalise_mac
+from ..server import LOG_FORMATS, configure_logging
+from ..store import StoreError
+
+__all__ = ["load_config", "register"]
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+log = structlog.get_logger("tvs.cli.cluster")
+
+_ERRORS = (ClusterError, PkiError, StoreError, CertificateError)
 
 
-def register(sub):  # pragma: no cover
-    pass
+def register(sub: Any) -> None:
+    cluster = sub.add_parser("cluster", help="an emulated CUCM cluster: TVS, TFTP, secure SIP")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+
+    p = cluster_sub.add_parser(
+        "serve",
+        help="run one emulated cluster (TVS + TFTP + secure SIP per node)",
+        description="Run the cluster FILE.toml describes: per node a TVS, a TFTP server whose "
+        "CTL/ITL/config files are generated and signed with the cluster's keys, and a TLS "
+        f"listener for the secure SIP port. FILE may also name a packaged example "
+        f"({', '.join(EXAMPLES)}). SIGHUP restarts TVS (re-reads the stores).",
+    )
+    _add_config(p)
+    p.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help="bind every node's listeners here (e.g. 0.0.0.0 in a container); "
+        "default: each node's address",
+    )
+    p.add_argument(
+        "--advertise",
+        metavar="HOST",
+        help="announce every node as HOST in the generated files (e.g. the container's "
+        "service name); default: each node's address",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the bound addresses as one JSON object"
+    )
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="console")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.set_defaults(func=_cmd_serve)
+
+    p = cluster_sub.add_parser(
+        "files",
+        help="write the files the cluster's TFTP serves one phone (no servers started)",
+    )
+    _add_config(p)
+    p.add_argument("--mac", required=True, help="the phone's MAC (12 hex digits)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    p.set_defaults(func=_cmd_files)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE.toml",
+        help=f"cluster configuration, or a packaged example name ({', '.join(EXAMPLES)})",
+    )
+    p.add_argument("--pki", type=Path, metavar="DIR", help="lab PKI directory (overrides pki_dir)")
+    p.add_argument(
+        "--store", type=Path, metavar="DIR", help="trust-store directory (overrides store_dir)"
+    )
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        metavar="FILE",
+        help="recipe used when the lab PKI must be generated (default: the packaged lab recipe)",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"tvs cluster: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def load_config(args: argparse.Namespace) -> ClusterConfig:
+    """The configuration with the command line's overrides applied."""
+    config = ClusterConfig.load(args.config)
+    changes: dict[str, Any] = {}
+    if args.pki is not None:
+        changes["pki_dir"] = args.pki
+    if args.store is not None:
+        changes["store_dir"] = args.store
+    if changes:
+        config = config.evolve(**changes)
+    listen, advertise = getattr(args, "listen", None), getattr(args, "advertise", None)
+    if listen or advertise:
+        config = config.with_nodes(listen=listen, address=advertise)
+    return config
+
+
+def _lab_pki(config: ClusterConfig, recipe_path: Path | None) -> LabPki:
+    """Load the lab PKI, generating it first when this cluster's directory is missing."""
+    if not config.cluster_pki_dir.is_dir():
+        recipe = Recipe.load(recipe_path) if recipe_path else Recipe.default()
+        if config.name not in {c.name for c in recipe.clusters}:
+            where = recipe_path or "the packaged lab recipe"
+            raise ClusterError(
+                f"{config.cluster_pki_dir} is missing and {where} has no cluster "
+                f"{config.name!r} to generate it from (use --recipe)"
+            )
+        generate(recipe, config.pki_dir)
+        print(f"generated the lab PKI in {config.pki_dir}", file=sys.stderr)
+    return LabPki.load(config.pki_dir)
+
+
+def _leaf(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``kinds`` inside (nested) exception groups."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _leaf(inner, kinds)
+            if found is not None:
+                return found
+    return None
+
+
+def _addresses(cluster: EmulatedCluster) -> dict[str, Any]:
+    return {
+        "cluster": cluster.config.name,
+        "version": cluster.config.version,
+        "security_mode": cluster.config.security_mode,
+        "tftp": f"{cluster.tftp_address[0]}:{cluster.tftp_address[1]}",
+        "nodes": [
+            {
+                "name": e.name,
+                "address": e.address,
+                "tftp": f"{e.address}:{e.tftp_port}" if e.tftp else None,
+                "tvs": f"{e.address}:{e.tvs_port}",
+                "sip": f"{e.address}:{e.sip_port}",
+            }
+            for e in cluster.endpoints
+        ],
+    }
+
+
+def _print_addresses(cluster: EmulatedCluster, as_json: bool) -> None:
+    info = _addresses(cluster)
+    if as_json:
+        print(json.dumps(info), flush=True)
+        return
+    print(
+        f"cluster {info['cluster']} ({info['version']}, {info['security_mode']}): "
+        f"TFTP (option 150) {info['tftp']}"
+    )
+    for n in info["nodes"]:
+        tftp = f"tftp {n['tftp']}  " if n["tftp"] else ""
+        print(f"  node {n['name']}: {tftp}tvs {n['tvs']}  sip {n['sip']}")
+    sys.stdout.flush()
+
+
+async def _serve(cluster: EmulatedCluster, as_json: bool) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cluster.serve)
+            _print_addresses(cluster, as_json)
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    try:
+                        await cluster.restart_tvs()
+                    except (OSError, *_ERRORS) as exc:
+                        log.error("restart failed", reason=str(exc))
+                    continue
+                log.info("signal received", signal=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format, args.log_level)
+    try:
+        config = load_config(args)
+        cluster = EmulatedCluster(config, pki=_lab_pki(config, args.recipe))
+    except _ERRORS as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    try:
+        trio.run(_serve, cluster, args.json)
+    except BaseException as exc:
+        found = _leaf(exc, (OSError, *_ERRORS))
+        if found is None:
+            raise
+        return _fail(f"cannot serve cluster {config.name!r}: {found}")
+    return EXIT_OK
+
+
+def _cmd_files(args: argparse.Namespace) -> int:
+    try:
+        mac = normalise_mac(args.mac, "--mac")
+        config = load_config(args)
+        cluster = EmulatedCluster(config, pki=_lab_pki(config, args.recipe))
+        files = cluster.files_for(mac)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (args.out / name).write_bytes(data)
+            print(args.out / name)
+    except _ERRORS as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    return EXIT_OK

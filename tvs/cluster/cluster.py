@@ -67,6 +67,20 @@ class _TvsCounter(NullObserver):
         self.handshake_failures += 1
 
 
+class _NodeFiles:
+    """The TFTP file function of one node (waits until the bound ports are known)."""
+
+    def __init__(self, cluster: EmulatedCluster, node: str) -> None:
+        self.cluster, self.node = cluster, node
+
+    def __repr__(self) -> str:
+        return f"generated files of {self.cluster.config.name}/{self.node}"
+
+    async def __call__(self, name: str, client: tuple[str, int]) -> bytes | None:
+        await self.cluster._ready.wait()
+        return self.cluster.files.get(name, self.node)
+
+
 class EmulatedCluster:
     """One CUCM cluster. ``await nursery.start(cluster.serve)`` binds everything and returns
     the cluster; cancel the nursery to stop it. Files and stores work before ``serve`` too."""
@@ -190,11 +204,7 @@ class EmulatedCluster:
         return self._files.files_for(mac)
 
     def _provider(self, node: str) -> CallableProvider:
-        async def get(name: str, client: tuple[str, int]) -> bytes | None:
-            await self._ready.wait()
-            return self._files.get(name, node)
-
-        return CallableProvider(get)
+        return CallableProvider(_NodeFiles(self, node))
 
     # --- addresses ------------------------------------------------------------------------
     @property
