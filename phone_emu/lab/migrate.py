@@ -1,0 +1,494 @@
+"""The migration runner: two clusters, a fleet, and a scenario's steps, with a report at the end.
+
+Owns running a :class:`~phone_emu.lab.scenarios.Scenario` (``phone-emu migrate`` builds one
+from its flags): generating the lab PKI in a working directory, starting both clusters
+in-process (or using clusters started elsewhere: their TFTP addresses), booting the fleet,
+the import methods (bulk: export, consolidate, import on both; manual: the destination's
+CallManager and ITLRecovery certificates into the source's Phone-SAST-trust and
+CallManager-trust), TVS restarts, the rollback parameter, moving DHCP option 150, classifying
+each phone's boot (:func:`classify`), and the report dictionary (``report.py`` writes it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import resource
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from phone_emu.phone.boot import BootResult, Outcome
+from phone_emu.phone.driver import NetworkOptions, Phone
+from phone_emu.phone.trust import FileKind, TrustList, TrustListCache, TrustState
+from phone_emu.phone.boot import BootOptions
+from tvs.cluster import EmulatedCluster, consolidate
+from tvs.pki import LabPki, generate
+from tvs.roles import Role
+from tvs.tlv import build_trust_list
+
+from .config import CLUSTER_ROLES, LabConfig
+from .fleet import FleetBoot, boot_fleet, fleet_macs, make_identities, make_phones
+from .progress import RunProgress
+from .scenarios import Check, Scenario, ScenarioStep, check_outcomes
+
+__all__ = ["MigrationError", "RunOptions", "classify", "run_scenario", "run_scenario_sync"]
+
+
+class MigrationError(RuntimeError):
+    """The lab cannot run (PKI, clusters, a step that needs an in-process cluster)."""
+
+
+@attrs.frozen
+class RunOptions:
+    phones: int | None = None  # None: the scenario's (or the lab's) count
+    concurrency: int | None = None
+    register: bool | None = None
+    workdir: Path | None = None  # None: a temporary directory, removed unless keep
+    keep: bool = False
+    pki_dir: Path | None = None  # an existing lab PKI instead of generating one
+    external: dict[str, tuple[str, int]] = attrs.field(factory=dict)  # role -> TFTP address
+    shared_key: bool = False
+    progress: RunProgress = attrs.field(factory=lambda: RunProgress(enabled=False))
+
+
+# --- classification ------------------------------------------------------------------------------
+
+_Snapshot = tuple[bytes | None, bytes | None, bytes | None]
+
+
+def snapshot(trust: TrustState, config: Any) -> _Snapshot:
+    """What a phone holds: CTL, ITL and configuration digests."""
+    return (
+        trust.ctl.sha256 if trust.ctl is not None else None,
+        trust.itl.sha256 if trust.itl is not None else None,
+        config.sha256 if config is not None else None,
+    )
+
+
+def classify(
+    boot: FleetBoot,
+    before: _Snapshot,
+    after: _Snapshot,
+    *,
+    home: str | None,
+    target: str,
+    target_tvs: set[tuple[str, int]] | None = None,
+) -> tuple[str, str | None, str | None]:
+    """(outcome, failing step, reason) of one boot pointed at cluster ``target`` by a phone
+    that held ``home``'s files (None: nothing yet).
+
+    ``booted``/``migrated``: every step passed (the TVS list must be ``target_tvs`` when
+    known); ``stayed``: the phone refused something and holds what it held before;
+    ``failed``: anything else (a server unreachable, a half-updated phone, a crash).
+    """
+    r = boot.result
+    if r is None:
+        return "failed", None, "lab.exception"
+    bad = next((s for s in r.steps if s.outcome in (Outcome.REJECTED, Outcome.ERROR)), None)
+    if bad is None:
+        if target_tvs is not None and r.config is not None:
+            held = {(m.address, m.port) for m in r.config.tvs_members}
+            if held != target_tvs:
+                return "failed", "config", "lab.wrong-cluster"
+        return ("booted" if home in (None, target) else "migrated"), None, None
+    if bad.outcome is Outcome.REJECTED and after == before:
+        return "stayed", bad.name, bad.reason
+    return "failed", bad.name, bad.reason
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Member:
+    """A phone of the run and what the runner knows about it."""
+
+    index: int
+    phone: Phone
+    home: str | None = None
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    last: dict[str, Any] | None = None
+
+
+class _Run:
+    def __init__(self, lab: LabConfig, scenario: Scenario, opts: RunOptions, workdir: Path):
+        self.lab = lab
+        self.scenario = scenario
+        self.opts = opts
+        self.workdir = workdir
+        self.progress = opts.progress
+        self.clusters: dict[str, EmulatedCluster] = {}
+        self.pointed = "source"
+        self.members: list[_Member] = []
+        self.steps: list[dict[str, Any]] = []
+        self.checks: list[Check] = []
+        self.count = opts.phones or scenario.phones
+        self.concurrency = opts.concurrency or lab.fleet.concurrency
+        register = lab.fleet.register if opts.register is None else opts.register
+        self.network = NetworkOptions(
+            boot=BootOptions(register=register), lists=TrustListCache(max_entries=64)
+        )
+        self.pki: LabPki | None = None
+        self.t0 = time.monotonic()
+
+    # --- set-up ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        pki_dir = self.opts.pki_dir or self.workdir / "pki"
+        if self.opts.pki_dir is None:
+            self.progress.note(f"lab PKI: generating in {pki_dir}")
+            generate(self.lab.recipe, pki_dir)
+        self.pki = LabPki.load(pki_dir, self.lab.recipe)
+        source = self.lab.cluster_config("source", self.workdir)
+        capf = self.pki.cluster(source.name).capf
+        macs = fleet_macs(self.count, self.lab.fleet.mac_start)
+        self.progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
+        ids = make_identities(capf, macs, model=self.lab.fleet.model, shared_key=self.opts.shared_key)
+        self.members = [_Member(i, p) for (i, _), p in zip(macs, make_phones(ids), strict=True)]
+
+    async def start_clusters(self, nursery: trio.Nursery) -> None:
+        for role in CLUSTER_ROLES:
+            if role in self.opts.external:
+                continue
+            cfg = self.lab.cluster_config(role, self.workdir)
+            if self.opts.pki_dir is not None:
+                cfg = cfg.evolve(pki_dir=self.opts.pki_dir)
+            cluster = EmulatedCluster(cfg, pki=self.pki)
+            self.clusters[role] = await nursery.start(cluster.serve)
+            h, p = cluster.tftp_address
+            self.progress.note(
+                f"{role}: {cfg.name} CUCM {cfg.version} {cfg.security_mode}, TFTP {h}:{p}"
+            )
+
+    def tftp(self, role: str) -> tuple[str, int]:
+        if role in self.opts.external:
+            return self.opts.external[role]
+        return self.clusters[role].tftp_address
+
+    def _cluster(self, role: str, what: str) -> EmulatedCluster:
+        c = self.clusters.get(role)
+        if c is None:
+            raise MigrationError(f"{what} needs the {role} cluster in-process (not --{role})")
+        return c
+
+    # --- steps ----------------------------------------------------------------------------
+    async def step(self, n: int, step: ScenarioStep) -> None:
+        started = time.monotonic()
+        record: dict[str, Any] = {
+            "index": n,
+            "action": step.action,
+            "description": step.describe(),
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in step.params.items()},
+            "started": round(started - self.t0, 6),
+        }
+        if step.action == "boot":
+            record.update(await self._boot(n, step))
+        else:
+            record["detail"] = await getattr(self, "_" + step.action.replace("-", "_"))(step)
+            self.progress.note(f"step {n}: {step.describe()}: {record['detail']}")
+        record["elapsed"] = round(time.monotonic() - started, 6)
+        self.steps.append(record)
+
+    async def _boot(self, n: int, step: ScenarioStep) -> dict[str, Any]:
+        target = self.pointed
+        addr = self.tftp(target)
+        after_move = any(m.home not in (None, target) for m in self.members)
+        target_tvs = (
+            set(self.clusters[target].tvs_addresses) if target in self.clusters else None
+        )
+        before = [snapshot(m.phone.trust, m.phone.config) for m in self.members]
+        self.progress.begin(f"step {n}: boot on the {target} ({addr[0]}:{addr[1]})", self.count)
+        results: list[tuple[FleetBoot, str, str | None, str | None]] = []
+
+        def done(b: FleetBoot) -> None:
+            pos = b.index - self.members[0].index
+            m = self.members[pos]
+            after = snapshot(m.phone.trust, m.phone.config)
+            outcome, failed_step, reason = classify(
+                b, before[pos], after, home=m.home, target=target, target_tvs=target_tvs
+            )
+            results.append((b, outcome, failed_step, reason))
+            self.progress.advance(outcome)
+
+        try:
+            boots = await boot_fleet(
+                [m.phone for m in self.members],
+                tftp=addr,
+                concurrency=self.concurrency,
+                options=self.network,
+                on_done=done,
+                indices=[m.index for m in self.members],
+            )
+        finally:
+            self.progress.end()
+        by_index = {b.index: (o, s, r) for b, o, s, r in results}
+        counts: Counter[str] = Counter()
+        not_migrated: Counter[str] = Counter()
+        migrated_times: list[float] = []
+        outcomes = []
+        for m, b in zip(self.members, boots, strict=True):
+            outcome, failed_step, reason = by_index[b.index]
+            counts[outcome] += 1
+            if outcome in ("stayed", "failed"):
+                not_migrated[reason or "unknown"] += 1
+            if outcome == "migrated":
+                migrated_times.append(round(b.finished, 6))
+            if outcome in ("booted", "migrated"):
+                m.home = target
+            entry = self._phone_entry(m, b, outcome, failed_step, reason, target, n)
+            m.history.append({"step": n, "outcome": outcome, "reason": reason})
+            m.last = entry
+            outcomes.append((m.index, b.device, outcome, reason))
+        checks = check_outcomes(step, outcomes) if step.expect else []
+        self.checks.extend(checks)
+        for c in checks:
+            if self.members[c.index - self.members[0].index].last is not None:
+                last = self.members[c.index - self.members[0].index].last
+                assert last is not None
+                last["expected"] = c.expected.describe() if c.expected else None
+                last["ok"] = c.ok
+        return {
+            "cluster": target,
+            "tftp": f"{addr[0]}:{addr[1]}",
+            "after_move": after_move,
+            "counts": dict(sorted(counts.items())),
+            "not_migrated": dict(not_migrated.most_common()),
+            "migrated_times": sorted(migrated_times),
+            "checks": (
+                {"total": len(checks), "ok": sum(c.ok for c in checks),
+                 "differ": [_check_dict(c) for c in checks if not c.ok][:20]}
+                if step.expect
+                else None
+            ),
+        }
+
+    def _phone_entry(
+        self, m: _Member, b: FleetBoot, outcome: str, failed_step: str | None,
+        reason: str | None, target: str, n: int,
+    ) -> dict[str, Any]:
+        r: BootResult | None = b.result
+        entry: dict[str, Any] = {
+            "index": m.index,
+            "device": b.device,
+            "mac": m.phone.identity.mac,
+            "outcome": outcome,
+            "step": failed_step,
+            "reason": reason,
+            "cluster": target,
+            "boot_step": n,
+            "state": r.state.value if r else "error",
+            "elapsed": round(b.elapsed, 6),
+            "finished_at": round(b.finished, 6),
+            "tvs_queries": r.tvs_queries if r else 0,
+            "status": list(r.status_lines) if r else [],
+            "steps": {s.name: s.reason for s in r.steps} if r else {},
+        }
+        if b.error:
+            entry["error"] = b.error
+        return entry
+
+    async def _move(self, step: ScenarioStep) -> str:
+        self.pointed = str(step.params["to"])
+        h, p = self.tftp(self.pointed)
+        return f"DHCP option 150 -> {self.pointed} TFTP {h}:{p}"
+
+    async def _import(self, step: ScenarioStep) -> str:
+        method = step.params["method"]
+        src = self._cluster("source", f"{method} import")
+        dst = self._cluster("destination", f"{method} import")
+        if method == "bulk":
+            shared = self.workdir / "sftp"
+            if shared.exists():
+                shutil.rmtree(shared)
+            exported = src.bulk_export(shared) + dst.bulk_export(shared)
+            consolidate(shared)
+            got_src = src.bulk_import(shared)
+            got_dst = dst.bulk_import(shared)
+            detail = (
+                f"{len(exported)} bundles exported and consolidated; "
+                f"{len(got_src.imported)} entries imported on the source, "
+                f"{len(got_dst.imported)} on the destination"
+            )
+            restart = [src, dst]
+        else:
+            detail = self._manual(dst, src)
+            restart = [src]
+            if step.params["reverse"]:
+                detail += "; reverse: " + self._manual(src, dst)
+                restart.append(dst)
+        if step.params["restart"]:
+            for c in restart:
+                await c.restart_tvs()
+            detail += "; TVS restarted on " + " and ".join(c.config.name for c in restart)
+        else:
+            detail += "; TVS not restarted"
+        return detail
+
+    def _manual(self, frm: EmulatedCluster, into: EmulatedCluster) -> str:
+        """CallManager.pem of every TFTP node of ``frm`` -> CallManager-trust and
+        Phone-SAST-trust of ``into``; ITLRecovery.pem -> Phone-SAST-trust."""
+        cms = [frm.pki.nodes[n.name].callmanager.cert for n in frm.config.tftp_nodes]
+        into.import_certificates("CallManager-trust", cms)
+        into.import_certificates("Phone-SAST-trust", [*cms, frm.pki.itlrecovery.cert])
+        return (
+            f"{len(cms)} CallManager.pem + ITLRecovery.pem of {frm.config.name} uploaded to "
+            f"{into.config.name}"
+        )
+
+    async def _restart_tvs(self, step: ScenarioStep) -> str:
+        which = step.params["cluster"]
+        roles = CLUSTER_ROLES if which == "both" else (which,)
+        for role in roles:
+            await self._cluster(role, "restart-tvs").restart_tvs()
+        return "TVS restarted on " + " and ".join(roles)
+
+    async def _set_rollback(self, step: ScenarioStep) -> str:
+        role, value = step.params["cluster"], bool(step.params["value"])
+        self._cluster(role, "set-rollback").set_rollback_pre80(value)
+        return f"Prepare Cluster for Rollback to pre 8.0 = {value} on the {role}"
+
+    async def _corrupt_itl(self, step: ScenarioStep) -> str:
+        mode = step.params["mode"]
+        chosen = [m for m in self.members if m.index in step.params["phones"]]
+        if mode == "stale":
+            tl = TrustList.parse(self._stale_itl())
+        for m in chosen:
+            trust = m.phone.trust
+            new = trust.with_list(FileKind.ITL, tl if mode == "stale" else None)
+            m.phone.trust = new
+            if m.phone.store is not None:
+                m.phone.store.save(new, m.phone.config)
+        what = "stale (TVS record of another certificate)" if mode == "stale" else "erased"
+        return f"ITL {what} on {len(chosen)} phone(s): " + ", ".join(
+            m.phone.identity.name for m in chosen
+        )
+
+    def _stale_itl(self) -> bytes:
+        """An ITL signed by the source's ITLRecovery whose TVS record is a certificate the
+        source TVS does not present (as after the TVS certificate was regenerated)."""
+        assert self.pki is not None
+        src = self.pki.cluster(self.lab.cluster_config("source", self.workdir).name)
+        other = next(c for c in self.pki.clusters.values() if c.name != src.name)
+        wrong_tvs = next(iter(other.nodes.values())).tvs.cert
+        records = [
+            (Role.SAST, src.itlrecovery.cert),
+            (Role.CCM_TFTP, src.publisher.callmanager.cert),
+            (Role.TVS, wrong_tvs),
+            (Role.CAPF, src.capf.cert),
+        ]
+        signer = src.itlrecovery
+        return build_trust_list(records, signer=signer.cert, key=signer.key, filename="ITLFile.tlv")
+
+    # --- report ---------------------------------------------------------------------------
+    def report(self, wall: float) -> dict[str, Any]:
+        phones = [m.last for m in self.members if m.last is not None]
+        for m, p in zip(self.members, phones, strict=False):
+            p["history"] = m.history
+        final = Counter(p["outcome"] for p in phones)
+        reasons = Counter(p["reason"] for p in phones if p["outcome"] in ("stayed", "failed"))
+        passed = all(c.ok for c in self.checks)
+        lab: dict[str, Any] = {}
+        for role in CLUSTER_ROLES:
+            if role in self.clusters:
+                c = self.clusters[role]
+                lab[role] = {
+                    "name": c.config.name,
+                    "version": c.config.version,
+                    "security_mode": c.config.security_mode,
+                    "rollback_pre80": c.config.rollback_pre80,
+                    "tftp": "%s:%d" % c.tftp_address,
+                    "tvs": ["%s:%d" % a for a in c.tvs_addresses],
+                }
+            elif role in self.opts.external:
+                lab[role] = {"name": role, "tftp": "%s:%d" % self.opts.external[role],
+                             "external": True}
+        return {
+            "tool": "phone-emu migrate",
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "method": self.scenario.method,
+            "started": _dt.datetime.fromtimestamp(time.time() - wall, _dt.UTC).isoformat(
+                timespec="seconds"
+            ),
+            "lab": lab,
+            "fleet": {
+                "phones": self.count,
+                "concurrency": self.concurrency,
+                "register": self.network.boot.register,
+                "mac_start": self.lab.fleet.mac_start,
+                "model": self.lab.fleet.model,
+            },
+            "passed": passed,
+            "summary": {
+                "phones": len(phones),
+                "migrated": final.get("migrated", 0),
+                "stayed": final.get("stayed", 0),
+                "failed": final.get("failed", 0),
+                "booted": final.get("booted", 0),
+                "by_reason": dict(reasons.most_common()),
+                "expectations": {"total": len(self.checks), "ok": sum(c.ok for c in self.checks)},
+                "passed": passed,
+                "wall_time": round(wall, 3),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            },
+            "steps": self.steps,
+            "phones": phones,
+        }
+
+
+def _check_dict(c: Check) -> dict[str, Any]:
+    return {
+        "index": c.index,
+        "device": c.device,
+        "outcome": c.outcome,
+        "reason": c.reason,
+        "expected": c.expected.describe() if c.expected else None,
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run_scenario(
+    lab: LabConfig, scenario: Scenario, opts: RunOptions | None = None
+) -> dict[str, Any]:
+    """Run ``scenario`` in ``lab`` and return the report dictionary (``report["passed"]``)."""
+    opts = opts or RunOptions()
+    lab = lab.with_overrides(scenario.clusters) if scenario.clusters else lab
+    own_dir = opts.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="phone-emu-lab-")) if own_dir else opts.workdir
+    assert workdir is not None
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    run = _Run(lab, scenario, opts, workdir)
+    try:
+        await trio.to_thread.run_sync(run.prepare)
+        async with trio.open_nursery() as nursery:
+            await run.start_clusters(nursery)
+            for n, step in enumerate(scenario.steps, start=1):
+                await run.step(n, step)
+            nursery.cancel_scope.cancel()
+        return run.report(time.monotonic() - t0)
+    finally:
+        if own_dir and not opts.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_scenario_sync(
+    lab: LabConfig, scenario: Scenario, opts: RunOptions | None = None
+) -> dict[str, Any]:
+    return trio.run(run_scenario, lab, scenario, opts)
+
+
+def run_suite(
+    lab: LabConfig, scenarios: Sequence[Scenario], opts: RunOptions | None = None
+) -> list[dict[str, Any]]:
+    return [run_scenario_sync(lab, s, opts) for s in scenarios]

@@ -1,0 +1,116 @@
+"""What the operator sees while a lab runs: a rich progress bar per boot step and the summary.
+
+Owns the terminal presentation only (stderr for progress, the given console for the summary
+table); the runner reports through :class:`RunProgress` and never prints itself. ``quiet``
+progress (tests, ``--no-progress``) records nothing and draws nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+__all__ = ["RunProgress", "summary_table"]
+
+
+class RunProgress:
+    """Step lines and one progress bar per boot step: ``begin(label, total)``, ``advance(outcome)``
+    per phone, ``end()``. ``enabled=False`` makes every call a no-op."""
+
+    def __init__(self, *, enabled: bool = True, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._counts: Counter[str] = Counter()
+        self._label = ""
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, highlight=False)
+
+    def begin(self, label: str, total: int) -> None:
+        if not self.enabled:
+            return
+        self._counts = Counter()
+        self._label = label
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total)
+
+    def advance(self, outcome: str) -> None:
+        if self._progress is None or self._task is None:
+            return
+        self._counts[outcome] += 1
+        counts = " ".join(f"{k} {v}" for k, v in sorted(self._counts.items()))
+        self._progress.update(self._task, advance=1, description=f"{self._label} [{counts}]")
+
+    def end(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
+        self._task = None
+
+
+def summary_table(report: Mapping[str, Any]) -> Table:
+    """Outcomes per boot step, then reasons for phones that did not migrate."""
+    s = report.get("summary", {})
+    title = (
+        f"{report.get('scenario', 'migration')}: {s.get('phones', 0)} phones, "
+        f"{s.get('wall_time', 0.0):.1f} s, peak {s.get('peak_rss_mb', 0.0):.0f} MiB"
+    )
+    t = Table(title=title, title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("step")
+    for col in ("booted", "migrated", "stayed", "failed"):
+        t.add_column(col, justify="right")
+    t.add_column("why not migrated")
+    t.add_column("expected")
+    t.add_column("time", justify="right")
+    for st in report.get("steps", []):
+        counts = st.get("counts", {})
+        checks = st.get("checks")
+        if checks is None:
+            verdict = ""
+        elif checks["ok"] == checks["total"]:
+            verdict = f"[green]ok {checks['ok']}/{checks['total']}[/green]"
+        else:
+            verdict = f"[red]{checks['total'] - checks['ok']} differ[/red]"
+        reasons = ", ".join(f"{r} {n}" for r, n in st.get("not_migrated", {}).items())
+        is_boot = st.get("action") == "boot"
+        t.add_row(
+            str(st["index"]),
+            st["description"] + (f" on the {st['cluster']}" if is_boot else ""),
+            *(str(counts.get(k, "")) if is_boot else "" for k in (
+                "booted", "migrated", "stayed", "failed"
+            )),
+            reasons,
+            verdict,
+            f"{st['elapsed']:.2f}s",
+        )
+    verdict = "[green]PASS[/green]" if report.get("passed") else "[red]FAIL[/red]"
+    t.caption = (
+        f"final: migrated {s.get('migrated', 0)}, stayed {s.get('stayed', 0)}, "
+        f"failed {s.get('failed', 0)}, booted {s.get('booted', 0)}  {verdict}"
+    )
+    t.caption_justify = "left"
+    return t
