@@ -3,147 +3,31 @@ trust store) and a TLS listener standing in for the CallManager's secure SIP por
 
 from __future__ import annotations
 
-import socket
-
 import attrs
 import pytest
-import trio
-from phone_support import MAC, config_xml, ctl_records, make_config, make_ctl, make_itl
+from phone_support import (
+    MAC,
+    T0,
+    Clock,
+    Lab,
+    closed_port,
+    config_xml,
+    ctl_records,
+    make_config,
+    make_itl,
+    start_lab,
+)
 
 from phone_emu.phone import BootState, Outcome, Phone, PhoneIdentity
 from phone_emu.phone.driver import NetworkOptions, boot_phone
 from phone_emu.phone.persist import CONFIG_FILE, CTL_FILE, ITL_FILE, TVS_CACHE_FILE
 from phone_emu.tvs_client import TvsClientConfig
-from tvs.server import NullObserver, TvsServer, TvsServerConfig
-from tvs.store import TrustStore
-from tvs.tftp import CallableProvider, serve_tftp
-from tvs.tlsconfig import ClientAuth, server_context
 from tvs.tlv import build_trust_list
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    """An injected Unix clock the test moves by hand."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Counter(NullObserver):
-    """Counts what the TVS server answered."""
-
-    def __init__(self) -> None:
-        self.served: list[str] = []
-
-    def request_served(self, message_type: str, status: str, seconds: float) -> None:
-        self.served.append(status)
-
-
-async def _sip_listener(cert, key, *, task_status=trio.TASK_STATUS_IGNORED):
-    """A TLS listener with a CallManager certificate: the secure SIP port's handshake."""
-    ctx = server_context(cert, key, client_auth=ClientAuth.NONE)
-
-    async def handler(stream):
-        tls = trio.SSLStream(stream, ctx, server_side=True)
-        with trio.move_on_after(5):
-            try:
-                await tls.do_handshake()
-                await tls.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handler, listeners)
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-@attrs.define
-class Lab:
-    """Source-cluster servers on loopback; ``files`` is what TFTP serves (tests change it)."""
-
-    pki: object
-    nursery: trio.Nursery
-    tmp: object
-    files: dict[str, bytes] = attrs.Factory(dict)
-    fetched: list[str] = attrs.Factory(list)
-    tftp: tuple[str, int] = ("127.0.0.1", 0)
-    tvs: TvsServer | None = None
-    tvs_port: int = 0
-    observer: Counter = attrs.Factory(Counter)
-    sip_ports: dict[str, int] = attrs.Factory(dict)
-
-    @property
-    def src(self):
-        return self.pki.clusters["source"]
-
-    @property
-    def dst(self):
-        return self.pki.clusters["destination"]
-
-    async def start_tvs(self, *, legacy=False, observer=None):
-        node = self.src.publisher.tvs
-        cfg = TvsServerConfig(
-            store=self.tmp / "store", cert=node.cert, key=node.key, port=0, legacy_tls=legacy
-        )
-        server = TvsServer(cfg, observer=observer or self.observer)
-        _, port = await self.nursery.start(server.serve)
-        return server, port
-
-    def config(self, cluster: str = "source", *, tvs_ports=None) -> bytes:
-        ports = tvs_ports or [self.tvs_port]
-        return config_xml(
-            tvs=[("127.0.0.1", p) for p in ports], cms=[("127.0.0.1", self.sip_ports[cluster])]
-        )
-
-    def serve_cluster(self, cluster: str, **kw) -> None:
-        c = self.pki.clusters[cluster]
-        self.files.clear()
-        self.files.update(
-            {
-                f"CTLSEP{MAC}.tlv": make_ctl(c),
-                "ITLFile.tlv": make_itl(c),
-                f"SEP{MAC}.cnf.xml.sgn": make_config(c, self.config(cluster, **kw)),
-            }
-        )
-
-    def vouch_for_destination(self) -> None:
-        """Manual migration: import the destination certificates at the source, restart TVS."""
-        store = TrustStore.open(self.tmp / "store")
-        certs = [self.dst.itlrecovery.cert, self.dst.publisher.callmanager.cert]
-        store.import_certificates("Phone-SAST-trust", certs, ttl=3600)
-        store.import_certificates("CallManager-trust", certs, ttl=3600)
-        assert self.tvs is not None
-        self.tvs.reload()
 
 
 @pytest.fixture
-async def lab(nursery, lab_pki, lab_pki_dir, tmp_path):
-    lab = Lab(lab_pki, nursery, tmp_path)
-    TrustStore.init_from_pki(tmp_path / "store", lab_pki_dir / "source")
-    lab.tvs, lab.tvs_port = await lab.start_tvs()
-    for name in ("source", "destination"):
-        cm = lab_pki.clusters[name].publisher.callmanager
-        lab.sip_ports[name] = await nursery.start(_sip_listener, cm.cert, cm.key)
-
-    def provide(name, client):
-        lab.fetched.append(name)
-        return lab.files.get(name)
-
-    lab.tftp = await nursery.start(serve_tftp, CallableProvider(provide), "127.0.0.1", 0)
-    lab.serve_cluster("source")
-    return lab
+async def lab(nursery, lab_pki, lab_pki_dir, tmp_path) -> Lab:
+    return await start_lab(nursery, lab_pki, lab_pki_dir, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +144,7 @@ async def test_tvs_says_invalid_phone_keeps_old_trust(lab, identity, tmp_path):
 
 
 async def test_tvs_unreachable_fails_over_to_the_second_member(lab, identity):
-    lab.serve_cluster("source", tvs_ports=[_closed_port(), lab.tvs_port])
+    lab.serve_cluster("source", tvs_ports=[closed_port(), lab.tvs_port])
     phone = await _on_source(identity, lab)
     lab.vouch_for_destination()
     lab.serve_cluster("destination")
@@ -272,7 +156,7 @@ async def test_tvs_unreachable_fails_over_to_the_second_member(lab, identity):
 
 
 async def test_every_member_unreachable_is_a_transport_error(lab, identity):
-    lab.serve_cluster("source", tvs_ports=[_closed_port(), _closed_port()])
+    lab.serve_cluster("source", tvs_ports=[closed_port(), closed_port()])
     phone = await _on_source(identity, lab)
     lab.serve_cluster("destination")
     r = await _boot(phone, lab)

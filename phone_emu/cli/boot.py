@@ -1,5 +1,269 @@
-"""Placeholder until this command group is written (removed before the stop)."""
+"""``phone-emu boot`` and ``phone-emu show``: boot one emulated phone, show its flash.
+
+``boot`` loads the phone's state directory, runs the boot sequence against a TFTP server
+(DHCP option 150) and prints the result: a summary (default), console lines in the 8861's
+style (``--log-format phone``) or JSON (``--json``). Exit codes: 0 every step passed, 1 the
+phone rejected something, 2 usage or transport error. ``show`` prints the trust lists, the
+cached TVS answers and the configuration held in a state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from tvs.certs import CertificateError
+from tvs.roles import role_label
+from tvs.wire import QueryTags
+
+from ..phone import (
+    BootOptions,
+    BootResult,
+    IdentityError,
+    NetworkOptions,
+    Phone,
+    PhoneIdentity,
+    StateError,
+    StateStore,
+    boot_phone,
+    console_lines,
+)
+from ..phone.persist import LoadedState
+from ..tvs_client import TvsClientConfig
+
+__all__ = ["register"]
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_ERROR = 2
 
 
-def register(sub):  # pragma: no cover
-    pass
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, 69
+    try:
+        value = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host.strip("[]") or "127.0.0.1", value
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "boot",
+        help="boot one emulated phone: CTL, ITL, configuration, secure SIP handshake",
+        description="Fetch CTL, ITL and the signed configuration by TFTP, validate them "
+        "(first use, held signers, TVS), apply the configuration and prove a TLS handshake "
+        "to the CallManager's secure SIP port. Exit 0 all passed, 1 the phone rejected "
+        "something, 2 usage or transport error.",
+    )
+    p.add_argument(
+        "--tftp",
+        required=True,
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="TFTP server (DHCP option 150); port 69 when omitted",
+    )
+    p.add_argument(
+        "--state",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the phone's flash: trust lists, TVS answers, configuration",
+    )
+    p.add_argument("--lsc", required=True, type=Path, metavar="CERT", help="the phone's LSC")
+    p.add_argument("--key", required=True, type=Path, metavar="KEY", help="the LSC's key")
+    p.add_argument("--mac", help="MAC address (default: the one in the LSC's subject)")
+    p.add_argument("--model", help="phone model (default: from the LSC's subject, else 8861)")
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="skip the secure SIP handshake (reported as skipped, not passed)",
+    )
+    p.add_argument(
+        "--legacy-tls",
+        action="store_true",
+        help="offer only TLS 1.0 / AES256-SHA, like old firmware",
+    )
+    p.add_argument("--json", action="store_true", help="print the boot result as JSON")
+    p.add_argument(
+        "--log-format",
+        choices=("summary", "phone"),
+        default="summary",
+        help="summary (default) or the phone's console lines (to stderr with --json)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="TVS and SIP connect/handshake/response deadline (default 5)",
+    )
+    p.add_argument(
+        "--tftp-timeout",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="TFTP retransmission timeout (default 1, 5 retries)",
+    )
+    p.add_argument("--query-tags", default="4,5", help="issuer/serial tags: 4,5 (default) or 5,6")
+    p.add_argument("--keylog", type=Path, metavar="FILE", help="TLS secrets (SSLKEYLOGFILE)")
+    p.set_defaults(func=_cmd_boot)
+
+    s = sub.add_parser(
+        "show",
+        help="print a phone's trust lists, cached TVS answers and configuration",
+        description="Read a phone state directory (as written by phone-emu boot). Exit 0, "
+        "2 when the directory does not exist.",
+    )
+    s.add_argument("--state", required=True, type=Path, metavar="DIR")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_cmd_show)
+
+
+def _quiet_logs() -> None:
+    """Library logs go to stderr, warnings and worse only: stdout is the result."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
+def _error(msg: str) -> int:
+    print(f"phone-emu: {msg}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _cmd_boot(args: argparse.Namespace) -> int:
+    _quiet_logs()
+    try:
+        identity = PhoneIdentity.load(args.lsc, args.key, mac=args.mac, model=args.model)
+        tags = QueryTags.parse(args.query_tags)
+    except (OSError, CertificateError, IdentityError, ValueError) as exc:
+        return _error(str(exc))
+    options = NetworkOptions(
+        tvs=TvsClientConfig(
+            legacy_tls=args.legacy_tls,
+            connect_timeout=args.timeout,
+            timeout=args.timeout,
+            keylog=args.keylog,
+            query_tags=tags,
+        ),
+        tftp_timeout=args.tftp_timeout,
+        sip_timeout=args.timeout,
+        boot=BootOptions(
+            register=not args.no_register,
+            keep_bytes=args.log_format == "phone",
+            query_tags=tags,
+        ),
+    )
+    phone = Phone.open(identity, args.state)
+    for problem in phone.problems:
+        print(f"phone-emu: state {problem} (treated as absent)", file=sys.stderr)
+    try:
+        result = trio.run(
+            lambda: boot_phone(phone, tftp=args.tftp, clock=time.time, options=options)
+        )
+    except StateError as exc:
+        return _error(str(exc))
+    out = sys.stdout
+    if args.log_format == "phone":
+        stream = sys.stderr if args.json else out
+        for line in console_lines(result, identity, server=args.tftp[0]):
+            print(line, file=stream)
+    if args.json:
+        doc = result.to_dict()
+        doc["state_problems"] = [str(p) for p in phone.problems]
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    elif args.log_format == "summary":
+        _print_summary(result)
+    return result.exit_code
+
+
+def _print_summary(r: BootResult) -> None:
+    print(
+        f"{r.device_name}: {r.state.value} (exit {r.exit_code}) in {r.elapsed:.3f} s, "
+        f"{r.tvs_queries} TVS quer{'y' if r.tvs_queries == 1 else 'ies'}"
+    )
+    for s in r.steps:
+        line = f"  {s.name:<9}{s.outcome.value:<9}{s.reason}"
+        if s.source:
+            line += f" [{s.source}]"
+        if s.detail:
+            line += f": {s.detail}"
+        print(line)
+        for a in s.attempts:
+            extra = f" roles={','.join(role_label(x) for x in a.roles)}" if a.roles else ""
+            extra += f" ttl={a.ttl}" if a.ttl is not None else ""
+            print(f"      -> {a.target} {a.reason}{extra}" + (f": {a.detail}" if a.detail else ""))
+    for line in r.status_lines:
+        print(f"  status: {line}")
+
+
+# --- show ------------------------------------------------------------------------------------
+def _show_doc(loaded: LoadedState, now: float) -> dict[str, Any]:
+    t = loaded.trust
+    return {
+        "phone": loaded.phone,
+        "problems": [str(p) for p in loaded.problems],
+        "ctl": t.ctl.to_dict() if t.ctl else None,
+        "itl": t.itl.to_dict() if t.itl else None,
+        "tvs_cache": [e.to_dict(now) for e in t.tvs_cache],
+        "config": loaded.config.to_dict() if loaded.config else None,
+    }
+
+
+def _print_list(title: str, tl: dict[str, Any] | None) -> None:
+    if tl is None:
+        print(f"{title}: none")
+        return
+    s = tl["signer"]
+    print(
+        f"{title}: {tl['filename']} sha256 {tl['sha256'][:16]}... signed by {s['name']} "
+        f"(serial {s['serial']}, {tl['hash_algorithm']})"
+    )
+    for r in tl["records"]:
+        print(f"  {r['role']:<10} {r['subject']}  serial {r['serial']}")
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    if not args.state.is_dir():
+        return _error(f"{args.state}: no such state directory")
+    now = time.time()
+    doc = _show_doc(StateStore(args.state).load(), now)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if doc["phone"]:
+        p = doc["phone"]
+        last = p.get("last_boot") or {}
+        print(f"{p.get('device_name')}: last boot {last.get('state', '?')}")
+    for problem in doc["problems"]:
+        print(f"problem: {problem} (treated as absent)")
+    _print_list("CTL", doc["ctl"])
+    _print_list("ITL", doc["itl"])
+    print(f"TVS cache: {len(doc['tvs_cache'])} entr{'y' if len(doc['tvs_cache']) == 1 else 'ies'}")
+    for e in doc["tvs_cache"]:
+        state = "expired" if e["expires_in"] <= 0 else f"expires in {e['expires_in']:.0f} s"
+        print(f"  {e['subject']}  serial {e['serial']}  roles {','.join(e['roles'])}  {state}")
+    cfg = doc["config"]
+    if cfg is None:
+        print("configuration: none")
+    else:
+        tvs = ", ".join(f"{m['address']}:{m['port']}" for m in cfg["tvs_members"]) or "none"
+        cms = ", ".join(f"{c['host']}:{c['secure_sip_port']}" for c in cfg["callmanagers"])
+        print(f"configuration: TVS {tvs}; CallManager group {cms or 'none'}")
+    return EXIT_OK
