@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import Certificate as _X509Certificate
 
@@ -57,8 +59,11 @@ class Certificate:
     @classmethod
     def from_der(cls, der: bytes) -> Certificate:
         try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
+            with warnings.catch_warnings():
+                # malformed-but-tolerated encodings warn; for us they are just bad input
+                warnings.simplefilter("error", CryptographyDeprecationWarning)
+                cert = x509.load_der_x509_certificate(der)
+        except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
             raise CertificateError(f"not a DER certificate: {exc}") from None
         return cls(der=bytes(der), x509=cert)
 
@@ -125,7 +130,10 @@ class Certificate:
 
     @property
     def public_key(self) -> PublicKey:
-        key = self.x509.public_key()
+        try:
+            key = self.x509.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CertificateError(f"unreadable public key: {exc}") from None
         if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise CertificateError(f"unsupported public key type {type(key).__name__}")
         return key
