@@ -118,7 +118,6 @@ class StateStore:
         self.root = Path(root)
         self._lists = lists
         self._saved: dict[str, object] = {}
-        self._corrupt: set[str] = set()  # reported at load: rewritten or erased at next save
 
     def _read(self, name: str, problems: list[StateProblem]) -> bytes | None:
         path = self.root / name
@@ -174,9 +173,8 @@ class StateStore:
         phone = self._json_file(PHONE_FILE, problems)
         trust = TrustState(ctl=ctl, itl=itl, tvs_cache=tuple(entries))
         self._remember(trust, config)
-        self._corrupt = {p.file for p in problems}
-        for name in self._corrupt:
-            self._saved[name] = _CORRUPT
+        for problem in problems:  # unreadable files are rewritten or erased at the next save
+            self._saved[problem.file] = _CORRUPT
         return LoadedState(
             trust=trust,
             config=config,
@@ -198,10 +196,11 @@ class StateStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             for name, tl in ((CTL_FILE, trust.ctl), (ITL_FILE, trust.itl)):
-                if tl is not None and self._saved.get(name) != tl.sha256:
+                prev = self._saved.get(name)
+                if tl is not None and prev != tl.sha256:
                     atomic_write(self.root / name, tl.raw)
                     written.append(name)
-                elif tl is None and name in self._corrupt:  # erase what could not be read
+                elif tl is None and prev is not None:  # deleted, or unreadable at load
                     (self.root / name).unlink(missing_ok=True)
                     written.append(name)
             if self._saved.get(TVS_CACHE_FILE, ()) != trust.tvs_cache:
@@ -211,13 +210,12 @@ class StateStore:
             if config is not None and self._saved.get(CONFIG_FILE) != config:
                 atomic_write(self.root / CONFIG_FILE, _json(config.to_dict()))
                 written.append(CONFIG_FILE)
-            elif config is None and CONFIG_FILE in self._corrupt:
+            elif config is None and self._saved.get(CONFIG_FILE) is not None:
                 (self.root / CONFIG_FILE).unlink(missing_ok=True)
                 written.append(CONFIG_FILE)
         except OSError as exc:
             raise StateError(f"cannot write state in {self.root}: {exc}") from exc
         self._remember(trust, config)
-        self._corrupt.clear()
         return written
 
     def save_phone(self, info: dict[str, Any]) -> None:
