@@ -10,6 +10,7 @@ emulator and the benchmark. Every wait has a deadline.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -60,6 +61,10 @@ class TvsProtocolError(TvsClientError):
     """The response was malformed, or the connection closed before a whole response."""
 
 
+def _certificates(value: Iterable[Certificate]) -> tuple[Certificate, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class TvsClientConfig:
     """How to reach a TVS. Without ``insecure`` the server certificate must equal (DER) one of
@@ -67,7 +72,7 @@ class TvsClientConfig:
 
     lsc: Certificate | None = None
     key: PrivateKey | None = None
-    pinned: tuple[Certificate, ...] = attrs.field(default=(), converter=tuple)
+    pinned: tuple[Certificate, ...] = attrs.field(default=(), converter=_certificates)
     insecure: bool = False
     legacy_tls: bool = False
     connect_timeout: float = 5.0
@@ -141,7 +146,7 @@ async def _receive(tls: trio.SSLStream[trio.SocketStream], config: TvsClientConf
                 else f"connection closed mid-response after {got} bytes"
             )
         got += len(data)
-        decoder.receive_data(data)
+        decoder.receive_data(bytes(data))
 
 
 async def tvs_exchange(

@@ -266,7 +266,7 @@ class TvsServer:
                         )
                         raise _BadRequest("truncated", f"connection closed {what}")
                     raw += data
-                    decoder.receive_data(data)
+                    decoder.receive_data(bytes(data))
         except trio.TooSlowError:
             got = f"{len(raw)} bytes" if raw else "nothing"
             raise _BadRequest(

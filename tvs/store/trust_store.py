@@ -18,6 +18,7 @@ from ``table``; the in-memory view the server answers from is ``cache``.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import json
 import re
@@ -235,14 +236,14 @@ class TrustStore:
         """The in-memory view TVS answers from (read now; later imports do not change it)."""
         return CertificateCache.build(self.list())
 
-    def client_ca_certificates(self) -> list[Certificate]:
+    def client_ca_certificates(self) -> builtins.list[Certificate]:
         """Certificates that verify phone LSCs (CAPF-trust and the cluster's own CAPF)."""
         seen: dict[bytes, Certificate] = {}
         for e in self.list(CLIENT_AUTH_STORES):
             seen.setdefault(e.certificate.der, e.certificate)
         return list(seen.values())
 
-    def own_certificates(self, kind: str) -> list[StoreEntry]:
+    def own_certificates(self, kind: str) -> builtins.list[StoreEntry]:
         return self.list([kind])
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
