@@ -62,6 +62,13 @@ def register(sub: Any) -> None:
         "service name); default: each node's address",
     )
     p.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every configured non-zero port (two clusters publishing on one host)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the bound addresses as one JSON object"
     )
     p.add_argument("--log-format", choices=LOG_FORMATS, default="console")
@@ -113,8 +120,9 @@ def load_config(args: argparse.Namespace) -> ClusterConfig:
     if changes:
         config = config.evolve(**changes)
     listen, advertise = getattr(args, "listen", None), getattr(args, "advertise", None)
-    if listen or advertise:
-        config = config.with_nodes(listen=listen, address=advertise)
+    offset = getattr(args, "port_offset", 0)
+    if listen or advertise or offset:
+        config = config.with_nodes(listen=listen, address=advertise, port_offset=offset)
     return config
 
 
