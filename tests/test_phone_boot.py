@@ -217,7 +217,13 @@ def _flip(data: bytes, offset: int) -> bytes:
 
 @pytest.mark.parametrize("name,step", [("ctl", "ctl"), ("itl", "itl"), ("config", "config")])
 def test_tampered_signatures_are_rejected(identity, src, on_source, name, step):
-    files = cluster_files(src, config_xml(tvs=[("src-tvs", 2445)], cms=[("other-cm", 5061)]))
+    files = {
+        f"CTLSEP{MAC}.tlv": on_source.trust.ctl.raw,
+        "ITLFile.tlv": on_source.trust.itl.raw,
+        f"SEP{MAC}.cnf.xml.sgn": make_config(
+            src, config_xml(tvs=[("src-tvs", 2445)], cms=[("other-cm", 5061)])
+        ),
+    }
     key = {"ctl": f"CTLSEP{MAC}.tlv", "itl": "ITLFile.tlv", "config": f"SEP{MAC}.cnf.xml.sgn"}
     files[key[name]] = _flip(files[key[name]], len(files[key[name]]) - 3)  # a record byte
     tvs = FakeTvs()

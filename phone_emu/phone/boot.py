@@ -25,7 +25,15 @@ import attrs
 from tvs.certs import Certificate, CertificateError
 from tvs.roles import role_names
 from tvs.tlv import TlvError, TrustFile, parse_signed_file
-from tvs.wire import Message, QueryCertRequest, QueryCertResponse, QueryTags, Status, encode_message
+from tvs.wire import (
+    Message,
+    QueryCertRequest,
+    QueryCertResponse,
+    QueryTags,
+    Status,
+    WireError,
+    encode_message,
+)
 
 from .config import CallManager, ConfigError, PhoneConfig, TvsMember, parse_config
 from .identity import PhoneIdentity
@@ -580,16 +588,17 @@ class BootMachine:
             t0 = self.now
             self._queries += 1
             res = yield QueryTvs(member, request, pins)
-            base = {
-                "target": str(member),
-                "started": t0,
-                "finished": self.now,
-                "request_len": len(req_bytes),
-                "request": req_bytes if keep else None,
-            }
+            base = Attempt(
+                target=str(member),
+                reason="",
+                started=t0,
+                finished=self.now,
+                request_len=len(req_bytes),
+                request=req_bytes if keep else None,
+            )
             if isinstance(res, TvsFailed):
                 reason = f"tvs.{res.failure.value}"
-                attempts.append(Attempt(reason=reason, detail=res.detail, **base))
+                attempts.append(attrs.evolve(base, reason=reason, detail=res.detail))
                 if res.failure in (TransportFailure.CONNECT, TransportFailure.TIMEOUT):
                     continue
                 outcome = (
@@ -600,15 +609,22 @@ class BootMachine:
             resp = res.response
             try:
                 resp_bytes = encode_message(resp)
-            except Exception:  # an unencodable value from a fake driver: report no size
+            except WireError:  # a value the codec cannot write (a fake driver's): no size
                 resp_bytes = b""
-            base.update(response_len=len(resp_bytes), response=resp_bytes if keep else None)
             verdict, entry = self._answer(signer, resp)
+            attempt = attrs.evolve(
+                base,
+                reason=verdict.reason,
+                detail="; ".join(x for x in (res.detail, verdict.detail) if x),
+                response_len=len(resp_bytes),
+                response=resp_bytes if keep else None,
+            )
             if entry is not None:
-                base.update(roles=entry.roles, ttl=int(entry.expires_at - self.now))
+                attempt = attrs.evolve(
+                    attempt, roles=entry.roles, ttl=round(entry.expires_at - self.now)
+                )
                 self.trust = self.trust.with_answer(entry, self.now)
-            detail = "; ".join(x for x in (res.detail, verdict.detail) if x)
-            attempts.append(Attempt(reason=verdict.reason, detail=detail, **base))
+            attempts.append(attempt)
             if entry is None:
                 return attrs.evolve(verdict, attempts=tuple(attempts))
             return _judge(kind, verify, entry, "tvs", tuple(attempts))
