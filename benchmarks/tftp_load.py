@@ -137,7 +137,7 @@ def _free_port() -> int:
 def _wait_ready(port: int, name: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        rate, done, _ = run_load(("127.0.0.1", port), name, SIZES["8KiB"], 512, 1, 0.0)
+        _, done, _ = run_load(("127.0.0.1", port), name, SIZES["8KiB"], 512, 1, 0.0)
         if done:
             return
         time.sleep(0.1)

@@ -12,7 +12,7 @@ import socket
 
 import trio
 
-from .transfer import Receiver, Sender
+from .transfer import Address, Receiver, Sender
 
 __all__ = ["drive", "open_udp_socket"]
 
@@ -33,7 +33,7 @@ def open_udp_socket(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
-async def send_all(sock: socket.socket, datagrams: list[tuple[bytes, tuple]]) -> None:
+async def send_all(sock: socket.socket, datagrams: list[tuple[bytes, Address]]) -> None:
     for data, addr in datagrams:
         while True:
             try:
