@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -135,3 +139,77 @@ async def test_scrape_during_a_run(
     assert sample(text, "tvs_connections_in_use") == 0
     assert sample(text, "tvs_cache_entries") == sample(before, "tvs_cache_entries")
     assert sample(text, "tvs_cache_reloads_total") == 1
+
+
+TVS_MAIN = "import sys; from tvs.cli import main; sys.exit(main())"
+
+
+def _serve(
+    args: list[str], log: Path, ready: str
+) -> tuple[subprocess.Popen[bytes], str, tuple[str, int]]:
+    """Start ``tvs serve`` on free ports, logging to ``log``; return the process, the metrics
+    URL and the TVS address (both read from its log)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TVS_MAIN, "serve", "--listen", "127.0.0.1:0", *args],
+            stderr=out,
+            stdout=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text()
+        url = re.search(r"metrics listening.*url=(\S+)", text)
+        address = re.search(ready + r".*address=(\S+):(\d+)", text)
+        if url and address:
+            return proc, url.group(1), (address.group(1), int(address.group(2)))
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"tvs serve did not start: {log.read_text()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tvs_serve_metrics_flag(
+    tmp_path: Path, lab_pki_dir: Path, lab_pki: LabPki, workers: int
+) -> None:
+    store = tmp_path / "store"
+    TrustStore.init_from_pki(store, lab_pki_dir / "source")
+    src = lab_pki.clusters["source"]
+    tvs = src.publisher.tvs
+    args = ["--cert", str(tvs.cert_path), "--key", str(tvs.key_path), "--store", str(store)]
+    args += ["--metrics", "127.0.0.1:0", "--workers", str(workers)]
+    proc, url, (host, port) = _serve(
+        args, tmp_path / "serve.log", "workers listening" if workers > 1 else "server listening"
+    )
+    try:
+        phone = src.phones[MAC]
+        client = TvsClientConfig(lsc=phone.cert, key=phone.key, pinned=(tvs.cert,))
+        cm = src.publisher.callmanager.cert
+        query = QueryCertRequest(DEVICE, cm.subject, cm.issuer, cm.serial, 1001)
+
+        async def queries() -> None:
+            for _ in range(4):
+                res = await tvs_request(host, port, query, client)
+                assert res.status == Status.VALID  # type: ignore[union-attr]
+
+        trio.run(queries)
+        # the server counts a request after sending the answer: wait for the last one
+        deadline = time.monotonic() + 10
+        text = scrape(url)
+        while sample(text, "tvs_connections_in_use") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = scrape(url)
+        assert sample(text, "tvs_requests_total", type="QUERY_CERT_REQ", status="VALID") == 4
+        assert sample(text, "tvs_request_duration_seconds_count", type="QUERY_CERT_REQ") == 4
+        assert sample(text, "tvs_cache_entries") > 0
+        assert sample(text, "tvs_connections_total") == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError((tmp_path / "serve.log").read_text()) from None
+    assert status == 0

@@ -14,14 +14,33 @@ Metrics (all prefixed ``tvs_``): ``requests_total{type,status}``,
 
 from __future__ import annotations
 
+import argparse
+import atexit
+import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
+import attrs
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .server.observer import NullObserver
 
-__all__ = ["LATENCY_BUCKETS", "MetricsServer", "PrometheusObserver", "parse_address"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "MetricsEndpoint",
+    "MetricsServer",
+    "PrometheusObserver",
+    "metrics_address",
+    "metrics_endpoint",
+    "parse_address",
+]
+
+log = structlog.get_logger("tvs.metrics")
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -55,10 +74,15 @@ class PrometheusObserver(NullObserver):
             "tvs_connections_rejected", "Connections closed at accept without being served",
             ["reason"], registry=r,
         )  # fmt: skip
-        self.in_use = Gauge("tvs_connections_in_use", "Connections being served", registry=r)
+        # the modes only matter with several worker processes (see metrics_endpoint)
+        self.in_use = Gauge(
+            "tvs_connections_in_use", "Connections being served", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self.cache_entries = Gauge(
-            "tvs_cache_entries", "Entries in the TVS certificate cache", registry=r
-        )
+            "tvs_cache_entries", "Entries in the TVS certificate cache", registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
         self.reloads = Counter("tvs_cache_reloads", "Certificate cache (re)builds", registry=r)
 
     def connection_opened(self) -> None:
@@ -124,3 +148,52 @@ class MetricsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@attrs.frozen
+class MetricsEndpoint:
+    """A picklable observer factory for ``tvs serve --metrics``: each call makes a
+    :class:`PrometheusObserver` and serves its registry on ``host:port`` (kept open for the
+    life of the process)."""
+
+    host: str
+    port: int
+
+    def __call__(self) -> PrometheusObserver:
+        observer = PrometheusObserver()
+        server = MetricsServer(observer.registry, self.host, self.port)
+        _endpoints.append(server)
+        log.info("metrics listening", url=server.url)
+        return observer
+
+
+_endpoints: list[MetricsServer] = []
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """argparse type for ``--metrics ADDR:PORT``."""
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def metrics_endpoint(host: str, port: int, *, workers: int = 1) -> Callable[[], PrometheusObserver]:
+    """The observer factory ``tvs serve --metrics`` hands the server (picklable).
+
+    One process: each call serves its observer's registry on ``host:port``. Several worker
+    processes: ``prometheus_client``'s multiprocess mode. This process (the parent) serves the
+    endpoint, summing what the workers write into a private directory
+    (``PROMETHEUS_MULTIPROC_DIR``, set here so the spawned workers inherit it; removed at exit).
+    """
+    if workers <= 1:
+        return MetricsEndpoint(host, port)
+    directory = tempfile.mkdtemp(prefix="tvs-metrics-")
+    atexit.register(shutil.rmtree, directory, True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    server = MetricsServer(registry, host, port)
+    _endpoints.append(server)
+    log.info("metrics listening", url=server.url, workers=workers)
+    return PrometheusObserver

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from ..certs import CertificateError
+from ..metrics import metrics_address, metrics_endpoint
 from ..server import (
     DEFAULT_PORT,
     LOG_FORMATS,
@@ -119,6 +120,12 @@ def register(sub: Any) -> None:
     p.add_argument("--pidfile", type=Path, help="write the server's process id here")
     p.add_argument("--keylog", type=Path, metavar="FILE", help="write TLS secrets (SSLKEYLOGFILE)")
     # --metrics ADDR:PORT (Prometheus) is added by tvs.metrics: see _observer_factory
+    p.add_argument(
+        "--metrics",
+        type=metrics_address,
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics",
+    )
     p.set_defaults(func=_cmd_serve)
 
     r = sub.add_parser("reload", help="make a running `tvs serve` re-read its store (SIGHUP)")
@@ -131,7 +138,9 @@ def register(sub: Any) -> None:
 def _observer_factory(args: argparse.Namespace) -> Any:
     """Where a metrics observer plugs in: return a picklable zero-argument callable making a
     :class:`~tvs.server.ServerObserver` (one per worker process), or None."""
-    return None
+    if getattr(args, "metrics", None) is None:
+        return None
+    return metrics_endpoint(*args.metrics, workers=args.workers)
 
 
 def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
