@@ -22,7 +22,14 @@ import trio
 from ..certs import Certificate
 from ..pki import ClusterPki, LabPki, PkiError
 from ..server import NullObserver, TvsServer, TvsServerConfig
-from ..store import BulkImportResult, TrustStore, bulk_export, bulk_import, read_certificate_file
+from ..store import (
+    BulkImportResult,
+    StoreError,
+    TrustStore,
+    bulk_export,
+    bulk_import,
+    read_certificate_file,
+)
 from ..tftp import CallableProvider, TftpServer, TftpServerStats
 from .config import ClusterConfig
 from .errors import ClusterError
@@ -298,5 +305,5 @@ class EmulatedCluster:
                 changed = self._store.signature() != self._signature
                 if changed:
                     self.regenerate_files()
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, StoreError) as exc:  # a half-written file, a bad PEM
                 self._log.error("cluster.regenerate_failed", reason=str(exc))
