@@ -90,3 +90,19 @@ def test_non_secure_boot(lab_pki):
     text = "\n".join(console_lines(result, ident))
     assert "file not found" in text and "Phone status: No Trust List installed" in text
     assert "Secure registration not attempted [register.non-secure]" in text
+
+
+def test_trace_reader_reads_the_boot_back(migration):
+    """The other side of the contract: ``tvs trace`` sees the seed's sequence in our lines."""
+    from tvs.trace import Kind, read_timeline
+
+    ident, result, _ = migration
+    timeline = read_timeline("\n".join(console_lines(result, ident)))
+    kinds = [e.kind for e in timeline.events]
+    assert kinds.count(Kind.TVS_CONNECT) == 1 and kinds.count(Kind.HANDSHAKE) == 1
+    connect = next(e for e in timeline.events if e.kind == Kind.TVS_CONNECT)
+    assert connect.fields["port"] == 2445
+    assert kinds.index(Kind.FILE_REQUEST) < kinds.index(Kind.REQUEST) < kinds.index(Kind.RESPONSE)
+    assert kinds.index(Kind.RESPONSE) < kinds.index(Kind.TVS_CACHE) < kinds.index(Kind.TRUST_LIST)
+    assert timeline.events[-1].kind == Kind.STATUS
+    assert Kind.HANDSHAKE_FAILED not in kinds and Kind.ERROR not in kinds

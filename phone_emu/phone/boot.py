@@ -240,6 +240,7 @@ class Step:
             "step": self.name,
             "outcome": self.outcome.value,
             "reason": self.reason,
+            "started": self.started,
             "elapsed": round(self.elapsed, 6),
         }
         for key in ("detail", "signer", "source", "size"):
@@ -302,6 +303,7 @@ class BootResult:
             "state": self.state.value,
             "exit_code": self.exit_code,
             "registration": self.registration,
+            "started": self.started,
             "elapsed": round(self.elapsed, 6),
             "tvs_queries": self.tvs_queries,
             "status": list(self.status_lines),

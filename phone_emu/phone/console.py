@@ -169,13 +169,27 @@ def _verdict_lines(w: _Writer, step: Step) -> None:
         w("ERR", t, f"SECUREAPP-{what} file not verified [{step.reason}]: {step.detail}")
 
 
-def _register_lines(w: _Writer, step: Step, identity: PhoneIdentity) -> None:
+def _register_lines(w: _Writer, step: Step) -> None:
+    """SIP lines use their own wording (``SIPCC-``), never the TVS connection phrases."""
     if step.outcome is Outcome.SKIPPED or not step.attempts:
         w("NOT", step.finished, f"SIPCC-Secure registration not attempted [{step.reason}]")
         return
     for a in step.attempts:
-        if _tls_lines(w, a, identity, "SIP", 2):
-            w("NOT", a.finished, f"SIPCC-TLS connection to CallManager {a.target} established")
+        w("INF", a.started, f"SIPCC-Opening TLS connection to CallManager {a.target}")
+        if a.reason == "register.passed":
+            w(
+                "NOT",
+                a.finished,
+                f"SIPCC-TLS connection to CallManager {a.target} established "
+                f"({a.detail}), certificate found in CTL",
+            )
+        else:
+            w(
+                "ERR",
+                a.finished,
+                f"SIPCC-TLS connection to CallManager {a.target} not "
+                f"established [{a.reason}]: {a.detail}",
+            )
 
 
 def console_lines(result: BootResult, identity: PhoneIdentity, *, server: str = "") -> list[str]:
@@ -183,7 +197,7 @@ def console_lines(result: BootResult, identity: PhoneIdentity, *, server: str = 
     w = _Writer(FIRST_LINE_NUMBER)
     for pid, step in enumerate(result.steps, start=_FIRST_PID):
         if step.name == "register":
-            _register_lines(w, step, identity)
+            _register_lines(w, step)
             continue
         w("NOT", step.started, "downd-DDFORK - execing [/usr/sbin/dgetfile][-L620][ ]")
         _fetch_lines(w, step, pid, server)
