@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from phone_support import (
     MAC,
     FakeTvs,
@@ -330,3 +332,63 @@ def test_itl_signed_by_unknown_signer_is_checked_against_the_ctl(identity, src, 
     )
     assert r.step("itl").reason == "tvs.status-invalid" and len(tvs.queries) == 1
     assert r.trust.itl is on_source.trust.itl
+
+
+def test_itl_only_cluster_verifies_config_with_the_itl(identity, src):
+    """A non-secure cluster: no CTL; the ITL (first use) vouches for the signed config."""
+    files = {
+        "ITLFile.tlv": make_itl(
+            src,
+            records=[
+                (Role.SAST, src.itlrecovery.cert),
+                (Role.TFTP, src.publisher.callmanager.cert),
+                (Role.TVS, src.publisher.tvs.cert),
+            ],
+        ),
+        f"SEP{MAC}.cnf.xml.sgn": make_config(src, config_xml()),
+    }
+    r = boot(identity, files)
+    assert r.reasons == ("ctl.not-found", "itl.installed", "config.applied", "register.non-secure")
+    assert r.step("itl").source == "first-use" and r.step("config").source == "itl"
+    assert r.status_lines == ("ITL installed",)
+    assert r.exit_code == 0 and r.registration == "skipped"
+
+
+def test_tvs_answers_share_one_certificate_value(identity, dst, dst_files, on_source):
+    lists = TrustListCache()
+    tvs = FakeTvs(known=[(dst.itlrecovery.cert, (Role.SAST, Role.TFTP))])
+    a = boot(
+        identity, dst_files, trust=on_source.trust, config=on_source.config, tvs=tvs, lists=lists
+    )
+    b = boot(
+        identity, dst_files, trust=on_source.trust, config=on_source.config, tvs=tvs, lists=lists
+    )
+    assert a.trust.tvs_cache[0].certificate is b.trust.tvs_cache[0].certificate
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    which=st.sampled_from(["ctl", "itl", "config"]),
+    cut=st.integers(min_value=0, max_value=8000),
+    flip=st.integers(min_value=0, max_value=255),
+    tail=st.binary(max_size=8),
+)
+def test_whatever_the_server_sends_the_boot_ends_with_a_result(
+    identity, src_files, on_source, which, cut, flip, tail
+):
+    """The fuzz invariant for the machine: truncated, flipped or padded files give a result
+    with a reason, never an exception; a damaged file is never installed."""
+    name = {"ctl": f"CTLSEP{MAC}.tlv", "itl": "ITLFile.tlv", "config": f"SEP{MAC}.cnf.xml.sgn"}
+    files = dict(src_files)
+    data = files[name[which]]
+    pos = cut % len(data)
+    damaged = data[:pos] + bytes([data[pos] ^ (flip or 1)]) + data[pos + 1 :] + tail
+    files[name[which]] = damaged
+    r = boot(identity, files, trust=on_source.trust, config=on_source.config, tvs=FakeTvs())
+    step = r.step(which)
+    assert step.outcome in (Outcome.OK, Outcome.REJECTED, Outcome.ERROR)
+    if which != "config":
+        held = r.trust.ctl if which == "ctl" else r.trust.itl
+        assert held.raw == (damaged if step.outcome is Outcome.OK else data)

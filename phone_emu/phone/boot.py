@@ -650,7 +650,7 @@ class BootMachine:
                 Outcome.ERROR, "tvs.protocol-error", "valid answer without a certificate"
             ), None
         try:
-            cert = Certificate.from_der(resp.certificate)
+            cert = self._lists.certificate(resp.certificate)
         except CertificateError as exc:
             return _Verdict(Outcome.ERROR, "tvs.protocol-error", str(exc)), None
         if not signer_matches(signer, cert.serial, cert.issuer):

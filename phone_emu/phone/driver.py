@@ -153,8 +153,9 @@ class _Performer:
         if cfg is None:
             base = self.options.tvs
             changes: dict[str, Any] = {"pinned": pins}
-            if self.identity.lsc is not None and self.identity.key is not None:
-                changes.update(lsc=self.identity.lsc, key=self.identity.key)
+            cert = self.identity.lsc or self.identity.mic  # no LSC yet: the MIC
+            if cert is not None and self.identity.key is not None:
+                changes.update(lsc=cert, key=self.identity.key)
             cfg = attrs.evolve(base, **changes)
             if base.legacy_tls:
                 _make_legacy(cfg.ssl_context())

@@ -60,7 +60,11 @@ def _check_model(_inst: object, _attr: object, value: str) -> None:
 
 @attrs.frozen
 class PhoneIdentity:
-    """One phone's identity; equality ignores the private key object."""
+    """One phone's identity; equality ignores the private key object.
+
+    ``key`` belongs to the LSC, or to the MIC when the phone has no LSC (it then presents its
+    MIC to TVS and SIP, as a phone does before CAPF has issued its LSC).
+    """
 
     mac: str = attrs.field(converter=normalize_mac)
     model: str = attrs.field(default=DEFAULT_MODEL, validator=_check_model)

@@ -176,8 +176,20 @@ class TrustListCache:
     def __init__(self, max_entries: int = 256) -> None:
         self._max = max_entries
         self._lists: OrderedDict[bytes, TrustList] = OrderedDict()
+        self._certs: OrderedDict[bytes, Certificate] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def certificate(self, der: bytes) -> Certificate:
+        """One shared :class:`Certificate` per DER (TVS answers many phones cache alike);
+        raises CertificateError."""
+        found = self._certs.get(der)
+        if found is None:
+            found = Certificate.from_der(der)
+            self._certs[found.der] = found
+            while len(self._certs) > self._max:
+                self._certs.popitem(last=False)
+        return found
 
     def get(self, data: bytes) -> TrustList:
         """The parsed list for ``data`` (raises TlvError)."""
