@@ -3,8 +3,8 @@ s_server`` full handshakes/s (the ceiling for a TLS-per-request protocol here), 
 
 Each request is what a booting phone does: TCP connect, TLS handshake presenting its LSC
 (client certificate), one QUERY_CERT_REQ, the full QUERY_CERT_RES, close. The s_server
-reference gets the same generator with a small HTTP exchange (``-www``, client certificate
-requested, no session tickets) instead of the TVS message. The generator is lean (blocking
+reference gets the same generator with a one-line echo (``-rev``, client certificate requested
+and verified, no session tickets) instead of the TVS message. The generator is lean (blocking
 ``ssl`` sockets in threads) and runs in several processes (``--procs``, default 2); it is
 bounded by ``--seconds`` per cell and by ``--max-requests``. Loopback only.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ from typing import Any
 
 HOST = "127.0.0.1"
 MAX_REQUESTS = 200_000  # per cell, on top of the time bound
-HTTP_GET = b"GET / HTTP/1.0\r\n\r\n"
+REV_LINE = b"QUERY_CERT_REQ\n"
 
 
 # --- the generator (runs in child processes) -----------------------------------------------------
@@ -63,15 +64,13 @@ def _one(ctx: ssl.SSLContext, port: int, payload: bytes, mode: str) -> None:
                     dec.receive_data(data)
                 if not isinstance(msg, QueryCertResponse) or msg.status != Status.VALID:
                     raise ValueError(f"unexpected answer {msg!r}")
-            else:
-                got = 0
-                try:
-                    while data := tls.recv(65536):
-                        got += len(data)
-                except (ssl.SSLEOFError, ConnectionResetError):
-                    pass
-                if not got:
-                    raise ConnectionError("no HTTP answer")
+            else:  # s_server -rev echoes the line reversed
+                got = b""
+                while not got.endswith(b"\n"):
+                    data = tls.recv(65536)
+                    if not data:
+                        raise ConnectionError("closed before the echo")
+                    got += data
 
 
 def _generator(
@@ -134,7 +133,14 @@ def measure(
     ]
     for w in workers:
         w.start()
-    results = [out.get(timeout=seconds + 120) for _ in workers]
+    results = []
+    deadline = time.monotonic() + seconds + 120
+    while len(results) < len(workers):
+        try:
+            results.append(out.get(timeout=1))
+        except queue.Empty:
+            if time.monotonic() > deadline or not any(w.is_alive() for w in workers):
+                raise RuntimeError("a generator process died") from None
     for w in workers:
         w.join(30)
     lat = sorted(x for r in results for x in r[0])
@@ -191,7 +197,7 @@ def start_ours(args: Any, workers: int) -> tuple[subprocess.Popen[bytes], int]:
         f"cfg = TvsServerConfig(store={str(args.store)!r}, cert={args.tvs_cert!r}, "
         f"key={args.tvs_key!r}, port={port}, legacy_tls={args.legacy!r}, "
         "client_auth='optional', max_connections=4096); "
-        f"sys.exit(run_workers(cfg, {workers}, log_level='warning'))"
+        f"sys.exit(run_workers(cfg, {workers}, log_level={args.log_level!r}))"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -203,7 +209,7 @@ def start_ours(args: Any, workers: int) -> tuple[subprocess.Popen[bytes], int]:
 def start_s_server(args: Any) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     cmd = ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", args.tvs_cert,
-           "-key", args.tvs_key, "-www", "-quiet", "-num_tickets", "0",
+           "-key", args.tvs_key, "-rev", "-quiet", "-num_tickets", "0",
            "-verify", "1", "-CAfile", args.capf]  # fmt: skip
     if args.legacy:
         cmd += ["-cipher", "AES256-SHA:@SECLEVEL=0", "-tls1_2"]
@@ -251,6 +257,7 @@ def main() -> int:
     p.add_argument("--workers", default="1,2", help="our server's worker counts (1,2)")
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS)
     p.add_argument("--legacy", action="store_true", help="TLS 1.2 AES256-SHA (old phones)")
+    p.add_argument("--log-level", default="info", help="our server's log level (info, as tvs serve)")
     p.add_argument("--pki", type=Path, help="an existing lab PKI (default: generate one)")
     args = p.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
@@ -267,9 +274,9 @@ def main() -> int:
         proc, port = start_s_server(args)
         try:
             for c in levels:
-                r = measure("www", port, c, args.procs, args.seconds, args, HTTP_GET)
+                r = measure("rev", port, c, args.procs, args.seconds, args, REV_LINE)
                 ref[c] = r["rate"]
-                rows.append(("openssl s_server -www", c, r))
+                rows.append(("openssl s_server -rev", c, r))
         finally:
             _stop(proc)
         for w in worker_counts:
