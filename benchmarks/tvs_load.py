@@ -257,7 +257,7 @@ def main() -> int:
     p.add_argument("--workers", default="1,2", help="our server's worker counts (1,2)")
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS)
     p.add_argument("--legacy", action="store_true", help="TLS 1.2 AES256-SHA (old phones)")
-    p.add_argument("--log-level", default="info", help="our server's log level (info, as tvs serve)")
+    p.add_argument("--log-level", default="info", help="our server's log level (info)")
     p.add_argument("--pki", type=Path, help="an existing lab PKI (default: generate one)")
     args = p.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
