@@ -96,8 +96,7 @@ def _compare(exp: Event, act: Event, ignore: frozenset[str]) -> tuple[str, str |
         a, b = exp.fields.get(field), act.fields.get(field)
         if _field_conflict(field, a, b):
             return (
-                f"{exp.kind.value} {field}: expected {_show(field, a)}, "
-                f"actual {_show(field, b)}",
+                f"{exp.kind.value} {field}: expected {_show(field, a)}, actual {_show(field, b)}",
                 field,
             )
     return None

@@ -338,19 +338,35 @@ def _trust(**update: Any) -> Handler:
         ev.fields.update(update)
         if "parse" in update:
             ev.fields["parse"] = m.group(1)
+        if "SGN file" in rec.text:
+            ev.fields["signed_file"] = True
 
     return handle
 
 
 def _status(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
-    text = m.group(1)
+    text = m.group(1).strip()
     st.new(rec, Kind.STATUS, text=text, ok="fail" not in text.lower() and "No " not in text)
+
+
+def _cache_hit(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    st.new(rec, Kind.TVS_CACHE, hit=True)
+
+
+def _phone_failure(what: str) -> Handler:
+    def handle(st: _State, rec: _Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+        reason = (m.group("reason") or "").strip() if "reason" in m.groupdict() else ""
+        st.new(rec, Kind.FAILURE, what=what, reason=reason)
+
+    return handle
 
 
 _PHONE: list[tuple[re.Pattern[str], Handler]] = [
     (re.compile(r"GETXXTP \S*\[src=([^\]]*)\]\[dest=([^\]]*)\]"), _getfile),
     (re.compile(r"XXTP complete - status = (\d+)"), _xxtp_done),
     (re.compile(r"XXTP actualserver \[([^\]]*)\]"), _xxtp_server),
+    (re.compile(r"XXTP failed - (?P<reason>.*)"), _phone_failure("file transfer failed")),
+    (re.compile(r"TCP connect\(\) failed,? (?P<reason>.*)"), _phone_failure("TCP connect failed")),
     (re.compile(r"Attempting connect to TVS server addr \[([^\]]*)\]"), _connect),
     (re.compile(r"BIO created with: addr:([^,\s]+), port:(\d+)"), _bio),
     (re.compile(r"Cert Verification - Role is = (\d+)"), _cert_role),
@@ -367,14 +383,26 @@ _PHONE: list[tuple[re.Pattern[str], Handler]] = [
     (re.compile(r"TVS Service receives (\d+) bytes"), _receives),
     (re.compile(r"response byte dump"), _response_dump),
     (re.compile(r"TVS added cert to TVS cache - expires in (\d+) hours"), _tvs_cache),
+    (re.compile(r"TVS cache hit"), _cache_hit),
+    (
+        re.compile(r"TVS process response - (?P<reason>.*)"),
+        _phone_failure("TVS answer not accepted"),
+    ),
+    (re.compile(r"No trust list installed - accepting"), _trust(first_use=True)),
+    (re.compile(r"Hashes do not match"), _trust(signature="bad", ok=False)),
+    (re.compile(r"(?:TL|SGN) file unchanged"), _trust(unchanged=True, ok=True)),
     (re.compile(r"Hashes match"), _trust(signature="ok")),
     (re.compile(r"TL parse to table: (\w+)"), _trust(parse="")),
-    (re.compile(r"TL file verified successfully"), _trust(verified=True)),
-    (re.compile(r"TL file updated"), _trust(updated=True, ok=True)),
+    (re.compile(r"(?:TL|SGN) file verified successfully"), _trust(verified=True)),
+    (re.compile(r"TL file updated|Configuration file applied"), _trust(updated=True, ok=True)),
     (
-        re.compile(r"TL file (?:verification|update) failed|AUTH: .*(?:fail|mismatch)"),
+        re.compile(
+            r"(?:TL|SGN) file (?:verification|update) failed|(?:TL|SGN) file not verified"
+            r"|AUTH: .*(?:fail|mismatch)"
+        ),
         _trust(ok=False),
     ),
+    (re.compile(r"Phone status: (.*)"), _status),
     (
         re.compile(
             r"(CTL and ITL installed|ITL installed|CTL Installed|Trust List updated|"

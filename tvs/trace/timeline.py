@@ -131,12 +131,15 @@ def _summary(ev: RawEvent) -> str:
         answer = ": " + ", ".join(parts) if parts else ""
         return f"{who} {what}{rid}{_size(f)}{answer}"
     if k == Kind.TVS_CACHE:
+        if f.get("hit"):
+            return "phone finds the signer in its TVS cache"
         return f"phone caches the TVS answer for {f.get('ttl', 0) // 3600} h"
     if k == Kind.TRUST_LIST:
-        steps = [s for s in ("verified", "updated") if f.get(s)]
+        steps = [s for s in ("first_use", "verified", "updated", "unchanged") if f.get(s)]
         state = "FAILED" if f.get("ok") is False else ", ".join(steps) or "checked"
-        sig = "signature ok, " if f.get("signature") else ""
-        return f"phone: trust list {f.get('file') or '?'}: {sig}{state}"
+        sig = f"signature {f['signature']}, " if f.get("signature") else ""
+        what = "signed file" if f.get("signed_file") else "trust list"
+        return f"phone: {what} {f.get('file') or '?'}: {sig}{state.replace('_', ' ')}"
     if k == Kind.STATUS:
         return f"phone status: {f.get('text')}"
     if k == Kind.RELOAD:
