@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from tvs.certs import Certificate, CertificateError, PrivateKey
-from tvs.tlsconfig import certificate_pinned, client_context
+from tvs.tlsconfig import certificate_pinned, client_context, flush_alert
 from tvs.wire import (
     DEFAULT_MAX_MESSAGE,
     DecodeError,
@@ -91,7 +91,11 @@ class TvsClientConfig:
         if ctx is None:
             try:
                 ctx = client_context(
-                    cert=self.lsc, key=self.key, legacy=self.legacy_tls, keylog=self.keylog
+                    cert=self.lsc,
+                    key=self.key,
+                    legacy=self.legacy_tls,
+                    keylog=self.keylog,
+                    pinned=None if self.insecure else self.pinned,
                 )
             except (ssl.SSLError, ValueError, OSError) as exc:
                 raise TvsHandshakeError(f"cannot use the client certificate: {exc}") from None
@@ -163,6 +167,12 @@ async def tvs_exchange(
         except trio.TooSlowError:
             raise TvsTimeout(f"TLS handshake with {host}:{port} timed out") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await flush_alert(tls)
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise TvsHandshakeError(
+                    f"server certificate not pinned ({cause.verify_message})"
+                ) from None
             raise TvsHandshakeError(
                 f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}"
             ) from None

@@ -15,6 +15,7 @@ Both sides can write TLS secrets to an SSLKEYLOGFILE for Wireshark.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import ssl
@@ -22,6 +23,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -32,12 +34,16 @@ __all__ = [
     "ClientAuth",
     "certificate_pinned",
     "client_context",
+    "flush_alert",
     "load_identity",
     "server_context",
 ]
 
 LEGACY_CIPHERS = "DEFAULT:AES256-SHA:AES128-SHA:@SECLEVEL=0"
 """OpenSSL cipher string for old phones: everything modern plus the RSA-kx CBC suites."""
+
+
+_NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not named by the ssl module)
 
 
 class ClientAuth(enum.StrEnum):
@@ -123,11 +129,25 @@ def client_context(
     key: PrivateKey | str | Path | None = None,
     legacy: bool = False,
     keylog: str | Path | None = None,
+    pinned: Iterable[Certificate] | None = None,
 ) -> ssl.SSLContext:
-    """A TVS client's context: optional client certificate, server pinned by the caller."""
+    """A TVS client's context: optional client certificate.
+
+    With ``pinned`` (possibly empty) the handshake itself fails, with an alert to the server,
+    unless the server's chain reaches one of those certificates (each is a trust anchor,
+    partial chains allowed, validity dates not checked), as a phone's ITL check does. The
+    caller still compares the server certificate itself (:func:`certificate_pinned`).
+    Without ``pinned`` nothing is verified in OpenSSL.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if pinned is not None:
+        anchors = list({c.der: c for c in pinned}.values())
+        if anchors:
+            ctx.load_verify_locations(cadata=b"".join(c.der for c in anchors))
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VerifyFlags(_NO_CHECK_TIME)
+        ctx.verify_mode = ssl.CERT_REQUIRED
     _versions(ctx, legacy)
     if cert is not None:
         if key is None:
@@ -141,3 +161,17 @@ def client_context(
 def certificate_pinned(peer_der: bytes | None, pinned: Iterable[Certificate]) -> bool:
     """True when the server's certificate (DER) is byte-for-byte one of ``pinned``."""
     return peer_der is not None and any(peer_der == c.der for c in pinned)
+
+
+async def flush_alert(tls: Any) -> None:
+    """Send the TLS alert OpenSSL queued when a handshake failed (``unknown ca``, ``certificate
+    required``...) on a ``trio.SSLStream``: Trio drops it, and the peer would only see EOF."""
+    pending = getattr(tls, "_outgoing", None)
+    data = pending.read() if isinstance(pending, ssl.MemoryBIO) else b""
+    if not data:
+        return
+    import trio  # the only Trio use here: keep the module importable without it
+
+    with trio.move_on_after(1):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await tls.transport_stream.send_all(data)

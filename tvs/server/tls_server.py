@@ -24,7 +24,7 @@ import trio
 
 from ..certs import Certificate, CertificateError, load_certificates
 from ..store import CertificateCache, StoreError, TrustStore
-from ..tlsconfig import server_context
+from ..tlsconfig import flush_alert, server_context
 from ..wire import (
     HEADER_SIZE,
     DecodeError,
@@ -227,7 +227,7 @@ class TvsServer:
             return None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             reason = _tls_reason(exc)
-            await _flush_alert(tls)
+            await flush_alert(tls)
             log.warning("handshake failed", reason=reason)
             self.observer.handshake_failed("tls" if reason.startswith("TLS") else "eof")
             return None
@@ -343,19 +343,6 @@ def _request_details(msg: object) -> dict[str, object]:
             subject = Certificate.from_der(msg.certificate).subject
         return {"device": msg.device, "subject": subject}
     return {}
-
-
-async def _flush_alert(tls: trio.SSLStream[trio.SocketStream]) -> None:
-    """Send the TLS alert OpenSSL queued when the handshake failed (``unknown ca``,
-    ``certificate required``...): Trio drops it, and a client would only see EOF."""
-    pending = getattr(tls, "_outgoing", None)
-    data = pending.read() if isinstance(pending, ssl.MemoryBIO) else b""
-    if data:
-        with (
-            trio.move_on_after(1),
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await tls.transport_stream.send_all(data)
 
 
 def _peer(stream: trio.SocketStream) -> str:
