@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 
 from tvs.certs import Certificate
-from tvs.names import names_match
+from tvs.names import NameKey, name_key, names_match
 from tvs.roles import Role, role_names
 from tvs.tlv import SignatureError, SignerInfo, TlvError, TrustFile, parse_trust_list
 from tvs.tlv import verify_with_certificate as _verify
@@ -69,6 +69,17 @@ def signer_matches(signer: SignerInfo, serial: bytes, issuer: str) -> bool:
         return issuer == signer.issuer
 
 
+def _issuer_key(issuer: str) -> NameKey | str:
+    """The comparison key of an issuer name; a name that does not parse compares raw."""
+    try:
+        return name_key(issuer)
+    except ValueError:
+        return issuer
+
+
+_Holder = tuple[int, Certificate, "NameKey | str"]
+
+
 @attrs.frozen(eq=False)
 class TrustList:
     """A parsed CTL or ITL with its certificates decoded once; shared, never mutated."""
@@ -77,17 +88,25 @@ class TrustList:
     sha256: bytes
     file: TrustFile = attrs.field(repr=False)
     certs: tuple[Certificate | None, ...] = attrs.field(repr=False)
+    by_serial: Mapping[bytes, tuple[_Holder, ...]] = attrs.field(repr=False)
+    """(role, certificate, issuer key) of each record, by certificate serial."""
     _verified: dict[bytes, bool] = attrs.field(factory=dict, repr=False)
 
     @classmethod
     def parse(cls, data: bytes) -> TrustList:
         """Parse CTL/ITL bytes (raises TlvError)."""
         f = parse_trust_list(bytes(data))
+        certs = tuple(r.cert for r in f.records)
+        index: dict[bytes, list[_Holder]] = {}
+        for rec, cert in zip(f.records, certs, strict=True):
+            if cert is not None:
+                index.setdefault(cert.serial, []).append((rec.role, cert, _issuer_key(cert.issuer)))
         return cls(
             raw=bytes(data),
             sha256=hashlib.sha256(data).digest(),
             file=f,
-            certs=tuple(r.cert for r in f.records),
+            certs=certs,
+            by_serial={k: tuple(v) for k, v in index.items()},
         )
 
     @property
@@ -103,14 +122,13 @@ class TrustList:
 
     def holders(self, signer: SignerInfo, roles: frozenset[int]) -> tuple[Certificate, ...]:
         """Certificates of records matching ``signer`` whose role is in ``roles``."""
+        candidates = self.by_serial.get(signer.serial, ())
+        if not candidates:
+            return ()
+        key = _issuer_key(signer.issuer)
         out: list[Certificate] = []
-        for rec, cert in zip(self.file.records, self.certs, strict=True):
-            if (
-                rec.role in roles
-                and cert is not None
-                and cert not in out
-                and signer_matches(signer, cert.serial, cert.issuer)
-            ):
+        for role, cert, issuer in candidates:
+            if role in roles and issuer == key and cert not in out:
                 out.append(cert)
         return tuple(out)
 
