@@ -56,8 +56,11 @@ async def test_scenario(name: str, lab_pki_dir: Path, tmp_path: Path) -> None:
         scenario,
         RunOptions(phones=PHONES, workdir=tmp_path, pki_dir=lab_pki_dir),
     )
-    boot_steps = [(st, rec) for st, rec in zip(scenario.steps, report["steps"], strict=True)
-                  if st.action == "boot"]
+    boot_steps = [
+        (st, rec)
+        for st, rec in zip(scenario.steps, report["steps"], strict=True)
+        if st.action == "boot"
+    ]
     # every phone, at every checked boot step, did what the scenario says
     for step, rec in boot_steps:
         assert sum(rec["counts"].values()) == PHONES
@@ -117,7 +120,10 @@ mode = "erase"
 action = "move"
 [[steps]]
 action = "boot"
-expect = [{ phones = [1], outcome = "stayed", reason = "tvs.handshake-failed" }, { outcome = "migrated" }]
+expect = [
+    { phones = [1], outcome = "stayed", reason = "tvs.handshake-failed" },
+    { outcome = "migrated" },
+]
 """
 
 

@@ -85,25 +85,51 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=_positive, metavar="N",
-                   help="phones booting at once: the boot-storm limit (default 64)")
-    p.add_argument("--no-register", action="store_true",
-                   help="skip the secure SIP TLS handshake at the end of each boot")
-    p.add_argument("--shared-key", action="store_true",
-                   help="one EC key for every phone's LSC (default: one key per phone)")
+    p.add_argument(
+        "--concurrency",
+        type=_positive,
+        metavar="N",
+        help="phones booting at once: the boot-storm limit (default 64)",
+    )
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="skip the secure SIP TLS handshake at the end of each boot",
+    )
+    p.add_argument(
+        "--shared-key",
+        action="store_true",
+        help="one EC key for every phone's LSC (default: one key per phone)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (stderr)")
-    p.add_argument("--log-level", default="error", metavar="LEVEL",
-                   help="server and phone log lines on stderr at or above LEVEL (default error)")
+    p.add_argument(
+        "--log-level",
+        default="error",
+        metavar="LEVEL",
+        help="server and phone log lines on stderr at or above LEVEL (default error)",
+    )
 
 
 def _lab_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, metavar="LAB.toml",
-                   help="lab configuration (default: the embedded seed lab)")
-    p.add_argument("--workdir", type=Path, metavar="DIR",
-                   help="where the PKI and the stores go (default: a temporary directory)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="LAB.toml",
+        help="lab configuration (default: the embedded seed lab)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="where the PKI and the stores go (default: a temporary directory)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary working directory")
-    p.add_argument("--pki", type=Path, metavar="DIR",
-                   help="use this lab PKI (tvs certs generate) instead of generating one")
+    p.add_argument(
+        "--pki",
+        type=Path,
+        metavar="DIR",
+        help="use this lab PKI (tvs certs generate) instead of generating one",
+    )
     _common(p)
 
 
@@ -118,16 +144,29 @@ def register(sub: Any) -> None:
     )
     _lab_args(m)
     m.add_argument("--phones", type=_positive, metavar="N", help="fleet size (default 50)")
-    m.add_argument("--method", choices=("bulk", "manual"),
-                   help="certificate import method (default bulk; ignored with --scenario)")
+    m.add_argument(
+        "--method",
+        choices=("bulk", "manual"),
+        help="certificate import method (default bulk; ignored with --scenario)",
+    )
     m.add_argument("--scenario", metavar="NAME", help="run a scenario (name or TOML file)")
-    m.add_argument("--back", action="store_true",
-                   help="then migrate the phones back to the source (manual: with the reverse "
-                   "upload)")
-    m.add_argument("--source", type=_hostport, metavar="HOST:PORT",
-                   help="TFTP of a source cluster started elsewhere (import steps need it here)")
-    m.add_argument("--destination", type=_hostport, metavar="HOST:PORT",
-                   help="TFTP of a destination cluster started elsewhere")
+    m.add_argument(
+        "--back",
+        action="store_true",
+        help="then migrate the phones back to the source (manual: with the reverse upload)",
+    )
+    m.add_argument(
+        "--source",
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="TFTP of a source cluster started elsewhere (import steps need it here)",
+    )
+    m.add_argument(
+        "--destination",
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="TFTP of a destination cluster started elsewhere",
+    )
     m.add_argument("--report", type=Path, metavar="FILE.json", help="write the JSON report")
     m.add_argument("--html", type=Path, metavar="FILE.html", help="write the HTML report")
     m.add_argument("--json", action="store_true", help="print the JSON report on stdout")
@@ -142,21 +181,53 @@ def register(sub: Any) -> None:
         "processes share one fleet. Exit 0 every phone booted, 1 some phone rejected "
         "something, 2 a server was unreachable or usage error.",
     )
-    f.add_argument("--tftp", required=True, type=_hostport, metavar="HOST:PORT",
-                   help="TFTP server (DHCP option 150)")
-    f.add_argument("--phones", type=_positive, default=1, metavar="N",
-                   help="fleet size, all shards together (default 1)")
-    f.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
-                   help="boot only the I-th of N slices (1-based; default 1/1)")
-    f.add_argument("--pki", type=Path, default=Path("lab/pki"), metavar="DIR",
-                   help="lab PKI whose CAPF issues the LSCs (default lab/pki)")
-    f.add_argument("--cluster", default="source", metavar="NAME",
-                   help="cluster of the lab PKI whose CAPF issues the LSCs (default source)")
-    f.add_argument("--mac-start", default="B000B4BA0AEE", metavar="MAC",
-                   help="MAC of phone 0 (default the seed's B000B4BA0AEE)")
+    f.add_argument(
+        "--tftp",
+        required=True,
+        type=_hostport,
+        metavar="HOST:PORT",
+        help="TFTP server (DHCP option 150)",
+    )
+    f.add_argument(
+        "--phones",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="fleet size, all shards together (default 1)",
+    )
+    f.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="I/N",
+        help="boot only the I-th of N slices (1-based; default 1/1)",
+    )
+    f.add_argument(
+        "--pki",
+        type=Path,
+        default=Path("lab/pki"),
+        metavar="DIR",
+        help="lab PKI whose CAPF issues the LSCs (default lab/pki)",
+    )
+    f.add_argument(
+        "--cluster",
+        default="source",
+        metavar="NAME",
+        help="cluster of the lab PKI whose CAPF issues the LSCs (default source)",
+    )
+    f.add_argument(
+        "--mac-start",
+        default="B000B4BA0AEE",
+        metavar="MAC",
+        help="MAC of phone 0 (default the seed's B000B4BA0AEE)",
+    )
     f.add_argument("--model", default="8861", help="phone model (default 8861)")
-    f.add_argument("--state-dir", type=Path, metavar="DIR",
-                   help="keep each phone's state in DIR/SEP<MAC> (default: in memory)")
+    f.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each phone's state in DIR/SEP<MAC> (default: in memory)",
+    )
     f.add_argument("--report", type=Path, metavar="FILE.json", help="write per-phone results")
     f.add_argument("--json", action="store_true", help="print the JSON summary on stdout")
     _common(f)
@@ -170,19 +241,39 @@ def register(sub: Any) -> None:
     )
     ssub = s.add_subparsers(dest="scenarios_command", metavar="COMMAND", required=True)
     sl = ssub.add_parser("list", help="list the scenarios")
-    sl.add_argument("--dir", type=Path, action="append", default=[], metavar="DIR",
-                    help="also read scenarios from DIR/*.toml (or a file); repeatable")
+    sl.add_argument(
+        "--dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also read scenarios from DIR/*.toml (or a file); repeatable",
+    )
     sl.add_argument("--json", action="store_true", help="JSON on stdout")
     sl.set_defaults(func=_scenarios_list)
     sr = ssub.add_parser("run", help="run scenarios by name, or --all")
     sr.add_argument("names", nargs="*", metavar="NAME")
     sr.add_argument("--all", action="store_true", help="run every scenario")
-    sr.add_argument("--dir", type=Path, action="append", default=[], metavar="DIR",
-                    help="also read scenarios from DIR/*.toml (or a file); repeatable")
-    sr.add_argument("--phones", type=_positive, metavar="N",
-                    help="fleet size for every scenario (default: each scenario's own)")
-    sr.add_argument("--report", type=Path, metavar="FILE.json",
-                    help="write every scenario's report (a JSON list)")
+    sr.add_argument(
+        "--dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also read scenarios from DIR/*.toml (or a file); repeatable",
+    )
+    sr.add_argument(
+        "--phones",
+        type=_positive,
+        metavar="N",
+        help="fleet size for every scenario (default: each scenario's own)",
+    )
+    sr.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.json",
+        help="write every scenario's report (a JSON list)",
+    )
     sr.add_argument("--json", action="store_true", help="print the reports on stdout")
     _lab_args(sr)
     sr.set_defaults(func=_scenarios_run)
@@ -232,8 +323,9 @@ def _migrate(args: argparse.Namespace) -> int:
             if args.back:
                 return _err("--back is part of the migration; scenarios declare their own steps")
         else:
-            scenario = migration_scenario(args.method or "bulk", back=args.back,
-                                          phones=lab.fleet.phones)
+            scenario = migration_scenario(
+                args.method or "bulk", back=args.back, phones=lab.fleet.phones
+            )
         external = {
             role: addr
             for role, addr in (("source", args.source), ("destination", args.destination))
@@ -256,7 +348,10 @@ def _emit(report: dict[str, Any], args: argparse.Namespace, out: Console) -> Non
         print(json.dumps(report, indent=2))
     else:
         out.print(summary_table(report))
-        for what, path in (("JSON report", args.report), ("HTML report", getattr(args, "html", None))):
+        for what, path in (
+            ("JSON report", args.report),
+            ("HTML report", getattr(args, "html", None)),
+        ):
             if path:
                 out.print(f"{what}: {path}", highlight=False)
 
@@ -272,15 +367,17 @@ def _scenarios_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_scenario_dict(s) for s in scenarios], indent=2))
         return EXIT_OK
-    t = Table(title="scenarios", title_justify="left")
-    for col in ("name", "phones", "steps", "expected (last boot)", "description"):
-        t.add_column(col)
+    out = Console()
     for s in scenarios:
         last = next((st for st in reversed(s.steps) if st.expect), None)
-        expected = ", ".join(e.describe() for e in last.expect) if last else ""
-        t.add_row(s.name, str(s.phones), " > ".join(st.describe() for st in s.steps),
-                  expected, s.description)
-    Console().print(t)
+        expected = "; ".join(
+            (f"phones {','.join(map(str, e.phones))}: " if e.phones is not None else "")
+            + e.describe()
+            for e in (last.expect if last else ())
+        )
+        out.print(f"[bold]{s.name}[/bold] ({s.phones} phones): {s.description}")
+        out.print(f"    steps: {' > '.join(st.describe() for st in s.steps)}", highlight=False)
+        out.print(f"    last boot: {expected}", highlight=False)
     return EXIT_OK
 
 
@@ -329,11 +426,16 @@ def _scenarios_run(args: argparse.Namespace) -> int:
             t.add_column(col)
         for r in reports:
             s = r["summary"]
-            finals = ", ".join(f"{k} {s[k]}" for k in ("migrated", "stayed", "failed", "booted")
-                               if s[k])
-            t.add_row(r["scenario"], str(s["phones"]),
-                      "[green]as expected[/green]" if r["passed"] else "[red]DIFFERS[/red]",
-                      finals, f"{s['wall_time']:.1f}s")
+            finals = ", ".join(
+                f"{k} {s[k]}" for k in ("migrated", "stayed", "failed", "booted") if s[k]
+            )
+            t.add_row(
+                r["scenario"],
+                str(s["phones"]),
+                "[green]as expected[/green]" if r["passed"] else "[red]DIFFERS[/red]",
+                finals,
+                f"{s['wall_time']:.1f}s",
+            )
         out.print(t)
     return EXIT_OK if all(r["passed"] for r in reports) else EXIT_DIFFERS
 
@@ -358,8 +460,9 @@ def _fleet(args: argparse.Namespace) -> int:
         boot=BootOptions(register=not args.no_register), lists=TrustListCache(max_entries=64)
     )
     i, n = args.shard
-    progress.begin(f"shard {i}/{n}: {len(phones)} phones -> {args.tftp[0]}:{args.tftp[1]}",
-                   len(phones))
+    progress.begin(
+        f"shard {i}/{n}: {len(phones)} phones -> {args.tftp[0]}:{args.tftp[1]}", len(phones)
+    )
 
     def done(b: Any) -> None:
         progress.advance(b.result.state.value if b.result else "error")
@@ -367,16 +470,23 @@ def _fleet(args: argparse.Namespace) -> int:
     t1 = time.monotonic()
     try:
         boots = trio.run(
-            lambda: boot_fleet(phones, tftp=args.tftp, concurrency=args.concurrency or 64,
-                               options=options, on_done=done, indices=[x for x, _ in macs])
+            lambda: boot_fleet(
+                phones,
+                tftp=args.tftp,
+                concurrency=args.concurrency or 64,
+                options=options,
+                on_done=done,
+                indices=[x for x, _ in macs],
+            )
         )
     finally:
         progress.end()
     boot_time = time.monotonic() - t1
     states = Counter(b.result.state.value if b.result else "error" for b in boots)
     reasons = Counter(
-        next((s.reason for s in b.result.steps if s.outcome.value in ("rejected", "error")),
-             "ok") if b.result else "lab.exception"
+        next((s.reason for s in b.result.steps if s.outcome.value in ("rejected", "error")), "ok")
+        if b.result
+        else "lab.exception"
         for b in boots
     )
     summary = {
@@ -391,18 +501,28 @@ def _fleet(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     if args.report:
-        doc = {**summary, "phones_detail": [
-            {"index": b.index, "device": b.device, "elapsed": round(b.elapsed, 6),
-             **(b.result.to_dict() if b.result else {"state": "error", "error": b.error})}
-            for b in boots
-        ]}
+        doc = {
+            **summary,
+            "phones_detail": [
+                {
+                    "index": b.index,
+                    "device": b.device,
+                    "elapsed": round(b.elapsed, 6),
+                    **(b.result.to_dict() if b.result else {"state": "error", "error": b.error}),
+                }
+                for b in boots
+            ],
+        }
         args.report.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        t = Table(title=f"fleet {summary['shard']}: {len(boots)} phones, boot {boot_time:.1f}s "
-                  f"({summary['boots_per_second']}/s), LSCs {issue_time:.1f}s, "
-                  f"peak {summary['peak_rss_mb']:.0f} MiB", title_justify="left")
+        t = Table(
+            title=f"fleet {summary['shard']}: {len(boots)} phones, boot {boot_time:.1f}s "
+            f"({summary['boots_per_second']}/s), LSCs {issue_time:.1f}s, "
+            f"peak {summary['peak_rss_mb']:.0f} MiB",
+            title_justify="left",
+        )
         t.add_column("first failing step reason")
         t.add_column("phones", justify="right")
         for reason, count in reasons.most_common():

@@ -85,25 +85,25 @@ class FleetSettings:
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise LabConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        out = cls()
+        kw: dict[str, Any] = {}
         for key in ("phones", "concurrency"):
             if key in d:
                 v = d[key]
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise LabConfigError(f"{where}.{key}: expected a positive integer, got {v!r}")
-                out = attrs.evolve(out, **{key: v})
+                kw[key] = v
         if "register" in d:
             if not isinstance(d["register"], bool):
                 raise LabConfigError(f"{where}.register: expected true or false")
-            out = attrs.evolve(out, register=d["register"])
+            kw["register"] = d["register"]
         if "model" in d:
-            out = attrs.evolve(out, model=str(d["model"]))
+            kw["model"] = str(d["model"])
         if "mac_start" in d:
             try:
-                out = attrs.evolve(out, mac_start=normalize_mac(str(d["mac_start"])))
+                kw["mac_start"] = normalize_mac(str(d["mac_start"]))
             except IdentityError as exc:
                 raise LabConfigError(f"{where}.mac_start: {exc}") from None
-        return out
+        return cls(**kw)
 
 
 @attrs.frozen
@@ -202,8 +202,7 @@ class LabConfig:
             "version": spec.version,
             "security_mode": spec.security_mode,
             "nodes": [
-                {"name": n.name, "address": n.address, "tftp_port": 0, "tvs_port": 0,
-                 "sip_port": 0}
+                {"name": n.name, "address": n.address, "tftp_port": 0, "tvs_port": 0, "sip_port": 0}
                 for n in spec.nodes
             ],
         }

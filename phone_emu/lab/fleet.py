@@ -18,9 +18,9 @@ import attrs
 import structlog
 import trio
 
+from phone_emu.phone.boot import BootResult
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
 from phone_emu.phone.identity import PhoneIdentity, normalize_mac
-from phone_emu.phone.boot import BootResult
 from tvs.certs import PrivateKey
 from tvs.pki import Identity, generate_key, issue_lsc
 

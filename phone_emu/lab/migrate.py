@@ -24,10 +24,9 @@ from typing import Any
 import attrs
 import trio
 
-from phone_emu.phone.boot import BootResult, Outcome
+from phone_emu.phone.boot import BootOptions, BootResult, Outcome
 from phone_emu.phone.driver import NetworkOptions, Phone
 from phone_emu.phone.trust import FileKind, TrustList, TrustListCache, TrustState
-from phone_emu.phone.boot import BootOptions
 from tvs.cluster import EmulatedCluster, consolidate
 from tvs.pki import LabPki, generate
 from tvs.roles import Role
@@ -149,7 +148,9 @@ class _Run:
         capf = self.pki.cluster(source.name).capf
         macs = fleet_macs(self.count, self.lab.fleet.mac_start)
         self.progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
-        ids = make_identities(capf, macs, model=self.lab.fleet.model, shared_key=self.opts.shared_key)
+        ids = make_identities(
+            capf, macs, model=self.lab.fleet.model, shared_key=self.opts.shared_key
+        )
         self.members = [_Member(i, p) for (i, _), p in zip(macs, make_phones(ids), strict=True)]
 
     async def start_clusters(self, nursery: trio.Nursery) -> None:
@@ -199,9 +200,7 @@ class _Run:
         target = self.pointed
         addr = self.tftp(target)
         after_move = any(m.home not in (None, target) for m in self.members)
-        target_tvs = (
-            set(self.clusters[target].tvs_addresses) if target in self.clusters else None
-        )
+        target_tvs = set(self.clusters[target].tvs_addresses) if target in self.clusters else None
         before = [snapshot(m.phone.trust, m.phone.config) for m in self.members]
         self.progress.begin(f"step {n}: boot on the {target} ({addr[0]}:{addr[1]})", self.count)
         results: list[tuple[FleetBoot, str, str | None, str | None]] = []
@@ -261,16 +260,25 @@ class _Run:
             "not_migrated": dict(not_migrated.most_common()),
             "migrated_times": sorted(migrated_times),
             "checks": (
-                {"total": len(checks), "ok": sum(c.ok for c in checks),
-                 "differ": [_check_dict(c) for c in checks if not c.ok][:20]}
+                {
+                    "total": len(checks),
+                    "ok": sum(c.ok for c in checks),
+                    "differ": [_check_dict(c) for c in checks if not c.ok][:20],
+                }
                 if step.expect
                 else None
             ),
         }
 
     def _phone_entry(
-        self, m: _Member, b: FleetBoot, outcome: str, failed_step: str | None,
-        reason: str | None, target: str, n: int,
+        self,
+        m: _Member,
+        b: FleetBoot,
+        outcome: str,
+        failed_step: str | None,
+        reason: str | None,
+        target: str,
+        n: int,
     ) -> dict[str, Any]:
         r: BootResult | None = b.result
         entry: dict[str, Any] = {
@@ -402,12 +410,15 @@ class _Run:
                     "version": c.config.version,
                     "security_mode": c.config.security_mode,
                     "rollback_pre80": c.config.rollback_pre80,
-                    "tftp": "%s:%d" % c.tftp_address,
-                    "tvs": ["%s:%d" % a for a in c.tvs_addresses],
+                    "tftp": _addr(c.tftp_address),
+                    "tvs": [_addr(a) for a in c.tvs_addresses],
                 }
             elif role in self.opts.external:
-                lab[role] = {"name": role, "tftp": "%s:%d" % self.opts.external[role],
-                             "external": True}
+                lab[role] = {
+                    "name": role,
+                    "tftp": _addr(self.opts.external[role]),
+                    "external": True,
+                }
         return {
             "tool": "phone-emu migrate",
             "scenario": self.scenario.name,
@@ -442,6 +453,10 @@ class _Run:
         }
 
 
+def _addr(a: tuple[str, int]) -> str:
+    return f"{a[0]}:{a[1]}"
+
+
 def _check_dict(c: Check) -> dict[str, Any]:
     return {
         "index": c.index,
@@ -467,19 +482,56 @@ async def run_scenario(
     workdir = Path(tempfile.mkdtemp(prefix="phone-emu-lab-")) if own_dir else opts.workdir
     assert workdir is not None
     workdir.mkdir(parents=True, exist_ok=True)
+    _check_external(scenario, opts)
     t0 = time.monotonic()
     run = _Run(lab, scenario, opts, workdir)
     try:
         await trio.to_thread.run_sync(run.prepare)
-        async with trio.open_nursery() as nursery:
-            await run.start_clusters(nursery)
-            for n, step in enumerate(scenario.steps, start=1):
-                await run.step(n, step)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                await run.start_clusters(nursery)
+                for n, step in enumerate(scenario.steps, start=1):
+                    await run.step(n, step)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
         return run.report(time.monotonic() - t0)
     finally:
         if own_dir and not opts.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+_NEEDS_CLUSTER = {"import": CLUSTER_ROLES, "restart-tvs": None, "set-rollback": None}
+
+
+def _check_external(scenario: Scenario, opts: RunOptions) -> None:
+    """Refuse, before starting anything, steps that need a cluster the runner does not run."""
+    for n, step in enumerate(scenario.steps, start=1):
+        if step.action not in _NEEDS_CLUSTER:
+            continue
+        which = step.params.get("cluster", "both")
+        roles = CLUSTER_ROLES if which == "both" or step.action == "import" else (which,)
+        for role in roles:
+            if role in opts.external:
+                raise MigrationError(
+                    f"scenario {scenario.name!r} step {n} ({step.describe()}) needs the {role} "
+                    f"cluster in-process, not --{role} (do it there with `tvs store` / a restart)"
+                )
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one error a failed run raised (nurseries wrap errors in groups)."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup) -> None:
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                walk(e)
+            else:
+                leaves.append(e)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 def run_scenario_sync(

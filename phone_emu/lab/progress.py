@@ -82,10 +82,10 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     t.add_column("#", justify="right")
     t.add_column("step")
     for col in ("booted", "migrated", "stayed", "failed"):
-        t.add_column(col, justify="right")
+        t.add_column(col, justify="right", no_wrap=True)
     t.add_column("why not migrated")
-    t.add_column("expected")
-    t.add_column("time", justify="right")
+    t.add_column("expected", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
     for st in report.get("steps", []):
         counts = st.get("counts", {})
         checks = st.get("checks")
@@ -100,9 +100,10 @@ def summary_table(report: Mapping[str, Any]) -> Table:
         t.add_row(
             str(st["index"]),
             st["description"] + (f" on the {st['cluster']}" if is_boot else ""),
-            *(str(counts.get(k, "")) if is_boot else "" for k in (
-                "booted", "migrated", "stayed", "failed"
-            )),
+            *(
+                str(counts.get(k, "")) if is_boot else ""
+                for k in ("booted", "migrated", "stayed", "failed")
+            ),
             reasons,
             verdict,
             f"{st['elapsed']:.2f}s",

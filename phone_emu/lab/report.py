@@ -90,7 +90,7 @@ def migration_chart(series: Sequence[Mapping[str, Any]], *, width: int = 640) ->
         )
     for n, s in enumerate(series):
         color = _COLORS[n % len(_COLORS)]
-        pts = [(left, top + ph)]
+        pts: list[tuple[float, float]] = [(float(left), float(top + ph))]
         for count, t in enumerate(sorted(s["times"]), start=1):
             x = left + pw * t / t_max
             pts.append((x, pts[-1][1]))
@@ -101,7 +101,7 @@ def migration_chart(series: Sequence[Mapping[str, Any]], *, width: int = 640) ->
         out.append(
             f'<rect x="{left + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
             f'<text x="{left + 26}" y="{ly}" font-size="12">{_e(s["label"])} '
-            f'({len(s["times"])} phones)</text>'
+            f"({len(s['times'])} phones)</text>"
         )
     out.append("</svg>")
     return "\n".join(out)
@@ -163,9 +163,7 @@ def failures_by_reason(report: Mapping[str, Any]) -> dict[str, int]:
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -220,7 +220,7 @@ def _step(d: Any, where: str) -> ScenarioStep:
     if not isinstance(d, Mapping):
         raise ScenarioError(f"{where}: expected a table")
     action = d.get("action")
-    if action not in _PARAMS:
+    if not isinstance(action, str) or action not in _PARAMS:
         raise ScenarioError(f"{where}: 'action' must be one of {', '.join(ACTIONS)}")
     defaults = _PARAMS[action]
     _no_unknown(d, {"action", "expect", *defaults}, f"{where} ({action})")
