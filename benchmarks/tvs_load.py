@@ -6,7 +6,8 @@ Each request is what a booting phone does: TCP connect, TLS handshake presenting
 reference gets the same generator with a one-line echo (``-rev``, client certificate requested
 and verified, no session tickets) instead of the TVS message. The generator is lean (blocking
 ``ssl`` sockets in threads) and runs in several processes (``--procs``, default 2); it is
-bounded by ``--seconds`` per cell and by ``--max-requests``. Loopback only.
+bounded by ``--seconds`` per cell and by ``--max-requests``. All servers run at once and the
+cells are interleaved, best of ``--rounds``, so machine noise hits every target alike. Loopback only.
 
 Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]``.
 """
@@ -258,6 +259,7 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS)
     p.add_argument("--legacy", action="store_true", help="TLS 1.2 AES256-SHA (old phones)")
     p.add_argument("--log-level", default="info", help="our server's log level (info)")
+    p.add_argument("--rounds", type=int, default=2, help="best of N rounds per cell (2)")
     p.add_argument("--pki", type=Path, help="an existing lab PKI (default: generate one)")
     args = p.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
@@ -267,35 +269,42 @@ def main() -> int:
         return 2
     print(f"cores: {os.cpu_count()}, generator processes: {args.procs}, {args.seconds}s per cell, "
           f"TLS: {'1.2 AES256-SHA' if args.legacy else 'default (1.3)'}")  # fmt: skip
-    rows: list[tuple[str, int, dict[str, Any]]] = []
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    errors: dict[tuple[str, int], int] = {}
     with tempfile.TemporaryDirectory(prefix="tvs-load-") as tmp:
         payload = _prepare(args, Path(tmp))
-        ref: dict[int, float] = {}
-        proc, port = start_s_server(args)
-        try:
-            for c in levels:
-                r = measure("rev", port, c, args.procs, args.seconds, args, REV_LINE)
-                ref[c] = r["rate"]
-                rows.append(("openssl s_server -rev", c, r))
-        finally:
-            _stop(proc)
-        for w in worker_counts:
-            proc, port = start_ours(args, w)
-            try:
+        servers: list[tuple[str, subprocess.Popen[bytes], int, str, bytes]] = []
+        try:  # every server up front; cells interleaved so machine noise hits all alike
+            proc, port = start_s_server(args)
+            servers.append(("openssl s_server -rev", proc, port, "rev", REV_LINE))
+            for w in worker_counts:
+                proc, port = start_ours(args, w)
+                servers.append((f"tvs serve --workers {w}", proc, port, "tvs", payload))
+            for rnd in range(args.rounds):
                 for c in levels:
-                    r = measure("tvs", port, c, args.procs, args.seconds, args, payload)
-                    rows.append((f"tvs serve --workers {w}", c, r))
-            finally:
+                    for name, _, port, mode, data in servers:
+                        r = measure(mode, port, c, args.procs, args.seconds, args, data)
+                        key = (name, c)
+                        errors[key] = errors.get(key, 0) + sum(r["errors"].values())
+                        if key not in best or r["rate"] > best[key]["rate"]:
+                            best[key] = r
+                        print(f"round {rnd + 1} {name:<24} conc {c:>4}: {r['rate']:7.0f}/s",
+                              flush=True)  # fmt: skip
+        finally:
+            for _, proc, *_ in servers:
                 _stop(proc)
-    print(f"\n{'target':<24} {'conc':>5} {'done':>7} {'errors':>7} {'req/s':>8} {'p50 ms':>8} "
+    rows = [(name, c, best[(name, c)]) for c in levels for name, *_ in servers]
+    ref = {c: best[("openssl s_server -rev", c)]["rate"] for c in levels}
+    print(f"\n{'target':<24} {'conc':>5} {'done':>7} {'errors*':>7} {'req/s':>8} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'x s_server':>10}")  # fmt: skip
     for name, c, r in rows:
-        errs = sum(r["errors"].values())
+        errs = errors[(name, c)]
         ratio = r["rate"] / ref[c] if ref.get(c) else float("nan")
         print(f"{name:<24} {c:>5} {r['done']:>7} {errs:>7} {r['rate']:>8.0f} {r['p50_ms']:>8.2f} "
               f"{r['p99_ms']:>8.2f} {ratio:>10.2f}")  # fmt: skip
         if r["errors"]:
-            print(f"{'':<24} errors: {r['errors']}")
+            print(f"{'':<24} errors (best round): {r['errors']}")
+    print("req/s, p50, p99: best round; errors*: all rounds; x s_server: same concurrency")
     return 0
 
 
