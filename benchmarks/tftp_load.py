@@ -2,9 +2,11 @@
 
 For each file size (8 KiB, 64 KiB), blksize (512, 1428) and client count (1, 16, 64), a load
 generator process keeps that many downloads in flight for a fixed time and counts complete,
-byte-checked downloads. Both servers run as separate processes on loopback and are driven
-by the same generator, so the figures compare like with like. Bounded in time and count;
-loopback only. Run: ``.venv/bin/python benchmarks/tftp_load.py [--seconds 3]``.
+byte-checked downloads; the two servers take turns (A/B/A/B) and each cell reports the
+median, because a shared machine is noisy. Both servers run as separate processes on
+loopback and are driven by the same generator, so the figures compare like with like.
+Bounded in time and count; loopback only.
+Run: ``.venv/bin/python benchmarks/tftp_load.py [--seconds 1 --rounds 3]``.
 
 The generator is a plain ``selectors`` loop over non-blocking sockets in its own process
 (lean enough that the servers, not the generator, set the pace).
@@ -13,16 +15,19 @@ The generator is a plain ``selectors`` loop over non-blocking sockets in its own
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import selectors
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SIZES = {"8KiB": 8 * 1024, "64KiB": 64 * 1024}
@@ -144,15 +149,24 @@ def _wait_ready(port: int, name: str) -> None:
     raise RuntimeError(f"server on port {port} did not answer")
 
 
-def start_ours(root: Path, port: int) -> subprocess.Popen[bytes]:
-    code = (
-        "import trio, logging, structlog;"
-        "structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING));"
-        "from tvs.tftp import TftpServer, DirectoryProvider;"
-        f"trio.run(TftpServer(DirectoryProvider({str(root)!r}), max_transfers=4096).serve,"
-        f" '127.0.0.1', {port})"
+def start_ours(root: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    tvs = Path(sys.executable).with_name("tvs")
+    return subprocess.Popen(
+        [
+            str(tvs),
+            "tftp",
+            "serve",
+            "--root",
+            str(root),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--max-transfers",
+            "4096",
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
     )
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
 
 
 def start_hpa(root: Path, port: int) -> subprocess.Popen[bytes]:
@@ -167,7 +181,8 @@ def start_hpa(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="per cell (default 3)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="per run (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per cell (default 3)")
     parser.add_argument("--clients", type=int, nargs="*", default=list(CLIENTS))
     parser.add_argument("--no-hpa", action="store_true", help="skip in.tftpd")
     args = parser.parse_args(argv)
@@ -183,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, size in SIZES.items():
             (root / label).write_bytes(os.urandom(size))
             (root / label).chmod(0o644)
-        servers = {"ours": start_ours}
+        servers: dict[str, Callable[[Path, int], subprocess.Popen[bytes]]] = {
+            "ours": start_ours,
+            "ours x2": functools.partial(start_ours, workers=2),
+        }
         if has_hpa:
             servers["in.tftpd"] = start_hpa
         procs, ports = {}, {}
@@ -192,26 +210,50 @@ def main(argv: list[str] | None = None) -> int:
                 ports[key] = _free_port()
                 procs[key] = starter(root, ports[key])
                 _wait_ready(ports[key], "8KiB")
-            table = Table(title=f"TFTP whole-file downloads/s ({args.seconds:g} s per cell)")
-            for col in ("file", "blksize", "clients", "ours", "in.tftpd", "ours/in.tftpd"):
+            table = Table(
+                title=f"TFTP whole-file downloads/s, median of {args.rounds} interleaved "
+                f"rounds of {args.seconds:g} s"
+            )
+            for col in ("file", "blksize", "clients", *servers, "ours/in.tftpd", "x2/in.tftpd"):
                 table.add_column(col, justify="right")
             for label, size in SIZES.items():
                 for blksize in BLKSIZES:
                     for clients in args.clients:
-                        rates = {}
-                        for key in servers:
-                            rate, _, failed = run_load(
-                                ("127.0.0.1", ports[key]), label, size, blksize, clients,
-                                args.seconds,
-                            )
-                            rates[key] = f"{rate:,.0f}" + (f" ({failed} failed)" if failed else "")
-                            rates[key + "_n"] = rate
-                        hpa = rates.get("in.tftpd_n")
-                        ratio = f"{rates['ours_n'] / hpa:.2f}" if hpa else "-"
-                        table.add_row(label, str(blksize), str(clients), rates["ours"],
-                                      rates.get("in.tftpd", "-"), ratio)
-                        Console().print(f"{label} blksize {blksize} clients {clients}: {rates}",
-                                        highlight=False) if os.environ.get("VERBOSE") else None
+                        rates: dict[str, list[float]] = {key: [] for key in servers}
+                        failures = dict.fromkeys(servers, 0)
+                        for _ in range(args.rounds):  # A/B/A/B: the machine is noisy
+                            for key in servers:
+                                rate, _, failed = run_load(
+                                    ("127.0.0.1", ports[key]),
+                                    label,
+                                    size,
+                                    blksize,
+                                    clients,
+                                    args.seconds,
+                                )
+                                rates[key].append(rate)
+                                failures[key] += failed
+                        medians = {key: statistics.median(r) for key, r in rates.items()}
+                        cells = {
+                            key: f"{medians[key]:,.0f}"
+                            + (f" ({failures[key]} failed)" if failures[key] else "")
+                            for key in servers
+                        }
+                        hpa = medians.get("in.tftpd")
+                        ratio = f"{medians['ours'] / hpa:.2f}" if hpa else "-"
+                        table.add_row(
+                            label,
+                            str(blksize),
+                            str(clients),
+                            cells["ours"],
+                            cells.get("in.tftpd", "-"),
+                            ratio,
+                        )
+                        print(
+                            f"{label} blksize {blksize} clients {clients}: {rates}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
             Console().print(table)
         finally:
             for proc in procs.values():

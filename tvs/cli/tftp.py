@@ -7,6 +7,8 @@ the reason goes to stderr); 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import signal
 import sys
 from pathlib import Path, PurePosixPath
@@ -73,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help="retransmissions before a transfer is abandoned (default 5)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT; default 1)",
+    )
     serve.set_defaults(func=_serve)
 
     get = tftp_sub.add_parser("get", help="download one file")
@@ -120,17 +129,22 @@ def _serve(args: argparse.Namespace) -> int:
     )
     host, port = args.listen
 
-    async def run() -> None:
+    async def run(port: int, reuse_port: bool) -> None:
         # SIGINT / SIGTERM stop the server cleanly (exit 0, logs flushed)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(server.serve, host, port)
+                await nursery.start(
+                    functools.partial(server.serve, host, port, reuse_port=reuse_port)
+                )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
 
+    workers: list[int] = []
     try:
-        trio.run(run)
+        if args.workers > 1:
+            port, workers = _fork_workers(host, port, args.workers - 1, run)
+        trio.run(run, port, args.workers > 1)
     except (OSError, ExceptionGroup) as raised:
         exc = _first_os_error(raised)
         if exc is None:
@@ -140,7 +154,38 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        for pid in workers:
+            os.waitpid(pid, 0)
     return 0
+
+
+def _fork_workers(host: str, port: int, count: int, run) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
+    """Fork ``count`` worker processes serving (host, port) with SO_REUSEPORT, before any
+    Trio loop exists. Returns the port (resolved when 0) and the workers' pids."""
+    import trio
+
+    from tvs.tftp._io import open_udp_socket
+
+    holder = open_udp_socket(host, port, reuse_port=True)  # fixes the port for everyone
+    port = holder.getsockname()[1]
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            holder.close()
+            code = 0
+            try:
+                trio.run(run, port, True)
+            except BaseException:
+                code = 1
+            sys.stdout.flush()
+            os._exit(code)
+        pids.append(pid)
+    holder.close()
+    return port, pids
 
 
 def _first_os_error(exc: BaseException) -> OSError | None:

@@ -20,12 +20,17 @@ _RECV_SIZE = 65536 + 4
 _YIELD_EVERY = 8
 
 
-def open_udp_socket(host: str, port: int = 0) -> socket.socket:
-    """A non-blocking UDP socket bound to (host, port); the family follows ``host``."""
+def open_udp_socket(host: str, port: int = 0, *, reuse_port: bool = False) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port); the family follows ``host``.
+
+    ``reuse_port`` sets SO_REUSEPORT, so several worker processes can share one port.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()

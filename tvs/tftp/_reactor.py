@@ -23,7 +23,6 @@ from .transfer import Sender
 __all__ = ["Reactor"]
 
 _RECV_SIZE = 65536 + 4
-_BURST = 16  # datagrams read from one socket per pass, for fairness between transfers
 
 
 class _Entry:
@@ -92,17 +91,14 @@ class _EpollReactor:
         entry.done.set()
 
     def _on_readable(self, entry: _Entry, now: float) -> None:
+        # one datagram per readiness report: epoll is level-triggered, so a second queued
+        # datagram is reported on the next pass (and lockstep peers rarely queue two)
         machine, sock = entry.machine, entry.sock
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(_RECV_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                continue
-            machine.receive_datagram(data, addr, now)
-            if machine.done:
-                break
+        try:
+            data, addr = sock.recvfrom(_RECV_SIZE)
+        except OSError:  # BlockingIOError included: a spurious report
+            return
+        machine.receive_datagram(data, addr, now)
         self._flush(entry)
         if machine.done:
             self._finish(entry)
@@ -129,17 +125,21 @@ class _EpollReactor:
         epoll, entries = self._epoll, self._entries
         clock = trio.current_time
         while True:
-            deadline = self._heap[0][0] if self._heap else math.inf
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._wait_scope = scope
-                await trio.lowlevel.wait_readable(epoll.fileno())
-            self._wait_scope = None
+            events = epoll.poll(0)
+            if not events:  # idle: sleep in Trio until a socket is readable or a timer is due
+                deadline = self._heap[0][0] if self._heap else math.inf
+                with trio.CancelScope(deadline=deadline) as scope:
+                    self._wait_scope = scope
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                self._wait_scope = None
+                events = epoll.poll(0)
             now = clock()
-            for fd, _ in epoll.poll(0):
+            for fd, _ in events:
                 entry = entries.get(fd)
                 if entry is not None:
                     self._on_readable(entry, now)
             self._on_timers(now)
+            await trio.lowlevel.checkpoint()  # busy: still let the other tasks run
 
 
 Reactor: Any = _EpollReactor if hasattr(select, "epoll") else None

@@ -92,10 +92,15 @@ class TftpServer:
         host: str = "127.0.0.1",
         port: int = 6969,
         *,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on (host, port) until cancelled; ``task_status`` gets the bound address."""
-        sock = open_udp_socket(host, port)
+        """Listen on (host, port) until cancelled; ``task_status`` gets the bound address.
+
+        ``reuse_port`` lets several processes serve one port (SO_REUSEPORT: the kernel spreads
+        requests over them by client address, so a retransmitted request finds its worker).
+        """
+        sock = open_udp_socket(host, port, reuse_port=reuse_port)
         reactor = Reactor() if Reactor is not None else None
         try:
             bound = sock.getsockname()
