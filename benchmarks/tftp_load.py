@@ -240,15 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                             for key in servers
                         }
                         hpa = medians.get("in.tftpd")
-                        ratio = f"{medians['ours'] / hpa:.2f}" if hpa else "-"
-                        table.add_row(
-                            label,
-                            str(blksize),
-                            str(clients),
-                            cells["ours"],
-                            cells.get("in.tftpd", "-"),
-                            ratio,
-                        )
+                        ratios = [
+                            f"{medians[key] / hpa:.2f}" if hpa else "-"
+                            for key in ("ours", "ours x2")
+                        ]
+                        row = [cells[key] for key in servers]
+                        table.add_row(label, str(blksize), str(clients), *row, *ratios)
                         print(
                             f"{label} blksize {blksize} clients {clients}: {rates}",
                             file=sys.stderr,
