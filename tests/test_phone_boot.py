@@ -392,3 +392,19 @@ def test_whatever_the_server_sends_the_boot_ends_with_a_result(
     if which != "config":
         held = r.trust.ctl if which == "ctl" else r.trust.itl
         assert held.raw == (damaged if step.outcome is Outcome.OK else data)
+
+
+def test_oversized_trust_list_is_refused(identity, src, src_files):
+    big = make_itl(src, records=[(Role.TVS, src.publisher.tvs.cert)] * 45)
+    assert len(big) > 64 * 1024
+    files = dict(src_files)
+    files["ITLFile.tlv"] = big
+    r = boot(identity, files)
+    assert r.step("itl").reason == "itl.too-large" and r.trust.itl is None
+    r = boot(identity, src_files, options=BootOptions(max_trust_list=1000))
+    assert r.step("ctl").reason == "ctl.too-large"
+    assert r.status_lines == (
+        "CTL update failed",
+        "Trust List update failed",
+        "No Trust List installed",
+    )

@@ -131,7 +131,7 @@ async def test_unreachable_tftp_exits_2(lab, lsc, tmp_path):
     assert code == 2 and json.loads(out)["steps"][0]["reason"] == "ctl.fetch-failed"
 
 
-def test_usage_errors_exit_2(tmp_path, capsys):
+def test_usage_errors_exit_2(tmp_path, capsys, lsc, lab_pki):
     missing = str(tmp_path / "none.pem")
     args = [
         "boot",
@@ -146,6 +146,20 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "none.pem" in capsys.readouterr().err
+    wrong_key = str(lab_pki.clusters["source"].capf.key_path)
+    args = [
+        "boot",
+        "--tftp",
+        "127.0.0.1:69",
+        "--state",
+        str(tmp_path),
+        "--lsc",
+        str(lsc.cert_path),
+        "--key",
+        wrong_key,
+    ]
+    assert main(args) == 2
+    assert "does not belong" in capsys.readouterr().err
     assert main(["show", "--state", str(tmp_path / "absent")]) == 2
     with pytest.raises(SystemExit) as exc:
         main(["boot", "--tftp", "127.0.0.1:x", "--state", "d", "--lsc", "a", "--key", "b"])

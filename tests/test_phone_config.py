@@ -186,3 +186,10 @@ def test_identity_needs_a_mac(lab_pki):
         PhoneIdentity.from_lsc(capf.cert, capf.key)
     with pytest.raises(IdentityError):
         PhoneIdentity(mac=MAC, model="88 61")
+
+
+def test_identity_refuses_a_key_of_another_certificate(lab_pki):
+    phone = lab_pki.clusters["source"].phones[MAC]
+    other = lab_pki.clusters["source"].capf
+    with pytest.raises(IdentityError, match="does not belong"):
+        PhoneIdentity.from_lsc(phone.cert, other.key)

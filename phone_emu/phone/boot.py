@@ -50,6 +50,7 @@ from .trust import (
 
 __all__ = [
     "FIRST_REQUEST_ID",
+    "MAX_TRUST_LIST_SIZE",
     "Action",
     "Attempt",
     "BootDone",
@@ -72,6 +73,10 @@ __all__ = [
     "TvsAnswered",
     "TvsFailed",
 ]
+
+MAX_TRUST_LIST_SIZE: Final = 64 * 1024
+"""A phone fails to load a CTL/ITL over 64 KB (about 39 certificates; protocol notes
+section 2, High)."""
 
 FIRST_REQUEST_ID: Final = 1001
 """Request id of a boot's first TVS query (the seed's phone used 1001)."""
@@ -317,6 +322,7 @@ class BootOptions:
     default_ttl: int = DEFAULT_TVS_TTL
     keep_bytes: bool = False  # keep TVS request/response bytes (console byte dumps)
     query_tags: QueryTags = QueryTags.TAGS_4_5
+    max_trust_list: int = MAX_TRUST_LIST_SIZE
 
 
 @attrs.frozen
@@ -457,6 +463,10 @@ class BootMachine:
         if held is not None and held.sha256 == hashlib.sha256(data).digest():
             v = _Verdict(Outcome.OK, f"{k}.unchanged", source="unchanged")
             return self._step(k, started, v, signer=held.signer.name, **fetched)
+        if len(data) > self.options.max_trust_list:
+            detail = f"{len(data)} bytes, over the phone's {self.options.max_trust_list}"
+            v = _Verdict(Outcome.REJECTED, f"{k}.too-large", detail)
+            return self._step(k, started, v, **fetched)
         try:
             tl = self._lists.get(data)
         except TlvError as exc:
@@ -710,7 +720,7 @@ def _status_lines(ctl: Step, itl: Step, trust: TrustState) -> tuple[str, ...]:
         lines.append("ITL installed")
     if any(s.reason.endswith(".updated") for s in (ctl, itl)):
         lines.append("Trust List updated")
-    if ctl.outcome is Outcome.REJECTED and ctl.reason in ("ctl.malformed", "ctl.signature-bad"):
+    if ctl.outcome is Outcome.REJECTED and ctl.reason in ("ctl.malformed", "ctl.signature-bad", "ctl.too-large"):
         lines.append("CTL update failed")
     if any(s.outcome in (Outcome.REJECTED, Outcome.ERROR) for s in (ctl, itl)):
         lines.append("Trust List update failed")

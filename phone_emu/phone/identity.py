@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import attrs
+from cryptography.hazmat.primitives import serialization
 
 from tvs.certs import Certificate, PrivateKey, load_private_key
 
@@ -48,6 +49,12 @@ def mac_from_certificate(cert: Certificate) -> str | None:
     return m.group(1).upper() if m else None
 
 
+def _same_key(cert: Certificate, key: PrivateKey) -> bool:
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    return bool(cert.public_key.public_bytes(der, spki) == key.public_key().public_bytes(der, spki))
+
+
 def _model_from_certificate(cert: Certificate) -> str | None:
     m = re.match(r"^CP-([0-9A-Za-z]+)-SEP", cert.common_name)
     return m.group(1) if m else None
@@ -83,6 +90,8 @@ class PhoneIdentity:
         mic: Certificate | None = None,
     ) -> PhoneIdentity:
         """Identity from an LSC; the MAC (and model) default to the ones in its subject."""
+        if key is not None and not _same_key(lsc, key):
+            raise IdentityError(f"the private key does not belong to the LSC {lsc.subject!r}")
         found = mac or mac_from_certificate(lsc)
         if found is None:
             raise IdentityError(f"no SEP<MAC> in the LSC subject {lsc.subject!r}; give --mac")
