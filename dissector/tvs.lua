@@ -187,8 +187,11 @@ local function dissect_one(tvb, pinfo, tree, offset)
     return text, total
 end
 
+-- Returns the bytes taken: all of them, also when asking TCP/TLS for more (desegment_len) and
+-- when the data is not TVS (marked malformed: the port says it is TVS).
 function tvs.dissector(tvb, pinfo, tree)
     local offset, texts = 0, {}
+    pinfo.cols.protocol = "TVS"
     while offset < tvb:len() do
         local left = tvb:len() - offset
         if left < HEADER then
@@ -199,6 +202,7 @@ function tvs.dissector(tvb, pinfo, tree)
         if tvb(offset, 1):uint() ~= 0x57 then
             local t = tree:add(tvs, tvb(offset))
             t:add_proto_expert_info(e_bad_discriminator)
+            texts[#texts + 1] = "not a TVS message"
             break
         end
         local total = HEADER + tvb(offset + 8, 2):uint()
@@ -212,10 +216,9 @@ function tvs.dissector(tvb, pinfo, tree)
         offset = offset + total
     end
     if #texts > 0 then
-        pinfo.cols.protocol = "TVS"
         pinfo.cols.info = table.concat(texts, "; ")
     end
-    return offset
+    return tvb:len()
 end
 
 local tls = Dissector.get("tls")
@@ -236,5 +239,9 @@ end
 function tvs.prefs_changed()
     register_ports()
 end
+
+-- listed in Decode As (Wireshark: Analyze > Decode As; tshark: -d tls.port==PORT,tvs)
+DissectorTable.get("tls.port"):add_for_decode_as(tvs)
+DissectorTable.get("tcp.port"):add_for_decode_as(tvs)
 
 register_ports()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from tvs.pki import LabPki
 from tvs.server import TvsServer, TvsServerConfig
 from tvs.store import TrustStore
 from tvs.wire import (
+    Element,
     QueryCertRequest,
     QueryCertResponse,
     Status,
+    UnknownMessage,
     VerifyRequest,
     VerifyResponse,
     encode_message,
@@ -205,3 +208,85 @@ async def test_tshark_dissects_decrypted_tvs(
     assert role_lines == {"Role: SAST (0)", "Role: TFTP (3)"}
     assert "QUERY_CERT_RES id=1001 valid roles=SAST,TFTP ttl=86400" in out
     assert "TTL (seconds): 86400" in out
+
+    # Decode As works too, instead of the port preference
+    decode_as = await trio.run_process(
+        [
+            "tshark", "-r", str(pcap), "-n",
+            "-o", f"tls.keylog_file:{keylog}",
+            "-X", f"lua_script:{LUA}",
+            "-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},tvs",
+            "-Y", "tvs", "-T", "fields", "-e", "tvs.type", "-e", "tvs.request_id",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    rows = sorted(tuple(line.split("\t")) for line in decode_as.stdout.decode().splitlines())
+    assert rows == [
+        ("1", "7"),
+        ("2", "7"),
+        ("3", "1001"),
+        ("3", "1002"),
+        ("4", "1001"),
+        ("4", "1002"),
+    ]
+
+
+def _frame(sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
+    """Ethernet + IPv4 + TCP (checksums left 0: tshark does not check them by default)."""
+    tcp = struct.pack(">HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    total = 20 + len(tcp) + len(payload)
+    loop = bytes([127, 0, 0, 1])
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0, loop, loop)
+    return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
+
+
+def _pcap(frames: list[bytes]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, f in enumerate(frames):
+        out += struct.pack("<IIII", 1, i * 1000, len(f), len(f)) + f
+    return out
+
+
+async def test_segments_several_messages_and_malformed_input(tmp_path: Path) -> None:
+    """A hand-built capture of TVS over plain TCP (Decode As): a request split over two
+    segments, two messages in one segment, an unknown type and tag, an element overrunning
+    its message, and bytes that are not TVS at all."""
+    req = encode_message(QueryCertRequest(DEVICE, "CN=a;O=b", "CN=ca", b"\x01\x02", 1001))
+    unknown = encode_message(UnknownMessage(9, (Element(0x42, b"zz"),), request_id=5))
+    res = encode_message(QueryCertResponse(Status.VALID, None, (0, 3), 86400, request_id=1001))
+    overrun = bytes.fromhex("57010200000000010004") + bytes([7, 0, 9, 0])
+    c, s = 40000, 40001
+    frames = [
+        _frame(c, s, 100, 0, 0x02),
+        _frame(s, c, 500, 101, 0x12),
+        _frame(c, s, 101, 501, 0x10),
+    ]
+    cseq, sseq = 101, 501
+    for p in (req[:7], req[7:] + unknown):
+        frames.append(_frame(c, s, cseq, sseq, 0x18, p))
+        cseq += len(p)
+    for p in (res, overrun, b"GET / HTTP/1.0\r\n\r\n"):
+        frames.append(_frame(s, c, sseq, cseq, 0x18, p))
+        sseq += len(p)
+    pcap = tmp_path / "plain.pcap"
+    pcap.write_bytes(_pcap(frames))
+    base = ["tshark", "-r", str(pcap), "-n", "-X", f"lua_script:{LUA}", "-d", f"tcp.port=={s},tvs"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    summary = await trio.run_process(base, capture_stdout=True, capture_stderr=True, env=env)
+    lines = summary.stdout.decode().splitlines()
+    assert "Dissector bug" not in summary.stdout.decode()
+    assert "reassembled PDU" in lines[3]  # the first 7 bytes wait for the rest
+    assert "QUERY_CERT_REQ id=1001 subject=CN=a;O=b; unknown type 9 id=5" in lines[4]
+    assert "QUERY_CERT_RES id=1001 valid roles=SAST,TFTP ttl=86400" in lines[5]
+    assert "TVS" in lines[7] and "not a TVS message" in lines[7]
+    detail = await trio.run_process(
+        [*base, "-V"], capture_stdout=True, capture_stderr=True, env=env
+    )
+    out = detail.stdout.decode()
+    assert "Device name: CP-8861-SEPB000B4BA0AEE" in out and "Serial number: 0102" in out
+    assert "Issuer name: CN=ca" in out
+    assert "Message type: Unknown (9)" in out and "Unknown element tag" in out
+    assert "Element runs past the end of the message" in out
+    assert "Not a TVS message (discriminator is not 0x57)" in out
