@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import ssl
@@ -639,3 +640,33 @@ async def test_cucm_log_format_mirrors_the_seed_trace(running: Running, lab_pki:
     assert decode_message(found[0].data) == request
     response = decode_message(found[-1].data)
     assert isinstance(response, QueryCertResponse) and response.roles == (0, 3)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_debug_logs_in_json_and_console(running: Running, lab_pki: LabPki, fmt: str) -> None:
+    out = io.StringIO()
+    configure_logging(fmt, "debug", stream=out)
+    try:
+        await _still_serving(running)
+    finally:
+        structlog.reset_defaults()
+    text = out.getvalue()
+    assert "message received" in text and "response sent" in text and "_raw" not in text
+    if fmt == "json":
+        events = [json.loads(line) for line in text.splitlines()]
+        request = next(e for e in events if e["event"] == "request")
+        assert request["status"] == "VALID" and request["type"] == "QUERY_CERT_REQ"
+        assert "CP-8861-SEPB000B4BA0AEE" in request["client"]
+
+
+async def test_missing_store_directory_is_created_empty(
+    nursery: trio.Nursery, tmp_path: Path, lab_pki: LabPki
+) -> None:
+    r = await start(nursery, _config(tmp_path / "new" / "store", lab_pki), lab_pki)
+    assert (tmp_path / "new" / "store" / "Phone-SAST-trust").is_dir()
+    assert len(r.server.cache) == 0
+    resp = await tvs_request(
+        r.host, r.port, _query(lab_pki.clusters["source"].capf.cert), r.client(lsc=None, key=None)
+    )
+    assert resp.status == Status.INVALID
+    r.server.request_shutdown()
