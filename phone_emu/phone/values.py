@@ -1,0 +1,300 @@
+"""The values of a boot: the actions the machine asks for, the results the driver hands
+back, and what a boot produced (:class:`Step`, :class:`Attempt`, :class:`BootResult`).
+
+Owns the outcome, state and failure vocabularies and the JSON shape of a result. No logic
+beyond presentation: the decisions live in :mod:`phone_emu.phone.boot`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+import attrs
+
+from tvs.certs import Certificate
+from tvs.roles import role_names
+from tvs.wire import Message, QueryCertRequest, QueryTags
+
+from .config import PhoneConfig, TvsMember
+from .trust import DEFAULT_TVS_TTL, FileKind, TrustState
+
+__all__ = [
+    "FIRST_REQUEST_ID",
+    "MAX_TRUST_LIST_SIZE",
+    "Action",
+    "Attempt",
+    "BootDone",
+    "BootOptions",
+    "BootResult",
+    "BootState",
+    "ConnectSip",
+    "FetchFailed",
+    "FetchFile",
+    "FileFetched",
+    "FileMissing",
+    "Outcome",
+    "QueryTvs",
+    "Result",
+    "SipConnected",
+    "SipFailed",
+    "Step",
+    "TransportFailure",
+    "TvsAnswered",
+    "TvsFailed",
+]
+
+MAX_TRUST_LIST_SIZE: Final = 64 * 1024
+"""A phone fails to load a CTL/ITL over 64 KB (about 39 certificates; protocol notes
+section 2, High)."""
+
+FIRST_REQUEST_ID: Final = 1001
+"""Request id of a boot's first TVS query (the seed's phone used 1001)."""
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    ABSENT = "absent"  # the file is not on the server (a non-secure cluster has no CTL)
+    SKIPPED = "skipped"
+    REJECTED = "rejected"  # the phone refused a file or a peer
+    ERROR = "error"  # transport: the phone could not reach a server
+
+
+class BootState(enum.Enum):
+    REGISTERED = "registered"  # every step passed, secure SIP handshake included
+    CONFIGURED = "configured"  # trust and configuration fine; registration skipped
+    REJECTED = "rejected"  # the phone refused something and kept its old trust/config
+    ERROR = "error"  # a server could not be reached
+
+
+class TransportFailure(enum.Enum):
+    CONNECT = "connect-failed"
+    TIMEOUT = "timeout"
+    HANDSHAKE = "handshake-failed"
+    PROTOCOL = "protocol-error"
+
+
+# --- actions (machine -> driver) ---------------------------------------------------------------
+@attrs.frozen
+class FetchFile:
+    filename: str
+    kind: FileKind
+
+
+@attrs.frozen
+class QueryTvs:
+    member: TvsMember
+    request: QueryCertRequest
+    pinned: tuple[Certificate, ...]
+
+
+@attrs.frozen
+class ConnectSip:
+    host: str
+    port: int
+    pinned: tuple[Certificate, ...]
+
+
+Action = FetchFile | QueryTvs | ConnectSip
+
+
+# --- results (driver -> machine), each stamped with the clock when it finished ------------------
+@attrs.frozen
+class FileFetched:
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    now: float
+    server: str = ""
+
+
+@attrs.frozen
+class FileMissing:
+    now: float
+    detail: str = "file not found"
+
+
+@attrs.frozen
+class FetchFailed:
+    now: float
+    detail: str
+
+
+@attrs.frozen
+class TvsAnswered:
+    response: Message
+    now: float
+    detail: str = ""  # e.g. the TLS version and cipher
+
+
+@attrs.frozen
+class TvsFailed:
+    failure: TransportFailure
+    detail: str
+    now: float
+
+
+@attrs.frozen
+class SipConnected:
+    now: float
+    detail: str = ""
+
+
+@attrs.frozen
+class SipFailed:
+    failure: TransportFailure
+    detail: str
+    now: float
+
+
+Result = (
+    FileFetched | FileMissing | FetchFailed | TvsAnswered | TvsFailed | SipConnected | SipFailed
+)
+_EXPECTS: Final[dict[type, tuple[type, ...]]] = {
+    FetchFile: (FileFetched, FileMissing, FetchFailed),
+    QueryTvs: (TvsAnswered, TvsFailed),
+    ConnectSip: (SipConnected, SipFailed),
+}
+
+
+# --- the result ----------------------------------------------------------------------------------
+@attrs.frozen
+class Attempt:
+    """One TVS query or SIP handshake towards one server."""
+
+    target: str
+    reason: str
+    started: float
+    finished: float
+    detail: str = ""
+    request_len: int = 0
+    response_len: int = 0
+    roles: tuple[int, ...] = ()
+    ttl: int | None = None
+    request: bytes | None = attrs.field(default=None, repr=False)
+    response: bytes | None = attrs.field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "target": self.target,
+            "reason": self.reason,
+            "elapsed": round(self.finished - self.started, 6),
+        }
+        if self.detail:
+            d["detail"] = self.detail
+        if self.request_len:
+            d.update(request_len=self.request_len, response_len=self.response_len)
+        if self.roles:
+            d["roles"] = role_names(self.roles)
+        if self.ttl is not None:
+            d["ttl"] = self.ttl
+        return d
+
+
+@attrs.frozen
+class Step:
+    """One boot step (``ctl``, ``itl``, ``config``, ``register``) and how it ended."""
+
+    name: str
+    outcome: Outcome
+    reason: str
+    started: float
+    finished: float
+    detail: str = ""
+    files: tuple[str, ...] = ()  # names asked for, in order
+    fetched_at: float | None = None
+    size: int | None = None
+    signer: str | None = None
+    source: str | None = None  # what vouched: first-use, ctl, itl, tvs-cache, tvs, unchanged
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def elapsed(self) -> float:
+        return self.finished - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "step": self.name,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "started": self.started,
+            "elapsed": round(self.elapsed, 6),
+        }
+        for key in ("detail", "signer", "source", "size"):
+            value = getattr(self, key)
+            if value not in (None, ""):
+                d[key] = value
+        if self.files:
+            d["files"] = list(self.files)
+        if self.attempts:
+            d["attempts"] = [a.to_dict() for a in self.attempts]
+        return d
+
+
+@attrs.frozen
+class BootResult:
+    device_name: str
+    state: BootState
+    steps: tuple[Step, ...]
+    status_lines: tuple[str, ...]
+    started: float
+    finished: float
+    trust: TrustState = attrs.field(repr=False)
+    config: PhoneConfig | None = attrs.field(repr=False)
+    tvs_queries: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def ok(self) -> bool:
+        return self.state in (BootState.REGISTERED, BootState.CONFIGURED)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every step passed, 1 the phone rejected something, 2 a server was unreachable."""
+        return {BootState.ERROR: 2, BootState.REJECTED: 1}.get(self.state, 0)
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(s.reason for s in self.steps)
+
+    @property
+    def registration(self) -> str:
+        """``passed``, ``skipped`` or ``failed``: a skipped handshake is never a pass."""
+        reg = self.step("register")
+        if reg.outcome is Outcome.OK:
+            return "passed"
+        return "skipped" if reg.outcome is Outcome.SKIPPED else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device_name,
+            "state": self.state.value,
+            "exit_code": self.exit_code,
+            "registration": self.registration,
+            "started": self.started,
+            "elapsed": round(self.elapsed, 6),
+            "tvs_queries": self.tvs_queries,
+            "status": list(self.status_lines),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@attrs.frozen
+class BootOptions:
+    register: bool = True
+    default_ttl: int = DEFAULT_TVS_TTL
+    keep_bytes: bool = False  # keep TVS request/response bytes (console byte dumps)
+    query_tags: QueryTags = QueryTags.TAGS_4_5
+    max_trust_list: int = MAX_TRUST_LIST_SIZE
+
+
+@attrs.frozen
+class BootDone:
+    result: BootResult
