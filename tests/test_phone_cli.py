@@ -80,6 +80,7 @@ async def test_boot_json_then_show(lab, lsc, tmp_path, capsys):
     assert {r["role"] for r in shown["itl"]["records"]} >= {"SAST", "TVS"}
     assert shown["config"]["tvs_members"][0]["port"] == lab.tvs_port
     assert shown["phone"]["last_boot"]["state"] == "registered"
+    assert shown["phone"]["tftp"] == f"{lab.tftp[0]}:{lab.tftp[1]}"
 
     code, out = show(capsys, "--state", str(state))
     assert code == 0 and "CTL: CTLFile.tlv" in out and "TVS cache: 0 entries" in out

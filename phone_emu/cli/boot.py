@@ -250,7 +250,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if doc["phone"]:
         p = doc["phone"]
         last = p.get("last_boot") or {}
-        print(f"{p.get('device_name')}: last boot {last.get('state', '?')}")
+        tftp = p.get("tftp") or "?"
+        print(f"{p.get('device_name')}: last boot {last.get('state', '?')} (TFTP {tftp})")
     for problem in doc["problems"]:
         print(f"problem: {problem} (treated as absent)")
     _print_list("CTL", doc["ctl"])

@@ -27,7 +27,7 @@ from phone_emu.tvs_client import (
     TvsTimeout,
     tvs_exchange,
 )
-from tvs.certs import Certificate
+from tvs.certs import Certificate, CertificateError
 from tvs.tftp import TftpError, TftpRemoteError, tftp_get
 from tvs.tlsconfig import certificate_pinned
 
@@ -107,8 +107,9 @@ class Phone:
         loaded = store.load()
         return cls(identity, loaded.trust, loaded.config, store, loaded.problems)
 
-    def apply(self, result: BootResult) -> list[str]:
-        """Take the boot's trust and configuration; write what changed (raises StateError)."""
+    def apply(self, result: BootResult, *, tftp: tuple[str, int] | None = None) -> list[str]:
+        """Take the boot's trust and configuration; write what changed (raises StateError).
+        ``tftp`` (the DHCP option 150 server the boot used) is recorded in ``phone.json``."""
         self.trust, self.config = result.trust, result.config
         if self.store is None:
             return []
@@ -119,6 +120,7 @@ class Phone:
                 "model": self.identity.model,
                 "device_name": self.identity.device_name,
                 "lsc": self.identity.lsc.subject if self.identity.lsc else None,
+                "tftp": f"{tftp[0]}:{tftp[1]}" if tftp else None,
                 "last_boot": {
                     "state": result.state.value,
                     "finished": result.finished,
@@ -228,7 +230,7 @@ class _Performer:
                 await tls.do_handshake()
             der = tls.getpeercert(binary_form=True)
             if not certificate_pinned(der, action.pinned):
-                who = Certificate.from_der(der).subject if der else "no certificate"
+                who = _subject(der)
                 detail = f"SIP server certificate not in the CTL (CCM/CCM+TFTP): {who}"
                 return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
             cipher = tls.cipher()
@@ -245,6 +247,15 @@ class _Performer:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
                 await trio.aclose_forcefully(tls)
+
+
+def _subject(der: bytes | None) -> str:
+    if not der:
+        return "no certificate"
+    try:
+        return Certificate.from_der(der).subject
+    except CertificateError:
+        return "an unreadable certificate"
 
 
 def _make_legacy(ctx: ssl.SSLContext) -> None:
@@ -280,5 +291,5 @@ async def boot_phone(
     action = machine.start()
     while not isinstance(action, BootDone):
         action = machine.send(await performer.perform(action))
-    phone.apply(action.result)
+    phone.apply(action.result, tftp=tftp)
     return action.result
