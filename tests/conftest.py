@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tvs.pki import LabPki, Recipe, generate
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """Commands run in-process (``main([...])``) configure structlog for the process, bound to
+    the stream of the moment (a capture that pytest closes); put the configuration back after
+    every test so later tests never log into a closed stream."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,9 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import trio
 
 from tvs.cli import build_parser, main
@@ -33,15 +31,6 @@ domain = "mini.lab"
 key_type = "ec-p256"
 nodes = [{ name = "pub", fqdn = "pub.mini.lab", address = "127.0.6.1" }]
 """
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """``serve`` configures structlog for the process (stderr of the moment); undo it so later
-    tests do not log into a closed capture stream."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def _mini_config(tmp_path: Path, **ports: int) -> Path:
