@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+import trio
 from phone_support import (
     MAC,
     T0,
@@ -260,3 +261,20 @@ async def test_sip_server_not_in_the_ctl_fails_registration(lab, identity):
     r = await _boot(phone, lab)
     assert r.step("register").reason == "register.handshake-failed" and r.exit_code == 1
     assert r.registration == "failed"
+
+
+async def test_silent_tvs_member_times_out_and_the_phone_fails_over(lab, identity):
+    silent = trio.socket.socket()
+    await silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP in the kernel, never answers the TLS handshake
+    with silent:
+        port = silent.getsockname()[1]
+        lab.serve_cluster("source", tvs_ports=[port, lab.tvs_port])
+        phone = await _on_source(identity, lab)
+        lab.vouch_for_destination()
+        lab.serve_cluster("destination")
+        quick = attrs.evolve(OPTS, tvs=attrs.evolve(OPTS.tvs, timeout=0.5))
+        r = await _boot(phone, lab, options=quick)
+    ctl = r.step("ctl")
+    assert [a.reason for a in ctl.attempts] == ["tvs.timeout", "tvs.valid"], r.to_dict()
+    assert ctl.reason == "ctl.updated" and r.exit_code == 0
