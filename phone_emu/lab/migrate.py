@@ -49,6 +49,7 @@ class RunOptions:
     phones: int | None = None  # None: the scenario's (or the lab's) count
     concurrency: int | None = None
     register: bool | None = None
+    tftp_blksize: int | None = None  # RFC 2348 block size the phones ask for (None: plain 512)
     workdir: Path | None = None  # None: a temporary directory, removed unless keep
     keep: bool = False
     pki_dir: Path | None = None  # an existing lab PKI instead of generating one
@@ -132,7 +133,9 @@ class _Run:
         self.concurrency = opts.concurrency or lab.fleet.concurrency
         register = lab.fleet.register if opts.register is None else opts.register
         self.network = NetworkOptions(
-            boot=BootOptions(register=register), lists=TrustListCache(max_entries=64)
+            boot=BootOptions(register=register),
+            lists=TrustListCache(max_entries=64),
+            tftp_blksize=opts.tftp_blksize,
         )
         self.pki: LabPki | None = None
         self.t0 = time.monotonic()
@@ -432,6 +435,7 @@ class _Run:
                 "phones": self.count,
                 "concurrency": self.concurrency,
                 "register": self.network.boot.register,
+                "tftp_blksize": self.network.tftp_blksize,
                 "mac_start": self.lab.fleet.mac_start,
                 "model": self.lab.fleet.model,
             },
