@@ -7,7 +7,9 @@ reference gets the same generator with a one-line echo (``-rev``, client certifi
 and verified, no session tickets) instead of the TVS message. The generator is lean (blocking
 ``ssl`` sockets in threads) and runs in several processes (``--procs``, default 2); it is
 bounded by ``--seconds`` per cell and by ``--max-requests``. All servers run at once and the
-cells are interleaved, best of ``--rounds``, so machine noise hits every target alike. Loopback only.
+cells are interleaved, best of ``--rounds``, so machine noise hits every target alike; each
+server's CPU time per completed request is reported too (robust to a busy machine). Loopback
+only.
 
 Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]``.
 """
@@ -127,8 +129,18 @@ def measure(
     workers = [
         mp.Process(
             target=_generator,
-            args=(mode, port, n, seconds, args.max_requests // nprocs, args.lsc, args.lsc_key,
-                  payload, args.legacy, out),
+            args=(
+                mode,
+                port,
+                n,
+                seconds,
+                args.max_requests // nprocs,
+                args.lsc,
+                args.lsc_key,
+                payload,
+                args.legacy,
+                out,
+            ),
         )
         for n in shares
     ]
@@ -161,6 +173,24 @@ def measure(
 
 
 # --- the servers --------------------------------------------------------------------------------
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in os.listdir(f"/proc/{p}/task"):
+                stack += [
+                    int(x) for x in Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                ]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _free_port() -> int:
@@ -271,6 +301,8 @@ def main() -> int:
           f"TLS: {'1.2 AES256-SHA' if args.legacy else 'default (1.3)'}")  # fmt: skip
     best: dict[tuple[str, int], dict[str, Any]] = {}
     errors: dict[tuple[str, int], int] = {}
+    served: dict[str, int] = {}
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tvs-load-") as tmp:
         payload = _prepare(args, Path(tmp))
         servers: list[tuple[str, subprocess.Popen[bytes], int, str, bytes]] = []
@@ -280,16 +312,20 @@ def main() -> int:
             for w in worker_counts:
                 proc, port = start_ours(args, w)
                 servers.append((f"tvs serve --workers {w}", proc, port, "tvs", payload))
+            cpu_start = {name: _tree_cpu(proc.pid) for name, proc, *_ in servers}
             for rnd in range(args.rounds):
                 for c in levels:
                     for name, _, port, mode, data in servers:
                         r = measure(mode, port, c, args.procs, args.seconds, args, data)
                         key = (name, c)
                         errors[key] = errors.get(key, 0) + sum(r["errors"].values())
+                        served[name] = served.get(name, 0) + r["done"]
                         if key not in best or r["rate"] > best[key]["rate"]:
                             best[key] = r
                         print(f"round {rnd + 1} {name:<24} conc {c:>4}: {r['rate']:7.0f}/s",
                               flush=True)  # fmt: skip
+            for name, proc, *_ in servers:
+                cpu[name] = _tree_cpu(proc.pid) - cpu_start[name]
         finally:
             for _, proc, *_ in servers:
                 _stop(proc)
@@ -305,6 +341,14 @@ def main() -> int:
         if r["errors"]:
             print(f"{'':<24} errors (best round): {r['errors']}")
     print("req/s, p50, p99: best round; errors*: all rounds; x s_server: same concurrency")
+    print(
+        "\nserver CPU per completed request (all cells, after start-up; robust to a busy machine):"
+    )
+    ref_cpu = cpu["openssl s_server -rev"] / max(1, served["openssl s_server -rev"])
+    for name, *_ in servers:
+        per = cpu[name] / max(1, served[name])
+        print(f"  {name:<24} {per * 1000:6.3f} ms  ({served[name]} requests, "
+              f"{ref_cpu / per if per else float('nan'):.2f}x s_server efficiency)")  # fmt: skip
     return 0
 
 
