@@ -342,11 +342,22 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_cli_serve(root: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_cli_serve(root: Path, workers: int) -> None:
     port = _free_udp_port()
     tvs = Path(sys.executable).with_name("tvs")
     proc = subprocess.Popen(
-        [str(tvs), "tftp", "serve", "--root", str(root), "--listen", f"127.0.0.1:{port}"],
+        [
+            str(tvs),
+            "tftp",
+            "serve",
+            "--root",
+            str(root),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -361,10 +372,12 @@ async def test_cli_serve(root: Path) -> None:
                     raise
         assert data == (root / "block").read_bytes()
         # a second transfer: by the time it is served, the first one has been logged
-        assert await tftp_get("127.0.0.1", port, "empty") == b""
+        for _ in range(4):  # with two workers, requests spread over both
+            assert await tftp_get("127.0.0.1", port, "empty") == b""
         await trio.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0
+    assert proc.returncode == 0  # the workers were stopped and reaped too
     assert b"tftp.transfer" in output and b"file=block" in output
+    assert output.count(b"tftp.listening") == workers

@@ -146,11 +146,11 @@ def _serve(args: argparse.Namespace) -> int:
             port, workers = _fork_workers(host, port, args.workers - 1, run)
         trio.run(run, port, args.workers > 1)
     except (OSError, ExceptionGroup) as raised:
-        exc = _first_os_error(raised)
-        if exc is None:
+        error = _first_os_error(raised)
+        if error is None:
             raise
         print(
-            f"tvs tftp serve: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            f"tvs tftp serve: cannot listen on {host}:{port}: {error.strerror or error}",
             file=sys.stderr,
         )
         return 1
