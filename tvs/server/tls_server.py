@@ -24,7 +24,7 @@ import trio
 
 from ..certs import Certificate, CertificateError, load_certificates
 from ..store import CertificateCache, StoreError, TrustStore
-from ..tlsconfig import flush_alert, server_context
+from ..tlsconfig import server_context
 from ..wire import (
     HEADER_SIZE,
     DecodeError,
@@ -36,25 +36,22 @@ from ..wire import (
 from .config import TvsServerConfig
 from .handler import HandlerResult, handle_request
 from .observer import NullObserver, ServerObserver
+from .tlsio import TlsConnection
 
 __all__ = ["TvsServer", "serve_tvs", "serve_until_signalled"]
 
 log = structlog.get_logger("tvs.server")
+
+_LINGER = 1.0
+"""Seconds a connection whose handshake failed is kept half-closed so the alert arrives."""
+_ACCEPT_BATCH = 64
+"""Connections accepted per wake-up before letting other tasks run."""
 
 
 class _BadRequest(Exception):
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
-
-
-def _tls_reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS: {cause.reason or cause.strerror or cause}"
-    if isinstance(cause, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-        return "connection closed during handshake"
-    return f"{type(cause).__name__}: {cause}"
 
 
 class TvsServer:
@@ -115,23 +112,24 @@ class TvsServer:
         if self._accept_scope is not None:
             self._accept_scope.cancel()
 
-    async def _listen(self) -> trio.SocketListener:
+    async def _listen(self) -> _socket.socket:
         cfg = self.config
         infos = await trio.socket.getaddrinfo(
             cfg.host, cfg.port, type=_socket.SOCK_STREAM, flags=_socket.AI_PASSIVE
         )
         family, type_, proto, _, sockaddr = infos[0]
-        sock = trio.socket.socket(family, type_, proto)
+        sock = _socket.socket(family, type_, proto)
         try:
             sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
             if cfg.reuse_port:
                 sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-            await sock.bind(sockaddr)
+            sock.bind(sockaddr)
             sock.listen(cfg.backlog)
+            sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
-        return trio.SocketListener(sock)
+        return sock
 
     async def serve(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -139,7 +137,7 @@ class TvsServer:
         """Serve until :meth:`request_shutdown` (then drain) or cancellation."""
         self.reload()
         listener = await self._listen()
-        sockname = listener.socket.getsockname()
+        sockname = listener.getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
         try:
             async with trio.open_nursery() as conns:
@@ -158,62 +156,71 @@ class TvsServer:
                             legacy_tls=self.config.legacy_tls,
                         )
                         task_status.started(self.address)
-                listener.socket.close()
+                listener.close()
                 log.info("server stopping", in_flight=self.active)
                 conns.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
         finally:
-            listener.socket.close()
+            listener.close()
         log.info("server stopped", attempted=self.attempted, rejected=self.rejected)
 
-    async def _accept_loop(self, listener: trio.SocketListener, conns: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: _socket.socket, conns: trio.Nursery) -> None:
+        """Accept in this one task, never waiting on a client: each connection gets its task."""
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept failed", reason=exc.strerror)
-                    await trio.sleep(0.1)
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    sock, addr = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("accept failed", reason=exc.strerror)
+                        await trio.sleep(0.1)
+                        break
+                    if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                        continue
+                    raise
+                self.attempted += 1
+                peer = f"{addr[0]}:{addr[1]}"
+                if self.active >= self.config.max_connections:
+                    self.rejected += 1
+                    log.warning(
+                        "connection rejected",
+                        peer=peer,
+                        reason=f"max connections ({self.config.max_connections}) reached",
+                    )
+                    self.observer.connection_rejected("max-connections")
+                    sock.close()
                     continue
-                raise
-            self.attempted += 1
-            if self.active >= self.config.max_connections:
-                self.rejected += 1
-                log.warning(
-                    "connection rejected",
-                    peer=_peer(stream),
-                    reason=f"max connections ({self.config.max_connections}) reached",
-                )
-                self.observer.connection_rejected("max-connections")
-                await trio.aclose_forcefully(stream)
-                continue
-            self.accepted += 1
-            self.active += 1
-            conns.start_soon(self._connection, stream, self.accepted)
+                self.accepted += 1
+                self.active += 1
+                conns.start_soon(self._connection, sock, peer, self.accepted)
+            await trio.lowlevel.checkpoint()
 
-    async def _connection(self, stream: trio.SocketStream, conn_no: int) -> None:
-        structlog.contextvars.bind_contextvars(conn=conn_no, peer=_peer(stream))
+    async def _connection(self, sock: _socket.socket, peer: str, conn_no: int) -> None:
+        structlog.contextvars.bind_contextvars(conn=conn_no, peer=peer)
         self.observer.connection_opened()
-        assert self._ssl is not None
-        tls = trio.SSLStream(stream, self._ssl, server_side=True)
+        try:
+            assert self._ssl is not None
+            tls = TlsConnection(sock, self._ssl)
+        except (OSError, ValueError) as exc:  # the peer already went away
+            sock.close()
+            self.active -= 1
+            log.warning("handshake failed", reason=f"socket: {exc}")
+            self.observer.connection_closed()
+            return
         cache = self.cache
-        client_subject: str | None = None
         try:
             log.debug("connection accepted", attempted=self.attempted, accepted=self.accepted)
             client_subject = await self._handshake(tls)
-            if client_subject is None:
-                return
-            await self._exchange(tls, cache, client_subject)
+            if client_subject is not None:
+                await self._exchange(tls, cache, client_subject)
         finally:
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                if client_subject is not None:  # after a handshake: send close_notify
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await tls.aclose()
-                await trio.aclose_forcefully(tls)
+            tls.close()
             self.active -= 1
             self.observer.connection_closed()
 
-    async def _handshake(self, tls: trio.SSLStream[trio.SocketStream]) -> str | None:
+    async def _handshake(self, tls: TlsConnection) -> str | None:
         """Handshake with a deadline; returns the client certificate subject ("" if none);
         None when the handshake failed (already logged)."""
         try:
@@ -225,29 +232,31 @@ class TvsServer:
             )
             self.observer.handshake_failed("timeout")
             return None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            reason = _tls_reason(exc)
-            await flush_alert(tls)
-            log.warning("handshake failed", reason=reason)
-            self.observer.handshake_failed("tls" if reason.startswith("TLS") else "eof")
+        except ssl.SSLError as exc:
+            log.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
+            self.observer.handshake_failed("tls")
+            await tls.linger_close(_LINGER)
             return None
-        der = tls.getpeercert(binary_form=True)
+        except OSError as exc:
+            log.warning("handshake failed", reason=f"connection closed during handshake ({exc})")
+            self.observer.handshake_failed("eof")
+            return None
+        der = tls.peer_certificate()
         subject = ""
         if der:
             try:
                 subject = Certificate.from_der(der).subject
             except CertificateError:
                 subject = "<unreadable certificate>"
-        cipher = tls.cipher()
         log.debug(
             "handshake done",
-            cipher=cipher[0] if cipher else None,
+            cipher=tls.cipher(),
             tls_version=tls.version(),
             client_subject=subject or None,
         )
         return subject
 
-    async def _read_request(self, tls: trio.SSLStream[trio.SocketStream]) -> tuple[object, bytes]:
+    async def _read_request(self, tls: TlsConnection) -> tuple[object, bytes]:
         decoder = Decoder(max_size=self.config.max_message)
         raw = bytearray()
         try:
@@ -274,12 +283,14 @@ class TvsServer:
             ) from None
         except DecodeError as exc:
             raise _BadRequest("malformed", f"{type(exc).__name__}: {exc}") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _BadRequest("truncated", f"connection broken: {_tls_reason(exc)}") from None
+        except ssl.SSLError as exc:
+            raise _BadRequest("truncated", f"connection broken: TLS: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise _BadRequest("truncated", f"connection broken: {exc}") from None
 
     async def _exchange(
         self,
-        tls: trio.SSLStream[trio.SocketStream],
+        tls: TlsConnection,
         cache: CertificateCache,
         client_subject: str,
     ) -> None:
@@ -308,7 +319,7 @@ class TvsServer:
         try:
             with trio.fail_after(self.config.request_timeout):
                 await tls.send_all(out)
-        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (trio.TooSlowError, OSError) as exc:
             log.warning("response not delivered", reason=type(exc).__name__)
             self.observer.bad_request("send-failed")
             return
@@ -343,14 +354,6 @@ def _request_details(msg: object) -> dict[str, object]:
             subject = Certificate.from_der(msg.certificate).subject
         return {"device": msg.device, "subject": subject}
     return {}
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        addr = stream.socket.getpeername()
-    except OSError:
-        return "?"
-    return f"{addr[0]}:{addr[1]}"
 
 
 def _read_pem_certs(path: Path) -> list[Certificate]:
