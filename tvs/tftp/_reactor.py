@@ -23,6 +23,7 @@ from .transfer import Sender
 __all__ = ["Reactor"]
 
 _RECV_SIZE = 65536 + 4
+_BUSY_PASSES = 4  # passes over ready sockets before yielding to other tasks
 
 
 class _Entry:
@@ -121,25 +122,41 @@ class _EpollReactor:
             self._schedule(entry)
 
     async def run(self) -> None:
-        """The reactor loop; run it in the server's nursery until cancelled."""
+        """The reactor; run it in the server's nursery until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._timer_loop)
+            await self._io_loop()
+
+    async def _io_loop(self) -> None:
+        # The hot path: no cancel scope per wait (timers have their own task), and a busy
+        # loop yields every few passes instead of after each one.
         epoll, entries = self._epoll, self._entries
         clock = trio.current_time
+        busy = 0
         while True:
             events = epoll.poll(0)
-            if not events:  # idle: sleep in Trio until a socket is readable or a timer is due
-                deadline = self._heap[0][0] if self._heap else math.inf
-                with trio.CancelScope(deadline=deadline) as scope:
-                    self._wait_scope = scope
-                    await trio.lowlevel.wait_readable(epoll.fileno())
-                self._wait_scope = None
-                events = epoll.poll(0)
+            if not events:
+                busy = 0
+                await trio.lowlevel.wait_readable(epoll.fileno())
+                continue
             now = clock()
             for fd, _ in events:
                 entry = entries.get(fd)
                 if entry is not None:
                     self._on_readable(entry, now)
-            self._on_timers(now)
-            await trio.lowlevel.checkpoint()  # busy: still let the other tasks run
+            busy += 1
+            if busy >= _BUSY_PASSES:
+                busy = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self._heap[0][0] if self._heap else math.inf
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._wait_scope = scope
+                await trio.sleep_forever()
+            self._wait_scope = None
+            self._on_timers(trio.current_time())
 
 
 Reactor: Any = _EpollReactor if hasattr(select, "epoll") else None
