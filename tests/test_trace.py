@@ -286,3 +286,17 @@ def test_cli_trace_the_seed_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert messages[0]["message"]["hex"] == REQ50.hex()
     assert messages[1]["message"]["hex"] == RES50.hex()
     assert d["messages"] == 2 and d["stopped"].startswith("ended at step")
+
+
+def test_cli_trace_reads_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(with_line_breaks(PHONE_TEXT)))
+    assert main(["trace", "-", "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<stdin>: 12 events, 0 messages")
+    assert "phone caches the TVS answer for 24 h" in out and "cut:" not in out
+    assert main(["trace"]) == 2
+    assert "give FILE" in capsys.readouterr().err
