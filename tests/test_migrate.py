@@ -143,6 +143,8 @@ async def test_clusters_started_elsewhere(lab_pki_dir: Path, tmp_path: Path) -> 
                 migration_scenario("bulk", phones=1),
                 RunOptions(pki_dir=lab_pki_dir, external=external, workdir=tmp_path / "r2"),
             )
+        with pytest.raises(MigrationError, match="--pki"):
+            await run_scenario(lab, no_import, RunOptions(external=external))
         nursery.cancel_scope.cancel()
 
 

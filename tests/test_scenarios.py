@@ -191,6 +191,9 @@ def test_migration_scenario_is_what_migrate_runs() -> None:
     assert [st.action for st in s.steps] == ["boot", "import", "move", "boot", "move", "boot"]
     assert s.steps[1].params["reverse"] is True
     assert [e.outcome for st in s.steps for e in st.expect] == ["booted", "migrated", "migrated"]
+    elsewhere = migration_scenario("none")
+    assert [st.action for st in elsewhere.steps] == ["boot", "move", "boot"]
+    assert elsewhere.method is None
 
 
 # --- the command ---------------------------------------------------------------------------------

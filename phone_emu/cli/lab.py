@@ -153,8 +153,9 @@ def register(sub: Any) -> None:
     m.add_argument("--phones", type=_positive, metavar="N", help="fleet size (default 50)")
     m.add_argument(
         "--method",
-        choices=("bulk", "manual"),
-        help="certificate import method (default bulk; ignored with --scenario)",
+        choices=("bulk", "manual", "none"),
+        help="certificate import method: bulk (default), manual, or none (done elsewhere: the "
+        "default with --source/--destination); ignored with --scenario",
     )
     m.add_argument("--scenario", metavar="NAME", help="run a scenario (name or TOML file)")
     m.add_argument(
@@ -331,9 +332,9 @@ def _migrate(args: argparse.Namespace) -> int:
             if args.back:
                 return _err("--back is part of the migration; scenarios declare their own steps")
         else:
-            scenario = migration_scenario(
-                args.method or "bulk", back=args.back, phones=lab.fleet.phones
-            )
+            elsewhere = args.source is not None or args.destination is not None
+            method = args.method or ("none" if elsewhere else "bulk")
+            scenario = migration_scenario(method, back=args.back, phones=lab.fleet.phones)
         external = {
             role: addr
             for role, addr in (("source", args.source), ("destination", args.destination))

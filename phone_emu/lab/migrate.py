@@ -509,7 +509,12 @@ _NEEDS_CLUSTER = {"import": CLUSTER_ROLES, "restart-tvs": None, "set-rollback": 
 
 
 def _check_external(scenario: Scenario, opts: RunOptions) -> None:
-    """Refuse, before starting anything, steps that need a cluster the runner does not run."""
+    """Refuse, before starting anything, steps that need a cluster the runner does not run,
+    and clusters elsewhere without their PKI (their CAPF must issue the phones' LSCs)."""
+    if opts.external and opts.pki_dir is None:
+        raise MigrationError(
+            "clusters started elsewhere (--source/--destination) need their lab PKI: --pki DIR"
+        )
     for n, step in enumerate(scenario.steps, start=1):
         if step.action not in _NEEDS_CLUSTER:
             continue
