@@ -1,17 +1,14 @@
-"""The ``tvs`` command: one argparse tree, each command group in its own module.
-
-A command module exposes ``register(subparsers)``, adding its parser(s) and setting
-``func=handler`` where ``handler(args) -> int`` returns the exit code.
-"""
+"""The ``tvs`` command: one argparse tree, each command group in its own module."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main"]
+from .app import build_command, run_command
+
+__all__ = ["build_parser", "main"]
 
 # command groups, in the order `tvs --help` lists them
 _COMMAND_MODULES = (
@@ -27,24 +24,13 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tvs", description="Cisco TVS, CTL/ITL and TFTP tools for secure-cluster labs"
+    return build_command(
+        "tvs", "Cisco TVS, CTL/ITL and TFTP tools for secure-cluster labs", _COMMAND_MODULES
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Final
+from typing import ClassVar, Final
 
 import attrs
 
@@ -152,6 +152,7 @@ def _roles(value: object) -> tuple[int, ...]:
 class QueryCertRequest:
     """QUERY_CERT_REQ: "who signed this file?" by the signer's subject, issuer and serial."""
 
+    type: ClassVar[MessageType] = MessageType.QUERY_CERT_REQ
     device: str
     subject: str
     issuer: str
@@ -159,10 +160,6 @@ class QueryCertRequest:
     request_id: int = 0
     reserved: int = RESERVED_PHONE
     extra: tuple[Element, ...] = ()
-
-    @property
-    def type(self) -> MessageType:
-        return MessageType.QUERY_CERT_REQ
 
     @property
     def serial_hex(self) -> str:
@@ -178,6 +175,7 @@ class QueryCertRequest:
 class QueryCertResponse:
     """QUERY_CERT_RES: status, and when valid the certificate, its roles and a TTL."""
 
+    type: ClassVar[MessageType] = MessageType.QUERY_CERT_RES
     status: Status
     certificate: bytes | None = None
     roles: tuple[int, ...] = attrs.field(default=(), converter=_roles)
@@ -186,38 +184,28 @@ class QueryCertResponse:
     reserved: int = RESERVED_CUCM
     extra: tuple[Element, ...] = ()
 
-    @property
-    def type(self) -> MessageType:
-        return MessageType.QUERY_CERT_RES
-
 
 @attrs.frozen
 class VerifyRequest:
     """VERIFY_REQUEST: "is this TLS peer certificate trusted, and for what?"."""
 
+    type: ClassVar[MessageType] = MessageType.VERIFY_REQUEST
     device: str
     certificate: bytes
     request_id: int = 0
     reserved: int = RESERVED_PHONE
     extra: tuple[Element, ...] = ()
 
-    @property
-    def type(self) -> MessageType:
-        return MessageType.VERIFY_REQUEST
-
 
 @attrs.frozen
 class VerifyResponse:
+    type: ClassVar[MessageType] = MessageType.VERIFY_RESPONSE
     status: Status
     roles: tuple[int, ...] = attrs.field(default=(), converter=_roles)
     ttl: int | None = None
     request_id: int = 0
     reserved: int = RESERVED_CUCM
     extra: tuple[Element, ...] = ()
-
-    @property
-    def type(self) -> MessageType:
-        return MessageType.VERIFY_RESPONSE
 
 
 @attrs.frozen
