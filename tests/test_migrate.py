@@ -313,6 +313,10 @@ def test_charts_are_plain_svg() -> None:
     bars = failure_chart({"tvs.status-invalid (step 3)": 4, "ctl.fetch-failed (step 3)": 1})
     assert bars.count("<rect") == 2 and bars.index("tvs.status-invalid") < bars.index("ctl.fetch")
     assert "no failures" in failure_chart({})
+    many = migration_chart([{"label": "big", "times": [i / 100 for i in range(10000)]}])
+    points = many.split('points="')[1].split('"')[0].split()
+    assert len(points) <= 2 * 1000 + 1
+    assert points[-1].endswith(",16.0")  # the line reaches the top: all 10000 phones
 
 
 def test_html_report_from_a_minimal_document() -> None:

@@ -91,7 +91,7 @@ def migration_chart(series: Sequence[Mapping[str, Any]], *, width: int = 640) ->
     for n, s in enumerate(series):
         color = _COLORS[n % len(_COLORS)]
         pts: list[tuple[float, float]] = [(float(left), float(top + ph))]
-        for count, t in enumerate(sorted(s["times"]), start=1):
+        for count, t in _steps(sorted(s["times"])):
             x = left + pw * t / t_max
             pts.append((x, pts[-1][1]))
             pts.append((x, top + ph - ph * count / y_max))
@@ -105,6 +105,15 @@ def migration_chart(series: Sequence[Mapping[str, Any]], *, width: int = 640) ->
         )
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _steps(times: list[float], limit: int = 1000) -> list[tuple[int, float]]:
+    """(phones migrated so far, time) for the cumulative line, at most ``limit`` points."""
+    n = len(times)
+    if n <= limit:
+        return [(i + 1, t) for i, t in enumerate(times)]
+    picks = sorted({(j * n) // limit for j in range(1, limit)} | {n - 1})
+    return [(i + 1, times[i]) for i in picks]
 
 
 def failure_chart(counts: Mapping[str, int], *, width: int = 640) -> str:
