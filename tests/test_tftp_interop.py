@@ -212,6 +212,43 @@ async def test_curl_client_with_blksize(served: Path, tmp_path: Path) -> None:
     assert out.read_bytes() == (served / "two1428.bin").read_bytes()
 
 
+@SLOW
+async def test_curl_client_rollover(served: Path, tmp_path: Path) -> None:
+    curl = _need("curl")
+    out = tmp_path / "out"
+    async with our_server(served) as (_, port):
+        result = await _run(
+            [
+                curl,
+                "-sS",
+                "--tftp-blksize",
+                "8",
+                f"tftp://127.0.0.1:{port}/rollover.bin",
+                "-o",
+                str(out),
+            ]
+        )
+    assert result.returncode == 0, result
+    assert out.read_bytes() == (served / "rollover.bin").read_bytes()
+
+
+@SLOW
+async def test_tftp_hpa_client_rollover(served: Path, tmp_path: Path) -> None:
+    """tftp-hpa's client cannot ask for a block size: rollover at 512 takes 32 MiB."""
+    tftp = _need("tftp")
+    big = tmp_path / "root"
+    big.mkdir()
+    big.chmod(0o755)
+    content = os.urandom(512 * 65536 + 100)
+    (big / "rollover512.bin").write_bytes(content)
+    out = tmp_path / "out"
+    async with our_server(big) as (_, port):
+        result = await _run(
+            [tftp, "127.0.0.1", str(port), "-m", "binary", "-c", "get", "rollover512.bin", str(out)]
+        )
+    assert out.read_bytes() == content, result
+
+
 async def test_curl_file_not_found(served: Path, tmp_path: Path) -> None:
     curl = _need("curl")
     async with our_server(served) as (_, port):
