@@ -18,6 +18,7 @@ import socket as _socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 import trio
@@ -44,6 +45,7 @@ log = structlog.get_logger("tvs.server")
 
 _LINGER = 1.0
 """Seconds a connection whose handshake failed is kept half-closed so the alert arrives."""
+_MEMO_SIZE = 4096
 _ACCEPT_BATCH = 64
 """Connections accepted per wake-up before letting other tasks run."""
 
@@ -71,6 +73,7 @@ class TvsServer:
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._accept_scope: trio.CancelScope | None = None
         self._stop_requested = False
+        self._subjects: dict[bytes, str] = {}
 
     # --- cache ----------------------------------------------------------------------------
     def reload(self) -> int:
@@ -104,6 +107,19 @@ class TvsServer:
                     self.reload()
             except (OSError, StoreError, CertificateError, ssl.SSLError) as exc:
                 log.error("reload failed", reason=str(exc))
+
+    def _subject_of(self, der: bytes) -> str:
+        """A client certificate's subject, CUCM style (memoised: phones come back)."""
+        subject = self._subjects.get(der)
+        if subject is None:
+            try:
+                subject = Certificate.from_der(der).subject
+            except CertificateError:
+                subject = "<unreadable certificate>"
+            if len(self._subjects) >= _MEMO_SIZE:
+                self._subjects.clear()
+            self._subjects[der] = subject
+        return subject
 
     # --- serving --------------------------------------------------------------------------
     def request_shutdown(self) -> None:
@@ -198,7 +214,7 @@ class TvsServer:
             await trio.lowlevel.checkpoint()
 
     async def _connection(self, sock: _socket.socket, peer: str, conn_no: int) -> None:
-        structlog.contextvars.bind_contextvars(conn=conn_no, peer=peer)
+        clog = log.bind(conn=conn_no, peer=peer)  # one real logger per connection
         self.observer.connection_opened()
         try:
             assert self._ssl is not None
@@ -206,49 +222,44 @@ class TvsServer:
         except (OSError, ValueError) as exc:  # the peer already went away
             sock.close()
             self.active -= 1
-            log.warning("handshake failed", reason=f"socket: {exc}")
+            clog.warning("handshake failed", reason=f"socket: {exc}")
             self.observer.connection_closed()
             return
         cache = self.cache
         try:
-            log.debug("connection accepted", attempted=self.attempted, accepted=self.accepted)
-            client_subject = await self._handshake(tls)
+            clog.debug("connection accepted", attempted=self.attempted, accepted=self.accepted)
+            client_subject = await self._handshake(tls, clog)
             if client_subject is not None:
-                await self._exchange(tls, cache, client_subject)
+                await self._exchange(tls, cache, client_subject, clog)
         finally:
             tls.close()
             self.active -= 1
             self.observer.connection_closed()
 
-    async def _handshake(self, tls: TlsConnection) -> str | None:
+    async def _handshake(self, tls: TlsConnection, clog: Any) -> str | None:
         """Handshake with a deadline; returns the client certificate subject ("" if none);
         None when the handshake failed (already logged)."""
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 await tls.do_handshake()
         except trio.TooSlowError:
-            log.warning(
+            clog.warning(
                 "handshake failed", reason=f"timeout after {self.config.handshake_timeout}s"
             )
             self.observer.handshake_failed("timeout")
             return None
         except ssl.SSLError as exc:
-            log.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
+            clog.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
             self.observer.handshake_failed("tls")
             await tls.linger_close(_LINGER)
             return None
         except OSError as exc:
-            log.warning("handshake failed", reason=f"connection closed during handshake ({exc})")
+            clog.warning("handshake failed", reason=f"connection closed during handshake ({exc})")
             self.observer.handshake_failed("eof")
             return None
         der = tls.peer_certificate()
-        subject = ""
-        if der:
-            try:
-                subject = Certificate.from_der(der).subject
-            except CertificateError:
-                subject = "<unreadable certificate>"
-        log.debug(
+        subject = self._subject_of(der) if der else ""
+        clog.debug(
             "handshake done",
             cipher=tls.cipher(),
             tls_version=tls.version(),
@@ -293,26 +304,27 @@ class TvsServer:
         tls: TlsConnection,
         cache: CertificateCache,
         client_subject: str,
+        clog: Any,
     ) -> None:
         started = time.perf_counter()
         try:
             msg, raw = await self._read_request(tls)
         except _BadRequest as exc:
-            log.warning("bad request", reason=str(exc))
+            clog.warning("bad request", reason=str(exc))
             self.observer.bad_request(exc.kind)
             return
-        log.debug("message received", _raw=raw, _message=msg)
+        clog.debug("message received", _raw=raw, _message=msg)
         result: HandlerResult = handle_request(msg, cache)  # type: ignore[arg-type]
         if result.lookup is not None:
             entry = result.lookup.entry
-            log.debug(
+            clog.debug(
                 "cache lookup",
                 kind=result.lookup.kind,
                 key=result.lookup.key,
                 roles=list(entry.roles) if entry is not None else None,
             )
         if result.response is None:
-            log.warning("bad request", reason=result.error)
+            clog.warning("bad request", reason=result.error)
             self.observer.bad_request("unexpected")
             return
         out = encode_message(result.response)
@@ -320,15 +332,15 @@ class TvsServer:
             with trio.fail_after(self.config.request_timeout):
                 await tls.send_all(out)
         except (trio.TooSlowError, OSError) as exc:
-            log.warning("response not delivered", reason=type(exc).__name__)
+            clog.warning("response not delivered", reason=type(exc).__name__)
             self.observer.bad_request("send-failed")
             return
         seconds = time.perf_counter() - started
-        log.debug("response sent", _raw=out, _message=result.response)
+        clog.debug("response sent", _raw=out, _message=result.response)
         type_name = msg.type.name  # type: ignore[attr-defined]
         status = result.response.status.name
         details = _request_details(msg)
-        log.info(
+        clog.info(
             "request",
             type=type_name,
             request_id=msg.request_id,  # type: ignore[attr-defined]

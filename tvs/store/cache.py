@@ -9,6 +9,7 @@ their roles (``table``). Pure: no files, no I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -33,6 +34,15 @@ def normalize_serial(serial: bytes) -> bytes:
 def unique_map_id(serial: bytes, issuer: str) -> str:
     """CUCM's cache key as its trace prints it: upper-case serial hex then the issuer string."""
     return serial.hex().upper() + issuer
+
+
+@functools.lru_cache(maxsize=4096)
+def _issuer_key(issuer: str) -> NameKey | None:
+    """Parsed issuer names, memoised: a boot storm repeats a handful of issuers."""
+    try:
+        return name_key(issuer)
+    except ValueError:
+        return None
 
 
 @attrs.frozen
@@ -88,9 +98,8 @@ class CertificateCache:
 
     def find_by_serial_issuer(self, serial: bytes, issuer: str) -> CacheEntry | None:
         """QUERY_CERT_REQ lookup; an unparsable issuer finds nothing."""
-        try:
-            key = name_key(issuer)
-        except ValueError:
+        key = _issuer_key(issuer)
+        if key is None:
             return None
         return self._by_serial.get((normalize_serial(serial), key))
 
