@@ -105,6 +105,20 @@ async def test_serves_directory_files(root: Path, name: str, options: dict) -> N
     assert stats.bytes_sent == (root / name).stat().st_size
 
 
+async def test_one_task_per_transfer_without_epoll(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where select.epoll is missing the server drives each transfer in its own task."""
+    monkeypatch.setattr("tvs.tftp.server.Reactor", None)
+    async with running(DirectoryProvider(root)) as (server, (host, port)):
+        assert server._reactor is None
+        for options in ({}, {"blksize": 64, "windowsize": 4}):
+            data = await tftp_get(host, port, "ITLFile.tlv", **options)
+            assert data == (root / "ITLFile.tlv").read_bytes()
+        await idle(server)
+        assert server.statistics().transfers_completed == 2
+
+
 async def test_serve_tftp_function_and_symlink_inside_root(root: Path) -> None:
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(serve_tftp, DirectoryProvider(root), "127.0.0.1", 0)
