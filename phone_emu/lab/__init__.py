@@ -1,1 +1,79 @@
-"""The lab: fleets of emulated phones, the migration runner, scenarios and reports."""
+"""The lab: fleets of emulated phones, the migration runner, scenarios and reports.
+
+``config`` (the two clusters and the PKI recipe), ``fleet`` (many phones in one process),
+``migrate`` (running a scenario: clusters, imports, moves, per-phone outcomes), ``scenarios``
+(the TOML scenario format and the packaged suite), ``report`` (JSON and HTML), ``progress``
+(the terminal).
+"""
+
+from .config import DEFAULT_LAB, FleetSettings, LabConfig, LabConfigError
+from .fleet import (
+    FleetBoot,
+    FleetError,
+    boot_fleet,
+    fleet_macs,
+    make_identities,
+    make_phones,
+    parse_shard,
+    shard_range,
+)
+from .migrate import (
+    MigrationError,
+    RunOptions,
+    classify,
+    peak_rss_mb,
+    run_scenario,
+    run_scenario_sync,
+)
+from .progress import RunProgress, summary_table
+from .report import render_html, write_html, write_json
+from .scenarios import (
+    ACTIONS,
+    OUTCOMES,
+    Check,
+    Expectation,
+    Scenario,
+    ScenarioError,
+    ScenarioStep,
+    builtin_scenarios,
+    find_scenario,
+    load_scenarios,
+    migration_scenario,
+)
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_LAB",
+    "OUTCOMES",
+    "Check",
+    "Expectation",
+    "FleetBoot",
+    "FleetError",
+    "FleetSettings",
+    "LabConfig",
+    "LabConfigError",
+    "MigrationError",
+    "RunOptions",
+    "RunProgress",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioStep",
+    "boot_fleet",
+    "builtin_scenarios",
+    "classify",
+    "find_scenario",
+    "fleet_macs",
+    "load_scenarios",
+    "make_identities",
+    "make_phones",
+    "migration_scenario",
+    "parse_shard",
+    "peak_rss_mb",
+    "render_html",
+    "run_scenario",
+    "run_scenario_sync",
+    "shard_range",
+    "summary_table",
+    "write_html",
+    "write_json",
+]

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,15 @@ from .fleet import FleetBoot, boot_fleet, fleet_macs, make_identities, make_phon
 from .progress import RunProgress
 from .scenarios import Check, Scenario, ScenarioStep, check_outcomes
 
-__all__ = ["MigrationError", "RunOptions", "classify", "run_scenario", "run_scenario_sync"]
+__all__ = [
+    "MigrationError",
+    "RunOptions",
+    "classify",
+    "peak_rss_mb",
+    "run_scenario",
+    "run_scenario_sync",
+    "snapshot",
+]
 
 
 class MigrationError(RuntimeError):
@@ -547,9 +554,3 @@ def run_scenario_sync(
     lab: LabConfig, scenario: Scenario, opts: RunOptions | None = None
 ) -> dict[str, Any]:
     return trio.run(run_scenario, lab, scenario, opts)
-
-
-def run_suite(
-    lab: LabConfig, scenarios: Sequence[Scenario], opts: RunOptions | None = None
-) -> list[dict[str, Any]]:
-    return [run_scenario_sync(lab, s, opts) for s in scenarios]

@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["render_html", "write_html", "write_json"]
+__all__ = [
+    "failure_chart",
+    "failures_by_reason",
+    "migration_chart",
+    "migration_series",
+    "render_html",
+    "write_html",
+    "write_json",
+]
 
 _COLORS: Final = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22")
 _OUTCOME_COLORS: Final = {
