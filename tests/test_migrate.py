@@ -12,7 +12,8 @@ import trio
 
 from phone_emu.lab.config import LabConfig, LabConfigError
 from phone_emu.lab.fleet import FleetBoot
-from phone_emu.lab.migrate import MigrationError, RunOptions, classify, run_scenario
+from phone_emu.lab.migrate import MigrationError, RunOptions, run_scenario
+from phone_emu.lab.outcome import classify
 from phone_emu.lab.report import failure_chart, migration_chart, render_html
 from phone_emu.lab.scenarios import builtin_scenarios, migration_scenario
 from phone_emu.phone.boot import BootResult, BootState, Outcome, Step

@@ -17,14 +17,8 @@ from .fleet import (
     parse_shard,
     shard_range,
 )
-from .migrate import (
-    MigrationError,
-    RunOptions,
-    classify,
-    peak_rss_mb,
-    run_scenario,
-    run_scenario_sync,
-)
+from .migrate import MigrationError, RunOptions, peak_rss_mb, run_scenario, run_scenario_sync
+from .outcome import classify, snapshot
 from .progress import RunProgress, summary_table
 from .report import render_html, write_html, write_json
 from .scenarios import (
@@ -73,6 +67,7 @@ __all__ = [
     "run_scenario",
     "run_scenario_sync",
     "shard_range",
+    "snapshot",
     "summary_table",
     "write_html",
     "write_json",

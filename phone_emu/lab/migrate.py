@@ -6,7 +6,7 @@ in-process (or using clusters started elsewhere: their TFTP addresses), booting 
 the import methods (bulk: export, consolidate, import on both; manual: the destination's
 CallManager and ITLRecovery certificates into the source's Phone-SAST-trust and
 CallManager-trust), TVS restarts, the rollback parameter, moving DHCP option 150, classifying
-each phone's boot (:func:`classify`), and the report dictionary (``report.py`` writes it).
+each phone's boot (``outcome.classify``), and the report dictionary (``report.py`` writes it).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import attrs
 import trio
 
-from phone_emu.phone.boot import BootOptions, BootResult, Outcome
+from phone_emu.phone.boot import BootOptions, BootResult
 from phone_emu.phone.driver import NetworkOptions, Phone
-from phone_emu.phone.trust import FileKind, TrustList, TrustListCache, TrustState
+from phone_emu.phone.trust import FileKind, TrustList, TrustListCache
 from tvs.cluster import EmulatedCluster, consolidate
 from tvs.pki import LabPki, generate
 from tvs.roles import Role
@@ -33,17 +33,16 @@ from tvs.tlv import build_trust_list
 
 from .config import CLUSTER_ROLES, LabConfig
 from .fleet import FleetBoot, boot_fleet, fleet_macs, make_identities, make_phones
+from .outcome import classify, snapshot
 from .progress import RunProgress
 from .scenarios import Check, Scenario, ScenarioStep, check_outcomes
 
 __all__ = [
     "MigrationError",
     "RunOptions",
-    "classify",
     "peak_rss_mb",
     "run_scenario",
     "run_scenario_sync",
-    "snapshot",
 ]
 
 
@@ -63,51 +62,6 @@ class RunOptions:
     external: dict[str, tuple[str, int]] = attrs.field(factory=dict)  # role -> TFTP address
     shared_key: bool = False
     progress: RunProgress = attrs.field(factory=lambda: RunProgress(enabled=False))
-
-
-# --- classification ------------------------------------------------------------------------------
-
-_Snapshot = tuple[bytes | None, bytes | None, bytes | None]
-
-
-def snapshot(trust: TrustState, config: Any) -> _Snapshot:
-    """What a phone holds: CTL, ITL and configuration digests."""
-    return (
-        trust.ctl.sha256 if trust.ctl is not None else None,
-        trust.itl.sha256 if trust.itl is not None else None,
-        config.sha256 if config is not None else None,
-    )
-
-
-def classify(
-    boot: FleetBoot,
-    before: _Snapshot,
-    after: _Snapshot,
-    *,
-    home: str | None,
-    target: str,
-    target_tvs: set[tuple[str, int]] | None = None,
-) -> tuple[str, str | None, str | None]:
-    """(outcome, failing step, reason) of one boot pointed at cluster ``target`` by a phone
-    that held ``home``'s files (None: nothing yet).
-
-    ``booted``/``migrated``: every step passed (the TVS list must be ``target_tvs`` when
-    known); ``stayed``: the phone refused something and holds what it held before;
-    ``failed``: anything else (a server unreachable, a half-updated phone, a crash).
-    """
-    r = boot.result
-    if r is None:
-        return "failed", None, "lab.exception"
-    bad = next((s for s in r.steps if s.outcome in (Outcome.REJECTED, Outcome.ERROR)), None)
-    if bad is None:
-        if target_tvs is not None and r.config is not None:
-            held = {(m.address, m.port) for m in r.config.tvs_members}
-            if held != target_tvs:
-                return "failed", "config", "lab.wrong-cluster"
-        return ("booted" if home in (None, target) else "migrated"), None, None
-    if bad.outcome is Outcome.REJECTED and after == before:
-        return "stayed", bad.name, bad.reason
-    return "failed", bad.name, bad.reason
 
 
 # --- the run -------------------------------------------------------------------------------------
