@@ -72,6 +72,7 @@ async def test_total_loss_times_out_within_the_bound(autojump_clock: trio.abc.Cl
         assert server is not None and server.statistics().transfers_started == 0
 
 
+@pytest.mark.interop
 async def test_lossy_path_to_tftpd_hpa(tmp_path: Path) -> None:
     binary = shutil.which("in.tftpd") or "/usr/sbin/in.tftpd"
     if not os.path.exists(binary):
