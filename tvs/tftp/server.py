@@ -111,6 +111,7 @@ class TftpServer:
                     self._reactor = reactor
                     nursery.start_soon(reactor.run)
                 task_status.started((bound[0], bound[1]))
+                handled = 0
                 while True:
                     try:
                         data, addr = sock.recvfrom(65536)
@@ -122,6 +123,9 @@ class TftpServer:
                         await trio.lowlevel.checkpoint()
                         continue
                     await self._on_request(sock, nursery, data, addr)
+                    handled += 1
+                    if handled % 16 == 0:  # a flood of requests must not starve the transfers
+                        await trio.lowlevel.checkpoint()
         finally:
             sock.close()
             if reactor is not None:
@@ -150,7 +154,7 @@ class TftpServer:
                 reason=f"{type(packet).__name__} sent to the request port",
             )
             if not isinstance(packet, ErrorPacket):
-                await send_all(sock, [(_error(ErrorCode.ILLEGAL_OPERATION, "not a request"), addr)])
+                await _answer(sock, addr, ErrorCode.ILLEGAL_OPERATION, "not a request")
             return
         mode = packet.mode.lower()
         if mode not in ("octet", "netascii"):
@@ -179,11 +183,9 @@ class TftpServer:
         log.warning(
             "tftp.refused", client=f"{addr[0]}:{addr[1]}", file=name, code=int(code), reason=reason
         )
-        message = "File not found" if code == ErrorCode.FILE_NOT_FOUND else reason
-        try:
-            await send_all(sock, [(_error(code, message), addr)])
-        except OSError as exc:
-            log.debug("tftp.send_error", error=str(exc))
+        # the client learns the code, not our reasons (they may name server paths)
+        message = _PUBLIC_MESSAGES.get(code, reason)
+        await _answer(sock, addr, code, message)
 
     async def _transfer(self, listen: socket.socket, request: ReadRequest, addr: Address) -> None:
         try:
@@ -272,8 +274,18 @@ class TftpServer:
         )
 
 
-def _error(code: int, message: str) -> bytes:
-    return ErrorPacket(code, message).to_bytes()
+_PUBLIC_MESSAGES: dict[int, str] = {
+    ErrorCode.NOT_DEFINED: "Internal error",
+    ErrorCode.FILE_NOT_FOUND: "File not found",
+    ErrorCode.ACCESS_VIOLATION: "Access violation",
+}
+
+
+async def _answer(sock: socket.socket, addr: Address, code: int, message: str) -> None:
+    try:
+        await send_all(sock, [(ErrorPacket(code, message).to_bytes(), addr)])
+    except OSError as exc:
+        log.debug("tftp.send_error", client=f"{addr[0]}:{addr[1]}", error=str(exc))
 
 
 async def serve_tftp(
