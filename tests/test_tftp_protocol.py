@@ -182,6 +182,13 @@ def test_negotiate_respects_server_limits() -> None:
     assert (options.blksize, options.windowsize) == (1428, 8)
 
 
+def test_negotiate_caps_the_window_in_bytes() -> None:
+    oack, options = negotiate_options({"blksize": "65464", "windowsize": "64"}, size=10**7)
+    assert oack == (("blksize", "65464"), ("windowsize", "2"))
+    _, options = negotiate_options({"blksize": "1428", "windowsize": "64"}, size=10**7)
+    assert options.windowsize == 64
+
+
 def test_accept_oack() -> None:
     requested = {"blksize": "1428", "tsize": "0", "windowsize": "8"}
     assert accept_oack(requested, {"blksize": "1024", "tsize": "77"}) == TransferOptions(

@@ -269,12 +269,14 @@ def negotiate_options(
     size: int,
     max_blksize: int = MAX_BLKSIZE,
     max_windowsize: int = 64,
+    max_window_bytes: int = 128 * 1024,
 ) -> tuple[tuple[tuple[str, str], ...], TransferOptions]:
     """Server side of RFC 2347: pick the options to acknowledge for a read of ``size`` bytes.
 
     ``requested`` maps lower-case option names to values. Unknown options and out-of-range
-    values are ignored (left out of the OACK); an empty OACK means "send no OACK".
-    Returns the OACK options and the resulting ``TransferOptions``.
+    values are ignored (left out of the OACK); an empty OACK means "send no OACK". A window
+    is also capped at ``max_window_bytes`` of data (a burst beyond the socket buffers would be
+    dropped). Returns the OACK options and the resulting ``TransferOptions``.
     """
     accepted: list[tuple[str, str]] = []
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, None, None
@@ -292,7 +294,7 @@ def negotiate_options(
         accepted.append(("timeout", str(value)))
     value = _int_option(requested.get("windowsize", ""))
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
-        windowsize = min(value, max_windowsize)
+        windowsize = min(value, max_windowsize, max(1, max_window_bytes // blksize))
         accepted.append(("windowsize", str(windowsize)))
     return tuple(accepted), TransferOptions(blksize, windowsize, timeout, tsize)
 
