@@ -254,7 +254,13 @@ def start_s_server(args: Any) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def _prepare(args: Any, work: Path) -> bytes:
-    from tvs.pki import LabPki, Recipe, generate
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from tvs.pki import LabPki, Recipe, generate, issue_lsc
     from tvs.store import TrustStore
     from tvs.wire import QueryCertRequest, encode_message
 
@@ -272,9 +278,18 @@ def _prepare(args: Any, work: Path) -> bytes:
     args.store = store.root
     args.tvs_cert, args.tvs_key = str(node.tvs.cert_path), str(node.tvs.key_path)
     args.lsc, args.lsc_key = str(phone.cert_path), str(phone.key_path)
+    if args.client_key != "recipe":  # a cheap LSC keeps the generator from setting the pace
+        lsc = issue_lsc(src.capf, mac="00BE0C000001", key_type=args.client_key)
+        Path(work / "lsc.pem").write_bytes(lsc.cert.to_pem())
+        Path(work / "lsc.key").write_bytes(
+            lsc.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        )
+        args.lsc, args.lsc_key = str(work / "lsc.pem"), str(work / "lsc.key")
     args.capf = str(src.capf.cert_path)
-    key_type = type(node.tvs.cert.public_key).__name__.lstrip("_")
-    print(f"server key: {key_type}, client LSC key: {type(phone.cert.public_key).__name__}")
+    client_key = args.client_key
+    if client_key == "recipe":
+        client_key = type(phone.cert.public_key).__name__
+    print(f"server key: {type(node.tvs.cert.public_key).__name__}, client LSC key: {client_key}")
     req = QueryCertRequest(f"CP-8861-SEP{phone.cert.common_name[-12:]}", cm.subject, cm.issuer,
                            cm.serial, request_id=1001)  # fmt: skip
     return encode_message(req)
@@ -289,6 +304,12 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS)
     p.add_argument("--legacy", action="store_true", help="TLS 1.2 AES256-SHA (old phones)")
     p.add_argument("--log-level", default="info", help="our server's log level (info)")
+    p.add_argument(
+        "--client-key",
+        default="ec-p256",
+        choices=("ec-p256", "rsa2048", "recipe"),
+        help="the generator's LSC key (ec-p256: cheap for the generator; recipe: the lab phone's)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="best of N rounds per cell (2)")
     p.add_argument("--pki", type=Path, help="an existing lab PKI (default: generate one)")
     args = p.parse_args()
