@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tftp_sub = parser.add_subparsers(dest="tftp_command", metavar="COMMAND", required=True)
 
     serve = tftp_sub.add_parser("serve", help="serve a directory read-only over TFTP")
-    serve.add_argument("--root", required=True, type=Path, help="directory to serve")
+    serve.add_argument("--root", required=True, type=Path, metavar="DIR", help="directory to serve")
     serve.add_argument(
         "--listen",
         type=_listen,

@@ -37,7 +37,6 @@ __all__ = ["Address", "Receiver", "Sender", "TransferState"]
 Address = tuple[Any, ...]
 
 _DATA_HEADER = struct.Struct("!HH")
-_ACK_PREFIX = b"\x00\x04"
 _DEFAULT_OPTIONS = TransferOptions()
 _UNKNOWN_TID = ErrorPacket(ErrorCode.UNKNOWN_TID, "unknown transfer ID").to_bytes()
 
@@ -147,6 +146,14 @@ class Sender(_Machine):
 
     def _send_window(self, now: float) -> None:
         peer, blksize, data = self._to, self.blksize, self._data
+        if self.windowsize == 1:  # lockstep, the common case: one block, no loop
+            block = self._acked + 1
+            offset = self._acked * blksize
+            packet = _DATA_HEADER.pack(3, block & 0xFFFF) + data[offset : offset + blksize]
+            self._out.append((packet, peer))
+            self._sent = block
+            self._deadline = now + self.timeout
+            return
         first = self._acked + 1
         last = min(self._acked + self.windowsize, self.blocks)
         for block in range(first, last + 1):
@@ -160,9 +167,9 @@ class Sender(_Machine):
         if addr != self._to:
             self._stray(data, addr)
             return
-        if self.done:
+        if self.state is TransferState.COMPLETE or self.state is TransferState.FAILED:
             return
-        if len(data) == 4 and data[:2] == _ACK_PREFIX:  # fast path: the common case
+        if len(data) == 4 and data[1] == 4 and data[0] == 0:  # an ACK: the common case
             self._on_ack((data[2] << 8) | data[3], now)
             return
         try:
