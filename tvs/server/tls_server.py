@@ -11,14 +11,11 @@ The certificate cache and the TLS context are snapshots, rebuilt only by :meth:`
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import signal
 import socket as _socket
 import ssl
-import time
 from pathlib import Path
-from typing import Any
 
 import structlog
 import trio
@@ -26,16 +23,8 @@ import trio
 from ..certs import Certificate, CertificateError, load_certificates
 from ..store import CertificateCache, StoreError, TrustStore
 from ..tlsconfig import server_context
-from ..wire import (
-    HEADER_SIZE,
-    DecodeError,
-    Decoder,
-    QueryCertRequest,
-    VerifyRequest,
-    encode_message,
-)
 from .config import TvsServerConfig
-from .handler import HandlerResult, handle_request
+from .connection import Connection, Limits
 from .observer import NullObserver, ServerObserver
 from .tlsio import TlsConnection
 
@@ -43,17 +32,9 @@ __all__ = ["TvsServer", "serve_tvs", "serve_until_signalled"]
 
 log = structlog.get_logger("tvs.server")
 
-_LINGER = 1.0
-"""Seconds a connection whose handshake failed is kept half-closed so the alert arrives."""
 _MEMO_SIZE = 4096
 _ACCEPT_BATCH = 64
 """Connections accepted per wake-up before letting other tasks run."""
-
-
-class _BadRequest(Exception):
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
 
 
 class TvsServer:
@@ -74,6 +55,7 @@ class TvsServer:
         self._accept_scope: trio.CancelScope | None = None
         self._stop_requested = False
         self._subjects: dict[bytes, str] = {}
+        self._limits = Limits(config.handshake_timeout, config.request_timeout, config.max_message)
 
     # --- cache ----------------------------------------------------------------------------
     def reload(self) -> int:
@@ -225,147 +207,14 @@ class TvsServer:
             clog.warning("handshake failed", reason=f"socket: {exc}")
             self.observer.connection_closed()
             return
-        cache = self.cache
+        handler = Connection(self._limits, self.cache, self.observer, clog, self._subject_of)
         try:
             clog.debug("connection accepted", attempted=self.attempted, accepted=self.accepted)
-            client_subject = await self._handshake(tls, clog)
-            if client_subject is not None:
-                await self._exchange(tls, cache, client_subject, clog)
+            await handler.run(tls)
         finally:
             tls.close()
             self.active -= 1
             self.observer.connection_closed()
-
-    async def _handshake(self, tls: TlsConnection, clog: Any) -> str | None:
-        """Handshake with a deadline; returns the client certificate subject ("" if none);
-        None when the handshake failed (already logged)."""
-        try:
-            with trio.fail_after(self.config.handshake_timeout):
-                await tls.do_handshake()
-        except trio.TooSlowError:
-            clog.warning(
-                "handshake failed", reason=f"timeout after {self.config.handshake_timeout}s"
-            )
-            self.observer.handshake_failed("timeout")
-            return None
-        except ssl.SSLError as exc:
-            clog.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
-            self.observer.handshake_failed("tls")
-            await tls.linger_close(_LINGER)
-            return None
-        except OSError as exc:
-            clog.warning("handshake failed", reason=f"connection closed during handshake ({exc})")
-            self.observer.handshake_failed("eof")
-            return None
-        der = tls.peer_certificate()
-        subject = self._subject_of(der) if der else ""
-        clog.debug(
-            "handshake done",
-            cipher=tls.cipher(),
-            tls_version=tls.version(),
-            client_subject=subject or None,
-        )
-        return subject
-
-    async def _read_request(self, tls: TlsConnection) -> tuple[object, bytes]:
-        decoder = Decoder(max_size=self.config.max_message)
-        raw = bytearray()
-        try:
-            with trio.fail_after(self.config.request_timeout):
-                while True:
-                    msg = decoder.next_message()
-                    if msg is not None:
-                        length = HEADER_SIZE + int.from_bytes(raw[8:10], "big")
-                        return msg, bytes(raw[:length])
-                    data = await tls.receive_some(65536)
-                    if not data:
-                        what = (
-                            "before sending a request"
-                            if not raw
-                            else f"mid-message after {len(raw)} bytes"
-                        )
-                        raise _BadRequest("truncated", f"connection closed {what}")
-                    raw += data
-                    decoder.receive_data(bytes(data))
-        except trio.TooSlowError:
-            got = f"{len(raw)} bytes" if raw else "nothing"
-            raise _BadRequest(
-                "timeout", f"request timeout after {self.config.request_timeout}s (got {got})"
-            ) from None
-        except DecodeError as exc:
-            raise _BadRequest("malformed", f"{type(exc).__name__}: {exc}") from None
-        except ssl.SSLError as exc:
-            raise _BadRequest("truncated", f"connection broken: TLS: {exc.reason or exc}") from None
-        except OSError as exc:
-            raise _BadRequest("truncated", f"connection broken: {exc}") from None
-
-    async def _exchange(
-        self,
-        tls: TlsConnection,
-        cache: CertificateCache,
-        client_subject: str,
-        clog: Any,
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            msg, raw = await self._read_request(tls)
-        except _BadRequest as exc:
-            clog.warning("bad request", reason=str(exc))
-            self.observer.bad_request(exc.kind)
-            return
-        clog.debug("message received", _raw=raw, _message=msg)
-        result: HandlerResult = handle_request(msg, cache)  # type: ignore[arg-type]
-        if result.lookup is not None:
-            entry = result.lookup.entry
-            clog.debug(
-                "cache lookup",
-                kind=result.lookup.kind,
-                key=result.lookup.key,
-                roles=list(entry.roles) if entry is not None else None,
-            )
-        if result.response is None:
-            clog.warning("bad request", reason=result.error)
-            self.observer.bad_request("unexpected")
-            return
-        out = encode_message(result.response)
-        try:
-            with trio.fail_after(self.config.request_timeout):
-                await tls.send_all(out)
-        except (trio.TooSlowError, OSError) as exc:
-            clog.warning("response not delivered", reason=type(exc).__name__)
-            self.observer.bad_request("send-failed")
-            return
-        seconds = time.perf_counter() - started
-        clog.debug("response sent", _raw=out, _message=result.response)
-        type_name = msg.type.name  # type: ignore[attr-defined]
-        status = result.response.status.name
-        details = _request_details(msg)
-        clog.info(
-            "request",
-            type=type_name,
-            request_id=msg.request_id,  # type: ignore[attr-defined]
-            status=status,
-            roles=list(result.response.roles),
-            client=client_subject or None,
-            **details,
-        )
-        self.observer.request_served(type_name, status, seconds)
-
-
-def _request_details(msg: object) -> dict[str, object]:
-    if isinstance(msg, QueryCertRequest):
-        return {
-            "device": msg.device,
-            "subject": msg.subject,
-            "issuer": msg.issuer,
-            "serial": msg.serial_hex,
-        }
-    if isinstance(msg, VerifyRequest):
-        subject = ""
-        with contextlib.suppress(CertificateError):
-            subject = Certificate.from_der(msg.certificate).subject
-        return {"device": msg.device, "subject": subject}
-    return {}
 
 
 def _read_pem_certs(path: Path) -> list[Certificate]:

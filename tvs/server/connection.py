@@ -1,0 +1,195 @@
+"""One TVS connection on Trio: TLS handshake with a deadline, one request read incrementally
+with a deadline, the answer from :func:`handle_request`, one log line.
+
+Every failure (handshake, timeout, malformed or truncated request, a response type sent to
+the server) ends in one warning with the reason and an observer call; the caller closes the
+connection. Knows nothing about accepting, limits on connection counts, or reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from ..certs import Certificate, CertificateError
+from ..store import CertificateCache
+from ..wire import (
+    HEADER_SIZE,
+    DecodeError,
+    Decoder,
+    Message,
+    MessageType,
+    QueryCertRequest,
+    VerifyRequest,
+    encode_message,
+)
+from .handler import HandlerResult, handle_request
+from .observer import ServerObserver
+from .tlsio import TlsConnection
+
+__all__ = ["Connection", "Limits"]
+
+LINGER = 1.0
+"""Seconds a connection whose handshake failed is kept half-closed so the alert arrives."""
+
+
+@attrs.frozen
+class Limits:
+    handshake_timeout: float
+    request_timeout: float
+    max_message: int
+
+
+class _BadRequest(Exception):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@attrs.define
+class Connection:
+    """Serves one accepted connection: ``await Connection(...).run(tls)``."""
+
+    limits: Limits
+    cache: CertificateCache
+    observer: ServerObserver
+    log: Any
+    subject_of: Callable[[bytes], str]
+
+    async def run(self, tls: TlsConnection) -> None:
+        client_subject = await self._handshake(tls)
+        if client_subject is not None:
+            await self._exchange(tls, client_subject)
+
+    async def _handshake(self, tls: TlsConnection) -> str | None:
+        """Handshake with a deadline; returns the client certificate subject ("" if none);
+        None when the handshake failed (already logged)."""
+        try:
+            with trio.fail_after(self.limits.handshake_timeout):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            self.log.warning(
+                "handshake failed", reason=f"timeout after {self.limits.handshake_timeout}s"
+            )
+            self.observer.handshake_failed("timeout")
+            return None
+        except ssl.SSLError as exc:
+            self.log.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
+            self.observer.handshake_failed("tls")
+            await tls.linger_close(LINGER)
+            return None
+        except OSError as exc:
+            self.log.warning(
+                "handshake failed", reason=f"connection closed during handshake ({exc})"
+            )
+            self.observer.handshake_failed("eof")
+            return None
+        der = tls.peer_certificate()
+        subject = self.subject_of(der) if der else ""
+        self.log.debug(
+            "handshake done",
+            cipher=tls.cipher(),
+            tls_version=tls.version(),
+            client_subject=subject or None,
+        )
+        return subject
+
+    async def _read_request(self, tls: TlsConnection) -> tuple[Message, bytes]:
+        decoder = Decoder(max_size=self.limits.max_message)
+        raw = bytearray()
+        try:
+            with trio.fail_after(self.limits.request_timeout):
+                while True:
+                    msg = decoder.next_message()
+                    if msg is not None:
+                        length = HEADER_SIZE + int.from_bytes(raw[8:10], "big")
+                        return msg, bytes(raw[:length])
+                    data = await tls.receive_some(65536)
+                    if not data:
+                        what = (
+                            "before sending a request"
+                            if not raw
+                            else f"mid-message after {len(raw)} bytes"
+                        )
+                        raise _BadRequest("truncated", f"connection closed {what}")
+                    raw += data
+                    decoder.receive_data(bytes(data))
+        except trio.TooSlowError:
+            got = f"{len(raw)} bytes" if raw else "nothing"
+            raise _BadRequest(
+                "timeout", f"request timeout after {self.limits.request_timeout}s (got {got})"
+            ) from None
+        except DecodeError as exc:
+            raise _BadRequest("malformed", f"{type(exc).__name__}: {exc}") from None
+        except ssl.SSLError as exc:
+            raise _BadRequest("truncated", f"connection broken: TLS: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise _BadRequest("truncated", f"connection broken: {exc}") from None
+
+    async def _exchange(self, tls: TlsConnection, client_subject: str) -> None:
+        started = time.perf_counter()
+        try:
+            msg, raw = await self._read_request(tls)
+        except _BadRequest as exc:
+            self.log.warning("bad request", reason=str(exc))
+            self.observer.bad_request(exc.kind)
+            return
+        self.log.debug("message received", _raw=raw, _message=msg)
+        result: HandlerResult = handle_request(msg, self.cache)
+        if result.lookup is not None:
+            entry = result.lookup.entry
+            self.log.debug(
+                "cache lookup",
+                kind=result.lookup.kind,
+                key=result.lookup.key,
+                roles=list(entry.roles) if entry is not None else None,
+            )
+        if result.response is None:
+            self.log.warning("bad request", reason=result.error)
+            self.observer.bad_request("unexpected")
+            return
+        out = encode_message(result.response)
+        try:
+            with trio.fail_after(self.limits.request_timeout):
+                await tls.send_all(out)
+        except (trio.TooSlowError, OSError) as exc:
+            self.log.warning("response not delivered", reason=type(exc).__name__)
+            self.observer.bad_request("send-failed")
+            return
+        seconds = time.perf_counter() - started
+        self.log.debug("response sent", _raw=out, _message=result.response)
+        type_name = MessageType(msg.type).name
+        status = result.response.status.name
+        details = _request_details(msg)
+        self.log.info(
+            "request",
+            type=type_name,
+            request_id=msg.request_id,
+            status=status,
+            roles=list(result.response.roles),
+            client=client_subject or None,
+            **details,
+        )
+        self.observer.request_served(type_name, status, seconds)
+
+
+def _request_details(msg: object) -> dict[str, object]:
+    if isinstance(msg, QueryCertRequest):
+        return {
+            "device": msg.device,
+            "subject": msg.subject,
+            "issuer": msg.issuer,
+            "serial": msg.serial_hex,
+        }
+    if isinstance(msg, VerifyRequest):
+        subject = ""
+        with contextlib.suppress(CertificateError):
+            subject = Certificate.from_der(msg.certificate).subject
+        return {"device": msg.device, "subject": subject}
+    return {}
