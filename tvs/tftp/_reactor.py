@@ -100,7 +100,11 @@ class _EpollReactor:
         except OSError:  # BlockingIOError included: a spurious report
             return
         machine.receive_datagram(data, addr, now)
-        self._flush(entry)
+        for packet, to in machine.datagrams_to_send():  # _flush, inlined on the hot path
+            try:
+                sock.sendto(packet, to)
+            except OSError:
+                self.send_dropped += 1
         if machine.done:
             self._finish(entry)
 
