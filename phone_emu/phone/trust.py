@@ -266,21 +266,20 @@ class TrustState:
 
     @property
     def has_trust_list(self) -> bool:
-        return self.ctl is not None or self.itl is not None
+        """A CTL, or an ITL with records. Without a CTL a blank ITL (signed, no records:
+        "Prepare Cluster for Rollback to pre 8.0" on a non-secure cluster) leaves nothing to
+        check against: no usable trust list, so the next CTL/ITL is trusted on first use and
+        the configuration is fetched unsigned. That is why the rollback parameter lets phones
+        leave a non-secure cluster."""
+        return self.ctl is not None or (self.itl is not None and bool(self.itl.file.records))
 
     def held(self, kind: FileKind) -> TrustList | None:
         return self.ctl if kind is FileKind.CTL else self.itl if kind is FileKind.ITL else None
 
     def first_use(self, kind: FileKind) -> bool:
         """Trust on first use: a CTL or ITL arriving while the phone holds no usable trust
-        list. Without a CTL, a blank ITL (signed, no records: "Prepare Cluster for Rollback
-        to pre 8.0" on a non-secure cluster) leaves nothing to check against, so it counts
-        as none; that is why the rollback parameter lets phones leave a non-secure cluster."""
-        if kind is FileKind.CONFIG:
-            return False
-        if self.ctl is None and self.itl is not None and not self.itl.file.records:
-            return True
-        return not self.has_trust_list
+        list (see :attr:`has_trust_list`)."""
+        return kind is not FileKind.CONFIG and not self.has_trust_list
 
     def _authorities(self, kind: FileKind) -> tuple[tuple[str, TrustList], ...]:
         """Which held lists may vouch for a signer of ``kind``; the CTL authenticates the ITL."""
