@@ -50,27 +50,32 @@ class DirectoryProvider:
         if not self.root.is_dir():
             raise NotADirectoryError(str(self.root))
         self.max_size = max_size
+        self._root = str(self.root)
+        self._prefix = self._root.rstrip(os.sep) + os.sep
 
     def __repr__(self) -> str:
-        return f"DirectoryProvider({str(self.root)!r})"
+        return f"DirectoryProvider({self._root!r})"
 
     def resolve(self, name: str) -> Path:
         """The real path ``name`` stands for, checked to lie inside the root."""
+        return Path(self._resolve(name))
+
+    def _resolve(self, name: str) -> str:
         check_name(name)
         if name.startswith(("/", "\\")) or (name[1:2] == ":" and name[0].isalpha()):
             raise FileRefused(f"absolute path {name!r}")
         parts = name.split("/")
         if ".." in parts:
             raise FileRefused(f"'..' in {name!r}")
-        real = Path(os.path.realpath(self.root.joinpath(*[p for p in parts if p])))
-        if real != self.root and self.root not in real.parents:
-            raise FileRefused(f"{name!r} resolves outside the root to {str(real)!r}")
+        real = os.path.realpath(os.path.join(self._root, *[p for p in parts if p]))
+        if real != self._root and not real.startswith(self._prefix):
+            raise FileRefused(f"{name!r} resolves outside the root to {real!r}")
         return real
 
     async def get(self, name: str, client: Client) -> bytes | None:
-        real = self.resolve(name)
+        real = self._resolve(name)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(real, _OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -81,12 +86,22 @@ class DirectoryProvider:
                 raise FileRefused(f"{name!r} is not a regular file")
             if info.st_size > self.max_size:
                 raise FileRefused(f"{name!r} is larger than {self.max_size} bytes")
-            with os.fdopen(os.dup(fd), "rb") as f:
-                return f.read(self.max_size + 1)[: self.max_size]
+            chunks = []
+            size = 0
+            while size <= self.max_size:  # the file may grow while we read it
+                chunk = os.read(fd, max(info.st_size - size, 0) + 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)[: self.max_size]
         except OSError as exc:
             raise FileRefused(f"cannot read {name!r}: {exc.strerror}") from None
         finally:
             os.close(fd)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 SyncOrAsyncFn = Callable[[str, Client], "bytes | Awaitable[bytes | None] | None"]
