@@ -72,7 +72,8 @@ class RunProgress:
 
 
 def summary_table(report: Mapping[str, Any]) -> Table:
-    """Outcomes per boot step, then reasons for phones that did not migrate."""
+    """One row per step: what the phones did at each boot (with the reasons of those that did
+    not migrate) or what the step did, whether the expectation held, and how long it took."""
     s = report.get("summary", {})
     title = (
         f"{report.get('scenario', 'migration')}: {s.get('phones', 0)} phones, "
@@ -80,14 +81,11 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     )
     t = Table(title=title, title_justify="left")
     t.add_column("#", justify="right")
-    t.add_column("step")
-    for col in ("booted", "migrated", "stayed", "failed"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("why not migrated")
+    t.add_column("step", max_width=24)
+    t.add_column("phones / what was done", ratio=1, overflow="fold")
     t.add_column("expected", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
     for st in report.get("steps", []):
-        counts = st.get("counts", {})
         checks = st.get("checks")
         if checks is None:
             verdict = ""
@@ -95,19 +93,15 @@ def summary_table(report: Mapping[str, Any]) -> Table:
             verdict = f"[green]ok {checks['ok']}/{checks['total']}[/green]"
         else:
             verdict = f"[red]{checks['total'] - checks['ok']} differ[/red]"
-        reasons = ", ".join(f"{r} {n}" for r, n in st.get("not_migrated", {}).items())
-        is_boot = st.get("action") == "boot"
-        t.add_row(
-            str(st["index"]),
-            st["description"] + (f" on the {st['cluster']}" if is_boot else ""),
-            *(
-                str(counts.get(k, "")) if is_boot else ""
-                for k in ("booted", "migrated", "stayed", "failed")
-            ),
-            reasons,
-            verdict,
-            f"{st['elapsed']:.2f}s",
-        )
+        if st.get("action") == "boot":
+            step = f"boot on the {st['cluster']}"
+            what = ", ".join(f"{k} {v}" for k, v in st.get("counts", {}).items())
+            reasons = ", ".join(f"{r} {n}" for r, n in st.get("not_migrated", {}).items())
+            if reasons:
+                what += f" ({reasons})"
+        else:
+            step, what = st["description"], st.get("detail", "")
+        t.add_row(str(st["index"]), step, what, verdict, f"{st['elapsed']:.2f}s")
     verdict = "[green]PASS[/green]" if report.get("passed") else "[red]FAIL[/red]"
     t.caption = (
         f"final: migrated {s.get('migrated', 0)}, stayed {s.get('stayed', 0)}, "
