@@ -67,6 +67,8 @@ async def test_migrate_manual_and_back_writes_both_reports(
         assert {"device", "outcome", "step", "reason"} <= set(p)
         assert p["outcome"] == "migrated" and p["cluster"] == "source"
         assert [h["outcome"] for h in p["history"]] == ["booted", "migrated", "migrated"]
+        assert set(p["timings"]) == {"ctl", "itl", "config", "register"}
+        assert all(t >= 0 for t in p["timings"].values())
     s = report["summary"]
     assert (s["phones"], s["migrated"], s["stayed"], s["failed"]) == (3, 3, 0, 0)
     imports = [st for st in report["steps"] if st["action"] == "import"]

@@ -260,6 +260,7 @@ class _Run:
             "tvs_queries": r.tvs_queries if r else 0,
             "status": list(r.status_lines) if r else [],
             "steps": {s.name: s.reason for s in r.steps} if r else {},
+            "timings": {s.name: round(s.elapsed, 6) for s in r.steps} if r else {},
         }
         if b.error:
             entry["error"] = b.error
