@@ -24,6 +24,7 @@ from rich.table import Table
 from tvs.cluster import ClusterError
 from tvs.pki import LabPki, PkiError
 from tvs.server.logsetup import configure_logging
+from tvs.tftp.protocol import MAX_BLKSIZE, MIN_BLKSIZE
 
 from ..lab.config import LabConfig, LabConfigError
 from ..lab.fleet import (
@@ -77,6 +78,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _blksize(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not MIN_BLKSIZE <= value <= MAX_BLKSIZE:
+        raise argparse.ArgumentTypeError(f"block size {value} outside {MIN_BLKSIZE}..{MAX_BLKSIZE}")
+    return value
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         return parse_shard(text)
@@ -103,7 +114,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tftp-blksize",
-        type=int,
+        type=_blksize,
         metavar="BYTES",
         help="ask for this TFTP block size (RFC 2348; default: plain 512-byte blocks). Larger "
         "blocks make big fleets lighter on this machine",
