@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phone_emu.lab.config import LabConfig, LabConfigError
 from phone_emu.lab.fleet import FleetBoot
@@ -293,6 +295,9 @@ def test_lab_file_overrides(tmp_path: Path) -> None:
         ("[fleet]\nphones = 0\n", "fleet.phones"),
         ('[fleet]\nmac_start = "nope"\n', "mac_start"),
         ("[fleet]\ncolour = 1\n", "colour"),
+        ('[fleet]\nmodel = "88 61"\n', "fleet.model"),
+        ("[clusters]\nsource = 5\n", "clusters"),
+        ("fleet = 5\n", "fleet"),
         ('[pki]\nrecipe = "missing.toml"\n', "pki.recipe"),
         ("[[[", "TOML"),
     ],
@@ -303,6 +308,45 @@ def test_bad_lab_files_name_the_problem(tmp_path: Path, text: str, needle: str) 
     with pytest.raises(LabConfigError) as info:
         LabConfig.load(f)
     assert needle in str(info.value)
+
+
+_ANY = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2, 70000), st.text(max_size=10)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "source",
+                    "destination",
+                    "name",
+                    "version",
+                    "security_mode",
+                    "nodes",
+                    "rollback_pre80",
+                    "phones",
+                    "concurrency",
+                    "mac_start",
+                    "recipe",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["pki", "clusters", "fleet", "other"]), _ANY, max_size=3))
+def test_any_lab_document_is_a_lab_or_a_lab_config_error(doc: dict) -> None:
+    try:
+        lab = LabConfig.from_dict(doc, source="fuzz.toml")
+    except LabConfigError:
+        return
+    assert lab.cluster_config("source", Path("/w")).name
 
 
 # --- reports -------------------------------------------------------------------------------------

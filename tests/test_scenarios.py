@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phone_emu.lab.config import LabConfig
 from phone_emu.lab.migrate import RunOptions, run_scenario
@@ -165,6 +167,86 @@ def test_bad_scenario_files_name_the_problem(change, needle: str) -> None:
         Scenario.loads(change(GOOD), source="mine.toml")
     assert "mine.toml" in str(info.value)
     assert needle in str(info.value)
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 12),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            *ACTIONS,
+            "boot",
+            "bulk",
+            "manual",
+            "source",
+            "destination",
+            "stayed",
+            "migrated",
+            "stale",
+            "erase",
+        ]
+    ),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "action",
+                    "expect",
+                    "outcome",
+                    "reason",
+                    "phones",
+                    "method",
+                    "restart",
+                    "reverse",
+                    "to",
+                    "cluster",
+                    "value",
+                    "mode",
+                    "x",
+                    "source",
+                    "destination",
+                ]
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),
+    max_leaves=12,
+)
+_DOCS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _SCALARS,
+        "description": _SCALARS,
+        "phones": _SCALARS,
+        "clusters": st.one_of(
+            _VALUES, st.dictionaries(st.sampled_from(["source", "destination", "x"]), _VALUES)
+        ),
+        "steps": st.lists(_VALUES, max_size=4),
+        "extra": _VALUES,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DOCS)
+def test_any_document_is_a_scenario_or_a_scenario_error(doc: dict) -> None:
+    """The fuzz invariant: whatever the file holds, a Scenario or a ScenarioError."""
+    try:
+        s = Scenario.from_dict(doc, source="fuzz.toml")
+    except ScenarioError as exc:
+        assert "fuzz.toml" in str(exc)
+        return
+    assert s.steps and all(step.action in ACTIONS for step in s.steps)
+    for step in s.steps:
+        step.describe()
+        step.expected_for(0)
 
 
 def test_every_action_has_defaults_and_describes_itself() -> None:

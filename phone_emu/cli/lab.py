@@ -47,6 +47,8 @@ from ..lab.scenarios import (
 )
 from ..phone.boot import BootOptions
 from ..phone.driver import NetworkOptions
+from ..phone.identity import IdentityError
+from ..phone.persist import StateError
 from ..phone.trust import TrustListCache
 
 __all__ = ["register"]
@@ -473,8 +475,11 @@ def _fleet(args: argparse.Namespace) -> int:
         return _err(str(exc))
     progress = RunProgress(enabled=not (args.no_progress or args.json))
     t0 = time.monotonic()
-    ids = make_identities(capf, macs, model=args.model, shared_key=args.shared_key)
-    phones = make_phones(ids, args.state_dir)
+    try:
+        ids = make_identities(capf, macs, model=args.model, shared_key=args.shared_key)
+        phones = make_phones(ids, args.state_dir)
+    except (IdentityError, StateError) as exc:
+        return _err(str(exc))
     issue_time = time.monotonic() - t0
     options = NetworkOptions(
         boot=BootOptions(register=not args.no_register),

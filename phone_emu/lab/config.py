@@ -97,7 +97,10 @@ class FleetSettings:
                 raise LabConfigError(f"{where}.register: expected true or false")
             kw["register"] = d["register"]
         if "model" in d:
-            kw["model"] = str(d["model"])
+            model = d["model"]
+            if not isinstance(model, str) or not model.replace("-", "").isalnum():
+                raise LabConfigError(f"{where}.model: expected a phone model like 8861")
+            kw["model"] = model
         if "mac_start" in d:
             try:
                 kw["mac_start"] = normalize_mac(str(d["mac_start"]))
@@ -165,8 +168,13 @@ class LabConfig:
             raise LabConfigError(
                 f"{source}: clusters: unknown role(s) {', '.join(extra)} (source, destination)"
             )
+        if not all(isinstance(t, Mapping) for t in raw.values()):
+            raise LabConfigError(f"{source}: clusters: expected [clusters.source] tables")
         tables = {role: dict(raw.get(role, {})) for role in CLUSTER_ROLES}
-        fleet = FleetSettings.from_dict(d.get("fleet", {}), f"{source}: fleet")
+        fleet_table = d.get("fleet", {})
+        if not isinstance(fleet_table, Mapping):
+            raise LabConfigError(f"{source}: fleet: expected a table")
+        fleet = FleetSettings.from_dict(fleet_table, f"{source}: fleet")
         lab = cls(recipe=recipe, clusters=tables, fleet=fleet, source=source)
         for role in CLUSTER_ROLES:  # fail now, not when the clusters start
             lab.cluster_config(role, Path("/nonexistent-workdir"))

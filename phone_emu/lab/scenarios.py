@@ -140,7 +140,11 @@ class Scenario:
         if isinstance(phones, bool) or not isinstance(phones, int) or phones < 1:
             raise ScenarioError(f"{where}: 'phones' must be a positive integer")
         clusters = d.get("clusters", {})
-        if not isinstance(clusters, Mapping) or set(clusters) - set(CLUSTERS):
+        if (
+            not isinstance(clusters, Mapping)
+            or set(clusters) - set(CLUSTERS)
+            or not all(isinstance(t, Mapping) for t in clusters.values())
+        ):
             raise ScenarioError(f"{where}: 'clusters' may hold [clusters.source/destination]")
         raw = d.get("steps")
         if not isinstance(raw, list) or not raw:
