@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 import socket
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -108,9 +110,8 @@ def run_workers(
             p.start()
         address: tuple[str, int] | None = None
         try:
-            for _ in procs:
-                _, address = ready.get(timeout=start_timeout)
-        except Exception:  # queue.Empty: a worker died before listening
+            address = _wait_ready(ready, procs, start_timeout, lambda: stopping)
+        except _StartFailed:
             log.error("a worker failed to start")
             forward(signal.SIGTERM, None)
         finally:
@@ -125,5 +126,30 @@ def run_workers(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    codes = [p.exitcode for p in procs]
-    return 0 if all(c == 0 for c in codes) else 1
+    # a worker still starting when SIGTERM came dies of it before its handler is installed:
+    # during a requested stop that is a clean exit too
+    clean = {0, -signal.SIGTERM} if stopping else {0}
+    return 0 if all(p.exitcode in clean for p in procs) else 1
+
+
+class _StartFailed(Exception):
+    pass
+
+
+def _wait_ready(
+    ready: Any, procs: list[Any], timeout: float, stopping: Callable[[], bool]
+) -> tuple[str, int] | None:
+    """The address once every worker listens; None when a stop was requested first."""
+    deadline = time.monotonic() + timeout
+    address: tuple[str, int] | None = None
+    pending = len(procs)
+    while pending:
+        if stopping():
+            return None
+        try:
+            _, address = ready.get(timeout=0.1)
+            pending -= 1
+        except queue.Empty:
+            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+                raise _StartFailed from None
+    return address
