@@ -82,6 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help="worker processes sharing the port (SO_REUSEPORT; default 1)",
     )
+    serve.add_argument(
+        "--log-format", choices=("console", "json"), default="console",
+        help="one line per transfer: console (default) or json",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
     serve.set_defaults(func=_serve)
 
     get = tftp_sub.add_parser("get", help="download one file")
@@ -117,8 +124,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
+    from tvs.server import configure_logging
     from tvs.tftp import DirectoryProvider, TftpServer
 
+    configure_logging(args.log_format, args.log_level)
     try:
         provider = DirectoryProvider(args.root)
     except OSError as exc:
