@@ -18,6 +18,7 @@ from phone_emu.lab.migrate import MigrationError, RunOptions, run_scenario
 from phone_emu.lab.outcome import classify
 from phone_emu.lab.report import failure_chart, migration_chart, render_html
 from phone_emu.lab.scenarios import builtin_scenarios, migration_scenario
+from phone_emu.lab.workers import WorkerError, WorkerPool
 from phone_emu.phone.boot import BootResult, BootState, Outcome, Step
 from phone_emu.phone.config import PhoneConfig, TvsMember
 from phone_emu.phone.trust import TrustState
@@ -151,6 +152,37 @@ async def test_clusters_started_elsewhere(lab_pki_dir: Path, tmp_path: Path) -> 
         with pytest.raises(MigrationError, match="--pki"):
             await run_scenario(lab, no_import, RunOptions(external=external))
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+async def test_worker_processes_run_a_scenario(lab_pki_dir: Path, tmp_path: Path) -> None:
+    """--workers 2: two processes boot the phones; a step reaching one phone (corrupt-itl)
+    finds it in whichever worker holds it, and the outcomes are the in-process ones."""
+    invalid = next(s for s in builtin_scenarios() if s.name == "invalid-itl")
+    report = await run_scenario(
+        LabConfig.default(),
+        invalid,
+        RunOptions(phones=5, workers=2, workdir=tmp_path, pki_dir=lab_pki_dir),
+    )
+    assert report["passed"], report["steps"][-1]
+    assert report["fleet"]["workers"] == 2
+    assert [p["index"] for p in report["phones"]] == [0, 1, 2, 3, 4]
+    assert [p["outcome"] for p in report["phones"]] == ["stayed"] + ["migrated"] * 4
+    assert "SEPB000B4BA0AEE" in report["steps"][2]["detail"]
+
+
+async def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with pytest.raises(WorkerError, match="not a lab PKI directory"):
+        await WorkerPool.start(
+            pki_dir=str(tmp_path / "none"),
+            cluster="source",
+            macs=[(0, "B000B4BA0AEE")],
+            model="8861",
+            shared_key=False,
+            register=True,
+            tftp_blksize=None,
+            concurrency=1,
+        )
 
 
 # --- classification ------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from ..lab.scenarios import (
     load_scenarios,
     migration_scenario,
 )
+from ..lab.workers import WorkerError
 from ..phone.boot import BootOptions
 from ..phone.driver import NetworkOptions
 from ..phone.identity import IdentityError
@@ -54,7 +55,15 @@ from ..phone.trust import TrustListCache
 __all__ = ["register"]
 
 EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
-_LAB_ERRORS = (LabConfigError, ScenarioError, FleetError, MigrationError, ClusterError, PkiError)
+_LAB_ERRORS = (
+    LabConfigError,
+    ScenarioError,
+    FleetError,
+    MigrationError,
+    ClusterError,
+    PkiError,
+    WorkerError,
+)
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -144,6 +153,13 @@ def _lab_args(p: argparse.ArgumentParser) -> None:
         help="where the PKI and the stores go (default: a temporary directory)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary working directory")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="boot the phones in N worker processes (use every core; default 1: in-process)",
+    )
     p.add_argument(
         "--pki",
         type=Path,
@@ -321,6 +337,8 @@ def _options(args: argparse.Namespace, progress: RunProgress, **extra: Any) -> R
         keep=args.keep,
         pki_dir=args.pki,
         shared_key=args.shared_key,
+        workers=args.workers,
+        log_level=args.log_level,
         progress=progress,
         **extra,
     )

@@ -23,19 +23,20 @@ from typing import Any
 import attrs
 import trio
 
-from phone_emu.phone.boot import BootOptions, BootResult
-from phone_emu.phone.driver import NetworkOptions, Phone
-from phone_emu.phone.trust import FileKind, TrustList, TrustListCache
+from phone_emu.phone.boot import BootOptions
+from phone_emu.phone.driver import NetworkOptions
+from phone_emu.phone.trust import TrustListCache
 from tvs.cluster import EmulatedCluster, consolidate
 from tvs.pki import LabPki, generate
 from tvs.roles import Role
 from tvs.tlv import build_trust_list
 
 from .config import CLUSTER_ROLES, LabConfig
-from .fleet import FleetBoot, boot_fleet, fleet_macs, make_identities, make_phones
-from .outcome import classify, snapshot
+from .fleet import fleet_macs, make_identities, make_phones, shard_range
+from .pool import PhonePool
 from .progress import RunProgress
 from .scenarios import Check, Scenario, ScenarioStep, check_outcomes
+from .workers import WorkerPool
 
 __all__ = [
     "MigrationError",
@@ -61,6 +62,8 @@ class RunOptions:
     pki_dir: Path | None = None  # an existing lab PKI instead of generating one
     external: dict[str, tuple[str, int]] = attrs.field(factory=dict)  # role -> TFTP address
     shared_key: bool = False
+    workers: int = 1  # processes booting phones (1: the runner's own process)
+    log_level: str = "error"  # of worker processes
     progress: RunProgress = attrs.field(factory=lambda: RunProgress(enabled=False))
 
 
@@ -69,13 +72,16 @@ class RunOptions:
 
 @attrs.define
 class _Member:
-    """A phone of the run and what the runner knows about it."""
+    """A phone of the run as the report sees it (the phone itself lives in a pool)."""
 
     index: int
-    phone: Phone
+    mac: str
     home: str | None = None
     history: list[dict[str, Any]] = attrs.Factory(list)
     last: dict[str, Any] | None = None
+
+
+Pool = PhonePool | WorkerPool
 
 
 class _Run:
@@ -88,9 +94,13 @@ class _Run:
         self.clusters: dict[str, EmulatedCluster] = {}
         self.pointed = "source"
         self.members: list[_Member] = []
+        self.pools: list[Pool] = []
         self.steps: list[dict[str, Any]] = []
         self.checks: list[Check] = []
         self.count = opts.phones or scenario.phones
+        self.workers = max(1, min(opts.workers, self.count))
+        self.macs: list[tuple[int, str]] = []
+        self.pki_dir = opts.pki_dir or workdir / "pki"
         self.concurrency = opts.concurrency or lab.fleet.concurrency
         register = lab.fleet.register if opts.register is None else opts.register
         self.network = NetworkOptions(
@@ -108,14 +118,55 @@ class _Run:
             self.progress.note(f"lab PKI: generating in {pki_dir}")
             generate(self.lab.recipe, pki_dir)
         self.pki = LabPki.load(pki_dir, self.lab.recipe)
+        self.pki_dir = pki_dir
         source = self.lab.cluster_config("source", self.workdir)
         capf = self.pki.cluster(source.name).capf
         macs = fleet_macs(self.count, self.lab.fleet.mac_start)
+        self.macs = macs
+        self.members = [_Member(i, mac) for i, mac in macs]
         self.progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
+        if self.workers > 1:
+            return  # each worker issues its own slice (start_pools)
         ids = make_identities(
             capf, macs, model=self.lab.fleet.model, shared_key=self.opts.shared_key
         )
-        self.members = [_Member(i, p) for (i, _), p in zip(macs, make_phones(ids), strict=True)]
+        self.pools = [
+            PhonePool(
+                make_phones(ids),
+                [i for i, _ in macs],
+                concurrency=self.concurrency,
+                network=self.network,
+            )
+        ]
+
+    async def start_pools(self) -> None:
+        """``workers`` > 1: one worker process per contiguous slice of the fleet."""
+        if self.workers <= 1:
+            return
+        pools: list[Pool | None] = [None] * self.workers
+        source = self.lab.cluster_config("source", self.workdir).name
+        per_worker = max(1, -(-self.concurrency // self.workers))
+
+        async def start(k: int) -> None:
+            part = [self.macs[i] for i in shard_range(len(self.macs), (k + 1, self.workers))]
+            pools[k] = await WorkerPool.start(
+                pki_dir=str(self.pki_dir),
+                cluster=source,
+                macs=part,
+                model=self.lab.fleet.model,
+                shared_key=self.opts.shared_key,
+                register=self.network.boot.register,
+                tftp_blksize=self.network.tftp_blksize,
+                concurrency=per_worker,
+                log_level=self.opts.log_level,
+            )
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for k in range(self.workers):
+                    nursery.start_soon(start, k)
+        finally:
+            self.pools = [p for p in pools if p is not None]
 
     async def start_clusters(self, nursery: trio.Nursery) -> None:
         for role in CLUSTER_ROLES:
@@ -165,57 +216,45 @@ class _Run:
         addr = self.tftp(target)
         after_move = any(m.home not in (None, target) for m in self.members)
         target_tvs = set(self.clusters[target].tvs_addresses) if target in self.clusters else None
-        before = [snapshot(m.phone.trust, m.phone.config) for m in self.members]
         self.progress.begin(f"step {n}: boot on the {target} ({addr[0]}:{addr[1]})", self.count)
-        results: list[tuple[FleetBoot, str, str | None, str | None]] = []
+        got: dict[int, dict[str, Any]] = {}
 
-        def done(b: FleetBoot) -> None:
-            pos = b.index - self.members[0].index
-            m = self.members[pos]
-            after = snapshot(m.phone.trust, m.phone.config)
-            outcome, failed_step, reason = classify(
-                b, before[pos], after, home=m.home, target=target, target_tvs=target_tvs
-            )
-            results.append((b, outcome, failed_step, reason))
-            self.progress.advance(outcome)
+        def on_entry(entry: dict[str, Any]) -> None:
+            self.progress.advance(entry["outcome"])
+
+        async def run(pool: Pool) -> None:
+            for entry in await pool.boot(n, target, addr, target_tvs, on_entry):
+                got[entry["index"]] = entry
 
         try:
-            boots = await boot_fleet(
-                [m.phone for m in self.members],
-                tftp=addr,
-                concurrency=self.concurrency,
-                options=self.network,
-                on_done=done,
-                indices=[m.index for m in self.members],
-            )
+            async with trio.open_nursery() as nursery:
+                for pool in self.pools:
+                    nursery.start_soon(run, pool)
         finally:
             self.progress.end()
-        by_index = {b.index: (o, s, r) for b, o, s, r in results}
         counts: Counter[str] = Counter()
         not_migrated: Counter[str] = Counter()
         migrated_times: list[float] = []
         outcomes = []
-        for m, b in zip(self.members, boots, strict=True):
-            outcome, failed_step, reason = by_index[b.index]
+        for m in self.members:
+            entry = got[m.index]
+            outcome, reason = entry["outcome"], entry["reason"]
             counts[outcome] += 1
             if outcome in ("stayed", "failed"):
                 not_migrated[reason or "unknown"] += 1
             if outcome == "migrated":
-                migrated_times.append(round(b.finished, 6))
+                migrated_times.append(entry["finished_at"])
             if outcome in ("booted", "migrated"):
                 m.home = target
-            entry = self._phone_entry(m, b, outcome, failed_step, reason, target, n)
             m.history.append({"step": n, "outcome": outcome, "reason": reason})
             m.last = entry
-            outcomes.append((m.index, b.device, outcome, reason))
+            outcomes.append((m.index, entry["device"], outcome, reason))
         checks = check_outcomes(step, outcomes) if step.expect else []
         self.checks.extend(checks)
         for c in checks:
-            if self.members[c.index - self.members[0].index].last is not None:
-                last = self.members[c.index - self.members[0].index].last
-                assert last is not None
-                last["expected"] = c.expected.describe() if c.expected else None
-                last["ok"] = c.ok
+            last = got[c.index]
+            last["expected"] = c.expected.describe() if c.expected else None
+            last["ok"] = c.ok
         return {
             "cluster": target,
             "tftp": f"{addr[0]}:{addr[1]}",
@@ -233,38 +272,6 @@ class _Run:
                 else None
             ),
         }
-
-    def _phone_entry(
-        self,
-        m: _Member,
-        b: FleetBoot,
-        outcome: str,
-        failed_step: str | None,
-        reason: str | None,
-        target: str,
-        n: int,
-    ) -> dict[str, Any]:
-        r: BootResult | None = b.result
-        entry: dict[str, Any] = {
-            "index": m.index,
-            "device": b.device,
-            "mac": m.phone.identity.mac,
-            "outcome": outcome,
-            "step": failed_step,
-            "reason": reason,
-            "cluster": target,
-            "boot_step": n,
-            "state": r.state.value if r else "error",
-            "elapsed": round(b.elapsed, 6),
-            "finished_at": round(b.finished, 6),
-            "tvs_queries": r.tvs_queries if r else 0,
-            "status": list(r.status_lines) if r else [],
-            "steps": {s.name: s.reason for s in r.steps} if r else {},
-            "timings": {s.name: round(s.elapsed, 6) for s in r.steps} if r else {},
-        }
-        if b.error:
-            entry["error"] = b.error
-        return entry
 
     async def _move(self, step: ScenarioStep) -> str:
         self.pointed = str(step.params["to"])
@@ -328,19 +335,12 @@ class _Run:
 
     async def _corrupt_itl(self, step: ScenarioStep) -> str:
         mode = step.params["mode"]
-        chosen = [m for m in self.members if m.index in step.params["phones"]]
-        if mode == "stale":
-            tl = TrustList.parse(self._stale_itl())
-        for m in chosen:
-            trust = m.phone.trust
-            new = trust.with_list(FileKind.ITL, tl if mode == "stale" else None)
-            m.phone.trust = new
-            if m.phone.store is not None:
-                m.phone.store.save(new, m.phone.config)
+        itl = self._stale_itl() if mode == "stale" else None
+        names: list[str] = []
+        for pool in self.pools:
+            names += await pool.corrupt_itl(list(step.params["phones"]), itl)
         what = "stale (TVS record of another certificate)" if mode == "stale" else "erased"
-        return f"ITL {what} on {len(chosen)} phone(s): " + ", ".join(
-            m.phone.identity.name for m in chosen
-        )
+        return f"ITL {what} on {len(names)} phone(s): " + ", ".join(names)
 
     def _stale_itl(self) -> bytes:
         """An ITL signed by the source's ITLRecovery whose TVS record is a certificate the
@@ -360,9 +360,11 @@ class _Run:
 
     # --- report ---------------------------------------------------------------------------
     def report(self, wall: float) -> dict[str, Any]:
-        phones = [m.last for m in self.members if m.last is not None]
-        for m, p in zip(self.members, phones, strict=False):
-            p["history"] = m.history
+        phones = []
+        for m in self.members:
+            if m.last is not None:
+                m.last["history"] = m.history
+                phones.append(m.last)
         final = Counter(p["outcome"] for p in phones)
         reasons = Counter(p["reason"] for p in phones if p["outcome"] in ("stayed", "failed"))
         passed = all(c.ok for c in self.checks)
@@ -396,6 +398,7 @@ class _Run:
             "fleet": {
                 "phones": self.count,
                 "concurrency": self.concurrency,
+                "workers": self.workers,
                 "register": self.network.boot.register,
                 "tftp_blksize": self.network.tftp_blksize,
                 "mac_start": self.lab.fleet.mac_start,
@@ -456,8 +459,13 @@ async def run_scenario(
         try:
             async with trio.open_nursery() as nursery:
                 await run.start_clusters(nursery)
-                for n, step in enumerate(scenario.steps, start=1):
-                    await run.step(n, step)
+                try:
+                    await run.start_pools()
+                    for n, step in enumerate(scenario.steps, start=1):
+                        await run.step(n, step)
+                finally:
+                    for pool in run.pools:
+                        await pool.aclose()
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise _single(group) from None

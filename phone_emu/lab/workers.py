@@ -1,0 +1,298 @@
+"""Phone pools in worker processes, so a migration uses every core.
+
+Owns a tiny protocol over a worker's stdin/stdout, one JSON object per line: ``init`` (issue the
+LSCs of the worker's slice of the fleet from the CAPF in a lab PKI directory), ``boot`` (the
+worker streams one report entry per phone as each boot ends, then ``{"done": true}``),
+``corrupt-itl``; end of input ends the worker. :class:`WorkerPool` is the parent's side with
+the interface of :class:`~phone_emu.lab.pool.PhonePool`; the runner starts one per
+``--workers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from phone_emu.phone.boot import BootOptions
+from phone_emu.phone.driver import NetworkOptions
+from phone_emu.phone.trust import TrustListCache
+from tvs.pki import LabPki
+
+from .fleet import make_identities, make_phones
+from .pool import Entry, PhonePool
+
+__all__ = ["WorkerError", "WorkerPool", "main"]
+
+_MAX_LINE = 1 << 20
+_WORKER = "import sys; from phone_emu.lab.workers import main; sys.exit(main(sys.argv[1:]))"
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed or broke the protocol."""
+
+
+class _Lines:
+    """Newline-separated JSON objects from a byte stream (bounded lines)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+
+    async def next(self) -> dict[str, Any] | None:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                return json.loads(line)  # type: ignore[no-any-return]
+            if len(self._buf) > _MAX_LINE:
+                raise WorkerError("line too long")
+            data = await self._stream.receive_some(65536)
+            if not data:
+                return None
+            self._buf += data
+
+
+def _line(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+# --- the parent's side ---------------------------------------------------------------------------
+
+
+class WorkerPool:
+    """A slice of the fleet in a child process running :func:`main`."""
+
+    def __init__(self, proc: trio.Process, indices: Sequence[int]) -> None:
+        self._proc = proc
+        assert proc.stdin is not None and proc.stdout is not None
+        self._stdin = proc.stdin
+        self._lines = _Lines(proc.stdout)
+        self.indices = list(indices)
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        pki_dir: str,
+        cluster: str,
+        macs: Sequence[tuple[int, str]],
+        model: str,
+        shared_key: bool,
+        register: bool,
+        tftp_blksize: int | None,
+        concurrency: int,
+        log_level: str = "error",
+    ) -> WorkerPool:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-c", _WORKER, "--log-level", log_level],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        pool = cls(proc, [i for i, _ in macs])
+        try:
+            await pool._init(
+                pki_dir=pki_dir,
+                cluster=cluster,
+                macs=macs,
+                model=model,
+                shared_key=shared_key,
+                register=register,
+                tftp_blksize=tftp_blksize,
+                concurrency=concurrency,
+            )
+        except BaseException:
+            await pool.aclose()
+            raise
+        return pool
+
+    async def _init(
+        self,
+        *,
+        pki_dir: str,
+        cluster: str,
+        macs: Sequence[tuple[int, str]],
+        model: str,
+        shared_key: bool,
+        register: bool,
+        tftp_blksize: int | None,
+        concurrency: int,
+    ) -> None:
+        await self._send(
+            {
+                "op": "init",
+                "pki_dir": pki_dir,
+                "cluster": cluster,
+                "macs": [list(m) for m in macs],
+                "model": model,
+                "shared_key": shared_key,
+                "register": register,
+                "tftp_blksize": tftp_blksize,
+                "concurrency": concurrency,
+            }
+        )
+        await self._reply()
+
+    async def _send(self, obj: Any) -> None:
+        try:
+            await self._stdin.send_all(_line(obj))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WorkerError(f"worker {self._proc.pid} is gone: {exc}") from None
+
+    async def _reply(self) -> dict[str, Any]:
+        msg = await self._lines.next()
+        if msg is None:
+            code = await self._proc.wait()
+            raise WorkerError(f"worker {self._proc.pid} exited (status {code})")
+        if "error" in msg:
+            raise WorkerError(f"worker {self._proc.pid}: {msg['error']}")
+        return msg
+
+    async def boot(
+        self,
+        step: int,
+        target: str,
+        tftp: tuple[str, int],
+        target_tvs: set[tuple[str, int]] | None,
+        on_entry: Callable[[Entry], None] | None = None,
+    ) -> list[Entry]:
+        await self._send(
+            {
+                "op": "boot",
+                "step": step,
+                "target": target,
+                "tftp": list(tftp),
+                "target_tvs": sorted(list(a) for a in target_tvs) if target_tvs else None,
+            }
+        )
+        got: dict[int, Entry] = {}
+        while True:
+            msg = await self._reply()
+            if msg.get("done"):
+                break
+            got[msg["index"]] = msg
+            if on_entry is not None:
+                on_entry(msg)
+        return [got[i] for i in self.indices]
+
+    async def corrupt_itl(self, indices: Sequence[int], itl: bytes | None) -> list[str]:
+        await self._send(
+            {
+                "op": "corrupt-itl",
+                "indices": list(indices),
+                "itl": base64.b64encode(itl).decode() if itl is not None else None,
+            }
+        )
+        return list((await self._reply())["names"])
+
+    async def aclose(self) -> None:
+        """End of input ends the worker; kill it if it has not exited within 10 s."""
+        with trio.CancelScope(shield=True):
+            await self._stdin.aclose()
+            with trio.move_on_after(10):
+                await self._proc.wait()
+            if self._proc.returncode is None:
+                self._proc.kill()
+                await self._proc.wait()
+            assert self._proc.stdout is not None
+            await self._proc.stdout.aclose()
+
+
+# --- the worker ----------------------------------------------------------------------------------
+
+
+async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> None:
+    lines = _Lines(read)
+    pool: PhonePool | None = None
+    while (msg := await lines.next()) is not None:
+        op = msg.get("op")
+        if op == "init":
+            capf = LabPki.load(msg["pki_dir"]).cluster(msg["cluster"]).capf
+            macs = [(int(i), str(m)) for i, m in msg["macs"]]
+            ids = make_identities(capf, macs, model=msg["model"], shared_key=msg["shared_key"])
+            network = NetworkOptions(
+                boot=BootOptions(register=msg["register"]),
+                lists=TrustListCache(max_entries=64),
+                tftp_blksize=msg["tftp_blksize"],
+            )
+            pool = PhonePool(
+                make_phones(ids),
+                [i for i, _ in macs],
+                concurrency=msg["concurrency"],
+                network=network,
+            )
+            await write.send_all(_line({"ok": True}))
+        elif op == "boot" and pool is not None:
+            send, recv = trio.open_memory_channel[Entry](math.inf)
+            tvs = msg["target_tvs"]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stream_entries, recv, write)
+                async with send:
+                    await pool.boot(
+                        msg["step"],
+                        msg["target"],
+                        (msg["tftp"][0], int(msg["tftp"][1])),
+                        {(h, int(p)) for h, p in tvs} if tvs is not None else None,
+                        send.send_nowait,
+                    )
+            await write.send_all(_line({"done": True}))
+        elif op == "corrupt-itl" and pool is not None:
+            itl = base64.b64decode(msg["itl"]) if msg["itl"] is not None else None
+            names = await pool.corrupt_itl(msg["indices"], itl)
+            await write.send_all(_line({"names": names}))
+        else:
+            await write.send_all(_line({"error": f"unexpected {op!r}"}))
+
+
+async def _stream_entries(
+    recv: trio.MemoryReceiveChannel[Entry], write: trio.abc.SendStream
+) -> None:
+    """Write entries as they come, batching whatever is already queued."""
+    async with recv:
+        async for first in recv:
+            batch = [_line(first)]
+            while True:
+                try:
+                    batch.append(_line(recv.receive_nowait()))
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await write.send_all(b"".join(batch))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m phone_emu.lab.workers")
+    parser.add_argument("--log-level", default="error")
+    args = parser.parse_args(argv)
+    from tvs.server.logsetup import configure_logging
+
+    configure_logging("console", args.log_level, stream=sys.stderr)
+    read = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    write = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+
+    async def run() -> int:
+        async with read, write:
+            try:
+                await _serve(read, write)
+            except Exception as exc:  # report it to the parent, then fail
+                reason = f"{type(exc).__name__}: {exc}"
+                print(f"phone-emu worker: {reason}", file=sys.stderr)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await write.send_all(_line({"error": reason}))
+                return 1
+        return 0
+
+    return trio.run(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
