@@ -166,6 +166,8 @@ async def test_worker_processes_run_a_scenario(lab_pki_dir: Path, tmp_path: Path
     )
     assert report["passed"], report["steps"][-1]
     assert report["fleet"]["workers"] == 2
+    assert len(report["summary"]["workers_peak_rss_mb"]) == 2
+    assert all(mb > 0 for mb in report["summary"]["workers_peak_rss_mb"])
     assert [p["index"] for p in report["phones"]] == [0, 1, 2, 3, 4]
     assert [p["outcome"] for p in report["phones"]] == ["stayed"] + ["migrated"] * 4
     assert "SEPB000B4BA0AEE" in report["steps"][2]["detail"]

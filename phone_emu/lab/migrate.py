@@ -416,6 +416,9 @@ class _Run:
                 "passed": passed,
                 "wall_time": round(wall, 3),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
+                "workers_peak_rss_mb": [
+                    p.peak_rss_mb for p in self.pools if isinstance(p, WorkerPool)
+                ],
             },
             "steps": self.steps,
             "phones": phones,

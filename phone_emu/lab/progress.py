@@ -79,6 +79,9 @@ def summary_table(report: Mapping[str, Any]) -> Table:
         f"{report.get('scenario', 'migration')}: {s.get('phones', 0)} phones, "
         f"{s.get('wall_time', 0.0):.1f} s, peak {s.get('peak_rss_mb', 0.0):.0f} MiB"
     )
+    workers = s.get("workers_peak_rss_mb") or []
+    if workers:
+        title += " (workers " + ", ".join(f"{mb:.0f}" for mb in workers) + " MiB)"
     t = Table(title=title, title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("step", max_width=24)

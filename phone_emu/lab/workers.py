@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -79,6 +80,8 @@ class WorkerPool:
         self._stdin = proc.stdin
         self._lines = _Lines(proc.stdout)
         self.indices = list(indices)
+        self.peak_rss_mb = 0.0
+        """The worker's peak resident memory, as of its last boot step."""
 
     @classmethod
     async def start(
@@ -179,6 +182,7 @@ class WorkerPool:
         while True:
             msg = await self._reply()
             if msg.get("done"):
+                self.peak_rss_mb = float(msg.get("peak_rss_mb", 0.0))
                 break
             got[msg["index"]] = msg
             if on_entry is not None:
@@ -245,7 +249,8 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
                         {(h, int(p)) for h, p in tvs} if tvs is not None else None,
                         send.send_nowait,
                     )
-            await write.send_all(_line({"done": True}))
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            await write.send_all(_line({"done": True, "peak_rss_mb": round(rss, 1)}))
         elif op == "corrupt-itl" and pool is not None:
             itl = base64.b64decode(msg["itl"]) if msg["itl"] is not None else None
             names = await pool.corrupt_itl(msg["indices"], itl)
