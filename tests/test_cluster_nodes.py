@@ -103,7 +103,7 @@ async def test_every_node_serves_in_group_order(
 async def test_sip_requires_the_phone_certificate(
     trio_pki: LabPki, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    config = _config(trio_pki, tmp_path / "store", client_auth="required")
+    config = _config(trio_pki, tmp_path / "store", sip_client_auth="required")
     cluster: EmulatedCluster = await nursery.start(EmulatedCluster(config, pki=trio_pki).serve)
     pki = trio_pki.clusters["trio"]
     host, port = cluster.sip_addresses[0]

@@ -156,7 +156,7 @@ class EmulatedCluster:
         """Rebuild the CTL/ITL/configuration from the stores now, as CUCM does after a change."""
         self._signature = self._store.signature()
         self._files.update(sast_trust=self._sast_trust(), timestamp=self._now())
-        cas = self._store.client_ca_certificates()
+        cas = self._store.sip_client_ca_certificates()
         for sip in self._sip.values():
             sip.set_client_cas(cas)
         self._log.info(
@@ -248,7 +248,7 @@ class EmulatedCluster:
     ) -> None:
         """Bind every node's TVS, secure SIP and TFTP listeners, then report ``self``."""
         cfg = self.config
-        cas = self._store.client_ca_certificates()
+        sip_cas = self._store.sip_client_ca_certificates()
         async with trio.open_nursery() as nursery:
             endpoints: list[NodeEndpoint] = []
             for n in cfg.nodes:
@@ -271,8 +271,8 @@ class EmulatedCluster:
                     ident.callmanager.cert,
                     ident.callmanager.key,
                     legacy_tls=cfg.legacy_tls,
-                    client_auth=cfg.client_auth,
-                    client_cas=cas,
+                    client_auth=cfg.sip_client_auth,
+                    client_cas=sip_cas,
                 )
                 _, sip_port = await nursery.start(sip.serve, n.bind_address, n.sip_port)
                 self._sip[n.name] = sip

@@ -16,6 +16,8 @@ TOML shape::
     rollback_pre80 = false           # "Prepare Cluster for Rollback to pre 8.0"
     tvs_ttl = 86400
     pki_dir = "lab/pki"              # the lab PKI; this cluster's certificates are pki_dir/<name>
+    client_auth = "optional"         # phone certificate at the TVS: none, optional, required
+    sip_client_auth = "none"         # phone certificate at the secure SIP port (same choices)
     store_dir = "lab/stores/source"  # the cluster's trust stores (default lab/stores/<name>)
     [[nodes]]
     name = "ucm105pub"               # a node of the lab PKI cluster directory
@@ -50,6 +52,7 @@ __all__ = [
     "DIGESTS",
     "EXAMPLES",
     "SECURITY_MODES",
+    "SIP_CLIENT_AUTH_DEFAULT",
     "ClusterConfig",
     "NodeConfig",
     "parse_version",
@@ -62,6 +65,10 @@ DEFAULT_SIP_PORT: Final = 5061
 DEFAULT_VERSION: Final = "10.5.2.11900-3"
 SECURITY_MODES: Final = ("mixed", "nonsecure")
 CLIENT_AUTH_MODES: Final = ("none", "optional", "required")
+SIP_CLIENT_AUTH_DEFAULT: Final = "none"
+"""Low confidence, depends on the phone security profile: CUCM's SIP port asks for a certificate
+but accepts one it cannot verify on a non-secure/authenticated profile. The ``ssl`` module
+cannot ask without refusing an unverifiable answer, so the emulation does not ask by default."""
 DIGESTS: Final = ("sha1", "sha256", "sha512")
 EXAMPLES: Final = ("source", "destination")
 """Names of the packaged example configurations (``tvs/cluster/examples/<name>.toml``)."""
@@ -184,6 +191,9 @@ class ClusterConfig:
     ``security_mode`` ``mixed`` serves a tokenless CTL; ``nonsecure`` serves none.
     ``rollback_pre80`` blanks the ITL (signed, no records) and leaves the CTL alone.
     ``tvs_ttl`` is the TTL TVS answers carry for the cluster's own and imported certificates.
+    ``client_auth`` is the TVS's client-certificate mode (verified against CAPF-trust and the
+    own CAPF); ``sip_client_auth`` the secure SIP port's (``none``: no certificate asked;
+    ``optional``/``required``: verified against CallManager-trust, CAPF-trust and the own CAPF).
     ``digest`` is the hash the CTL, ITL and ``.sgn`` files are signed with (CUCM: SHA-1 by
     default, SHA-512 optionally). ``watch_interval``: seconds between checks of the store for
     changes made by another process (files are then regenerated; 0 disables the check).
@@ -202,6 +212,7 @@ class ClusterConfig:
     )
     legacy_tls: bool = False
     client_auth: str = "optional"
+    sip_client_auth: str = SIP_CLIENT_AUTH_DEFAULT
     digest: str = "sha1"
     watch_interval: float = 1.0
 
@@ -219,6 +230,7 @@ class ClusterConfig:
         for key, allowed in (
             ("security_mode", SECURITY_MODES),
             ("client_auth", CLIENT_AUTH_MODES),
+            ("sip_client_auth", CLIENT_AUTH_MODES),
             ("digest", DIGESTS),
         ):
             if getattr(self, key) not in allowed:
@@ -332,6 +344,9 @@ class ClusterConfig:
             pki_dir=Path(_str(d, "pki_dir", where, "lab/pki")),
             legacy_tls=_bool(d, "legacy_tls", where, False),
             client_auth=_choice(d, "client_auth", where, "optional", CLIENT_AUTH_MODES),
+            sip_client_auth=_choice(
+                d, "sip_client_auth", where, SIP_CLIENT_AUTH_DEFAULT, CLIENT_AUTH_MODES
+            ),
             digest=_choice(d, "digest", where, "sha1", DIGESTS),
             watch_interval=float(interval),
             **extra,

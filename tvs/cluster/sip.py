@@ -1,19 +1,23 @@
 """The TLS listener standing for a node's secure SIP port (5061): handshakes, and a minimal SIP.
 
 Owns what a phone's TLS connection to its CallManager meets: the node's CallManager
-certificate as server certificate (what the phone checks against its CTL), an optional or
-required client certificate verified against CAPF-trust and the cluster's CAPF, a handshake
-deadline, and a tiny SIP responder so a phone emulator can "register": ``REGISTER`` and
-``OPTIONS`` get ``200 OK``, other requests ``501 Not Implemented`` (no dialogs, no calls).
-The request parser and response builder are pure (:func:`sip_response`); the rest is a thin
-Trio adapter. Does not own the certificates or stores.
+certificate as server certificate (what the phone checks against its CTL), the client
+certificate mode (``none``: not asked; ``optional``: asked, a presented one must verify;
+``required``) with the certificates that verify phone LSCs here (the cluster gives
+CallManager-trust, CAPF-trust and its own CAPF), a handshake deadline, and a tiny SIP
+responder so a phone emulator can "register": ``REGISTER`` and ``OPTIONS`` get ``200 OK``,
+other requests ``501 Not Implemented`` (no dialogs, no calls). Under TLS 1.3 a refused
+client certificate is only seen by the phone after its own handshake ended (the alert follows
+its Finished): the phone learns it when it reads the REGISTER answer. The request parser and
+response builder are pure (:func:`sip_response`); the rest is a thin Trio adapter. Does not
+own the certificates or stores.
 """
 
 from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -21,7 +25,7 @@ import attrs
 import structlog
 import trio
 
-from ..certs import Certificate, PrivateKey
+from ..certs import Certificate, CertificateError, PrivateKey
 from ..tlsconfig import server_context
 
 __all__ = ["MAX_SIP_HEAD", "SipError", "SipListener", "SipStats", "sip_response", "split_message"]
@@ -96,7 +100,9 @@ class SipStats:
 
 class SipListener:
     """One node's secure SIP port. ``await nursery.start(listener.serve, host, port)`` returns
-    the bound ``(host, port)``; :meth:`set_client_cas` swaps the trust for new connections."""
+    the bound ``(host, port)``; :meth:`set_client_cas` swaps the trust for new connections.
+    ``responder`` answers one whole request (default :func:`sip_response`; tests give others).
+    """
 
     def __init__(
         self,
@@ -109,11 +115,13 @@ class SipListener:
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         max_connections: int = 1024,
+        responder: Callable[[bytes], bytes] = sip_response,
     ) -> None:
         self.cert, self.key = cert, key
         self.legacy_tls, self.client_auth = legacy_tls, client_auth
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
         self.max_connections = max_connections
+        self.responder = responder
         self.address: tuple[str, int] | None = None
         self._counts = dict.fromkeys(attrs.fields_dict(SipStats), 0)
         self._ctx = self._context(client_cas)
@@ -164,6 +172,7 @@ class SipListener:
                 log.warning("sip.handshake_failed", reason=_reason(exc))
                 return
             self._counts["handshakes"] += 1
+            log.debug("sip.handshake", version=tls.version(), client=_client(tls))
             await self._requests(tls)
         finally:
             self._counts["active"] -= 1
@@ -184,7 +193,7 @@ class SipListener:
                             continue
                     return  # idle or closed
                 message, buffer = whole
-                reply = sip_response(message)
+                reply = self.responder(message)
             except SipError as exc:
                 self._counts["bad_requests"] += 1
                 log.warning("sip.bad_request", reason=str(exc))
@@ -197,6 +206,18 @@ class SipListener:
                     await tls.send_all(reply)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+
+
+def _client(tls: trio.SSLStream[trio.SocketStream]) -> str:
+    """The verified client certificate's subject (a certificate is only kept when it was
+    asked for and verified), or why there is none."""
+    der = tls.getpeercert(binary_form=True)
+    if not der:
+        return "none presented" if tls.context.verify_mode != ssl.CERT_NONE else "not asked"
+    try:
+        return f"verified: {Certificate.from_der(der).subject}"
+    except CertificateError:
+        return "verified: unreadable certificate"
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "CLIENT_AUTH_STORES",
     "DEFAULT_TTL",
     "OWN_STORES",
+    "SIP_CLIENT_AUTH_STORES",
     "STORE_ROLES",
     "TRUST_STORES",
     "roles_for_stores",
@@ -64,7 +65,12 @@ STORE_ROLES: dict[str, tuple[Role, ...]] = {
 A store mapping to no roles is not answered by TVS (the certificate is unknown to it)."""
 
 CLIENT_AUTH_STORES: tuple[str, ...] = ("CAPF-trust", "CAPF")
-"""Stores whose certificates verify phone LSCs presented as TLS client certificates."""
+"""Stores whose certificates verify phone LSCs presented to the TVS as TLS client certificates."""
+
+SIP_CLIENT_AUTH_STORES: tuple[str, ...] = ("CallManager-trust", "CAPF-trust", "CAPF")
+"""Stores whose certificates verify phone LSCs at the secure SIP port: CUCM also trusts
+CallManager-trust there, where bulk import puts a remote cluster's CAPF (Medium: Cisco's
+migration guides rely on it; the TVS does not use CallManager-trust for client certificates)."""
 
 BULK_IMPORT_MAP: dict[str, tuple[str, ...]] = {
     "CallManager": ("Phone-SAST-trust", "CallManager-trust"),

@@ -36,6 +36,7 @@ from .table import (
     CLIENT_AUTH_STORES,
     DEFAULT_TTL,
     OWN_STORES,
+    SIP_CLIENT_AUTH_STORES,
     STORE_ROLES,
     TRUST_STORES,
 )
@@ -237,9 +238,17 @@ class TrustStore:
         return CertificateCache.build(self.list())
 
     def client_ca_certificates(self) -> builtins.list[Certificate]:
-        """Certificates that verify phone LSCs (CAPF-trust and the cluster's own CAPF)."""
+        """Certificates that verify phone LSCs at the TVS (CAPF-trust and the own CAPF)."""
+        return self._unique(CLIENT_AUTH_STORES)
+
+    def sip_client_ca_certificates(self) -> builtins.list[Certificate]:
+        """Certificates that verify phone LSCs at the secure SIP port: CallManager-trust
+        (a remote CAPF after bulk import), CAPF-trust and the own CAPF."""
+        return self._unique(SIP_CLIENT_AUTH_STORES)
+
+    def _unique(self, stores: Iterable[str]) -> builtins.list[Certificate]:
         seen: dict[bytes, Certificate] = {}
-        for e in self.list(CLIENT_AUTH_STORES):
+        for e in self.list(stores):
             seen.setdefault(e.certificate.der, e.certificate)
         return list(seen.values())
 
