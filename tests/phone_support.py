@@ -25,13 +25,14 @@ from phone_emu.phone.boot import (
     TvsAnswered,
 )
 from tvs.certs import Certificate
+from tvs.cluster.sip import SipListener
 from tvs.pki import ClusterPki
 from tvs.pki.issue import Identity
 from tvs.roles import Role
 from tvs.server import NullObserver, TvsServer, TvsServerConfig
 from tvs.store import TrustStore
 from tvs.tftp import CallableProvider, serve_tftp
-from tvs.tlsconfig import ClientAuth, server_context
+from tvs.tlsconfig import ClientAuth
 from tvs.tlv import build_trust_list, sign_file
 from tvs.wire import QueryCertResponse, Status
 
@@ -189,21 +190,12 @@ class Counter(NullObserver):
 
 
 async def sip_listener(cert, key, *, task_status=trio.TASK_STATUS_IGNORED):
-    """A TLS listener with a CallManager certificate: the secure SIP port's handshake."""
-    ctx = server_context(cert, key, client_auth=ClientAuth.NONE)
-
-    async def handler(stream):
-        tls = trio.SSLStream(stream, ctx, server_side=True)
-        with trio.move_on_after(5):
-            try:
-                await tls.do_handshake()
-                await tls.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handler, listeners)
+    """The cluster's secure SIP listener with a CallManager certificate (no client
+    certificate asked; REGISTER answered 200 OK); reports the bound port."""
+    listener = SipListener(cert, key, client_auth=ClientAuth.NONE)
+    async with trio.open_nursery() as nursery:
+        _, port = await nursery.start(listener.serve, "127.0.0.1", 0)
+        task_status.started(port)
 
 
 def closed_port() -> int:

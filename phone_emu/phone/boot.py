@@ -1,7 +1,7 @@
 """The phone's boot sequence as a sans-I/O state machine: actions out, results (and time) in.
 
 Owns the order of the boot (CTL, ITL with its fallback name, configuration, secure SIP
-handshake), the trust decisions for each file (first use, held signer with an allowed role,
+registration), the trust decisions for each file (first use, held signer with an allowed role,
 cached TVS answer, TVS query with failover), the reason codes and the phone status lines. The
 values it exchanges and produces (actions, results, :class:`BootResult`) live in ``values.py``
 and are re-exported here. Performs no I/O: the driver (``driver.py``) carries out each
@@ -65,6 +65,7 @@ from .values import (
     Result,
     SipConnected,
     SipFailed,
+    SipRejected,
     Step,
     TransportFailure,
     TvsAnswered,
@@ -91,6 +92,7 @@ __all__ = [
     "Result",
     "SipConnected",
     "SipFailed",
+    "SipRejected",
     "Step",
     "TransportFailure",
     "TvsAnswered",
@@ -308,6 +310,12 @@ class BootMachine:
             if isinstance(res, SipConnected):
                 attempts.append(Attempt(target, "register.passed", t0, self.now, res.detail))
                 v = _Verdict(Outcome.OK, "register.passed", target, attempts=tuple(attempts))
+                return self._step("register", started, v)
+            if isinstance(res, SipRejected):  # the registrar said no: the next one would too
+                attempts.append(Attempt(target, "register.rejected", t0, self.now, res.detail))
+                v = _Verdict(
+                    Outcome.REJECTED, "register.rejected", res.status, attempts=tuple(attempts)
+                )
                 return self._step("register", started, v)
             assert isinstance(res, SipFailed)
             reason = f"register.{res.failure.value}"

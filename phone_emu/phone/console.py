@@ -176,13 +176,22 @@ def _register_lines(w: _Writer, step: Step) -> None:
         return
     for a in step.attempts:
         w("INF", a.started, f"SIPCC-Opening TLS connection to CallManager {a.target}")
-        if a.reason == "register.passed":
+        if a.reason in ("register.passed", "register.rejected"):
+            tls, _, status = a.detail.partition("; ")
             w(
                 "NOT",
                 a.finished,
                 f"SIPCC-TLS connection to CallManager {a.target} established "
-                f"({a.detail}), certificate found in CTL",
+                f"({tls}), certificate found in CTL",
             )
+            if a.reason == "register.passed":
+                w("NOT", a.finished, f"SIPCC-REGISTER to {a.target} accepted: {status}")
+            else:
+                w(
+                    "ERR",
+                    a.finished,
+                    f"SIPCC-REGISTER to {a.target} rejected [{a.reason}]: {status}",
+                )
         else:
             w(
                 "ERR",

@@ -1,13 +1,18 @@
 """The Trio driver: performs a boot machine's actions with the TFTP client, the TVS client and
-a TLS handshake to the CallManager's secure SIP port, and keeps the phone's state.
+a secure SIP registration (TLS to the CallManager's port, then a ``REGISTER``), and keeps the
+phone's state.
 
 Owns :class:`Phone` (identity + trust state + configuration + optional state directory),
 :class:`NetworkOptions` (the client settings a whole fleet can share) and :func:`boot_phone`.
-Every wait has a deadline (TFTP retries, TVS connect/handshake/response, SIP handshake).
+Every wait has a deadline (TFTP retries, TVS connect/handshake/response, SIP handshake and
+REGISTER answer). The REGISTER is what makes a refused phone certificate visible: under TLS 1.3
+the phone's handshake ends before the server has checked its certificate, and the server's
+alert only arrives when the phone reads.
 """
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import time
 import warnings
@@ -28,6 +33,7 @@ from phone_emu.tvs_client import (
     tvs_exchange,
 )
 from tvs.certs import Certificate, CertificateError
+from tvs.cluster.sip import SipError, split_message
 from tvs.tftp import TftpError, TftpRemoteError, tftp_get
 from tvs.tlsconfig import certificate_pinned
 
@@ -46,6 +52,7 @@ from .boot import (
     Result,
     SipConnected,
     SipFailed,
+    SipRejected,
     TransportFailure,
     TvsAnswered,
     TvsFailed,
@@ -53,6 +60,7 @@ from .boot import (
 from .config import PhoneConfig
 from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
+from .sip import SipResponseError, register_request, response_status
 from .trust import TrustListCache, TrustState
 
 __all__ = ["LEGACY_CIPHER", "NetworkOptions", "Phone", "boot_phone"]
@@ -60,6 +68,18 @@ __all__ = ["LEGACY_CIPHER", "NetworkOptions", "Phone", "boot_phone"]
 LEGACY_CIPHER = "AES256-SHA:@SECLEVEL=0"
 """What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
 _TFTP_NOT_FOUND = 1
+_CERTIFICATE_ALERTS = (
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_REQUIRED",
+    "CERTIFICATE_UNKNOWN",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "ACCESS_DENIED",
+)
+"""TLS alerts (OpenSSL reason names) by which a server refuses the client's certificate."""
+_REFUSED = "the server refused the phone's certificate"
 
 
 @attrs.frozen
@@ -226,27 +246,84 @@ class _Performer:
             return SipFailed(TransportFailure.CONNECT, detail, self.clock())
         tls = trio.SSLStream(stream, ctx, server_side=False)
         try:
-            with trio.fail_after(self.options.sip_timeout):
-                await tls.do_handshake()
+            try:
+                with trio.fail_after(self.options.sip_timeout):
+                    await tls.do_handshake()
+            except trio.TooSlowError:
+                detail = f"TLS handshake with {where} timed out"
+                return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
+                detail = f"TLS handshake with {where} failed: {_tls_failure(exc)}"
+                return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
             der = tls.getpeercert(binary_form=True)
             if not certificate_pinned(der, action.pinned):
                 who = _subject(der)
                 detail = f"SIP server certificate not in the CTL (CCM/CCM+TFTP): {who}"
                 return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
             cipher = tls.cipher()
-            detail = f"{tls.version()} {cipher[0] if cipher else ''}".strip()
-            return SipConnected(self.clock(), detail)
-        except trio.TooSlowError:
-            detail = f"TLS handshake with {where} timed out"
-            return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-            cause = exc.__cause__ or exc
-            detail = f"TLS handshake with {where} failed: {cause}"
-            return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+            tls_detail = f"{tls.version()} {cipher[0] if cipher else ''}".strip()
+            return await self._register(tls, stream, action, tls_detail)
         finally:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
                 await trio.aclose_forcefully(tls)
+
+    async def _register(
+        self,
+        tls: trio.SSLStream[trio.SocketStream],
+        stream: trio.SocketStream,
+        action: ConnectSip,
+        tls_detail: str,
+    ) -> Result:
+        """Send the REGISTER and read the answer's head; the TLS stream is the caller's."""
+        where = f"{action.host}:{action.port}"
+        local = stream.socket.getsockname()
+        request = register_request(
+            action.host,
+            self.identity.device_name,
+            local=(str(local[0]), int(local[1])),
+            call_id=f"{secrets.token_hex(8)}@{local[0]}",
+            tag=secrets.token_hex(4),
+            branch=secrets.token_hex(6),
+        )
+        buffer = b""
+        try:
+            with trio.fail_after(self.options.sip_timeout):
+                await tls.send_all(request)
+                while (whole := split_message(buffer)) is None:
+                    data = await tls.receive_some(65536)
+                    if not data:
+                        detail = (
+                            f"{where} closed the connection after the TLS handshake without "
+                            f"answering the REGISTER: {_REFUSED} ({tls_detail})"
+                        )
+                        return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+                    buffer += data
+            status = response_status(whole[0])
+        except trio.TooSlowError:
+            detail = f"no answer to the REGISTER from {where} within {self.options.sip_timeout}s"
+            return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            detail = f"TLS with {where} failed after the handshake: {_tls_failure(exc, True)}"
+            return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+        except (SipError, SipResponseError) as exc:
+            detail = f"answer to the REGISTER from {where}: {exc}"
+            return SipFailed(TransportFailure.PROTOCOL, detail, self.clock())
+        detail = f"{tls_detail}; {status.line}"
+        if status.ok:
+            return SipConnected(self.clock(), detail)
+        return SipRejected(status.line, detail, self.clock())
+
+
+def _tls_failure(exc: BaseException, after_handshake: bool = False) -> str:
+    """What went wrong, saying so when the server's alert refused the phone's certificate
+    (after the handshake, any alert or reset can only be that: TLS 1.3 checks it late)."""
+    cause = exc.__cause__ or exc
+    text = str(cause) or type(cause).__name__
+    reason = getattr(cause, "reason", None) or ""
+    if any(a in reason for a in _CERTIFICATE_ALERTS) or after_handshake:
+        return f"{_REFUSED} ({text})"
+    return text
 
 
 def _subject(der: bytes | None) -> str:

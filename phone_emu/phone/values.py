@@ -38,6 +38,7 @@ __all__ = [
     "Result",
     "SipConnected",
     "SipFailed",
+    "SipRejected",
     "Step",
     "TransportFailure",
     "TvsAnswered",
@@ -61,7 +62,7 @@ class Outcome(enum.Enum):
 
 
 class BootState(enum.Enum):
-    REGISTERED = "registered"  # every step passed, secure SIP handshake included
+    REGISTERED = "registered"  # every step passed, secure SIP REGISTER answered 200 included
     CONFIGURED = "configured"  # trust and configuration fine; registration skipped
     REJECTED = "rejected"  # the phone refused something and kept its old trust/config
     ERROR = "error"  # a server could not be reached
@@ -134,24 +135,45 @@ class TvsFailed:
 
 @attrs.frozen
 class SipConnected:
+    """The CallManager answered the phone's REGISTER with ``200``."""
+
     now: float
-    detail: str = ""
+    detail: str = ""  # e.g. the TLS version and cipher; the status line
 
 
 @attrs.frozen
 class SipFailed:
+    """No answer to the REGISTER: connect, TLS (a refused phone certificate too), timeout,
+    or bytes that are not a SIP response."""
+
     failure: TransportFailure
     detail: str
     now: float
 
 
+@attrs.frozen
+class SipRejected:
+    """The CallManager answered the REGISTER with a status other than ``200``."""
+
+    status: str  # the status line, e.g. ``SIP/2.0 403 Forbidden``
+    detail: str
+    now: float
+
+
 Result = (
-    FileFetched | FileMissing | FetchFailed | TvsAnswered | TvsFailed | SipConnected | SipFailed
+    FileFetched
+    | FileMissing
+    | FetchFailed
+    | TvsAnswered
+    | TvsFailed
+    | SipConnected
+    | SipFailed
+    | SipRejected
 )
 _EXPECTS: Final[dict[type, tuple[type, ...]]] = {
     FetchFile: (FileFetched, FileMissing, FetchFailed),
     QueryTvs: (TvsAnswered, TvsFailed),
-    ConnectSip: (SipConnected, SipFailed),
+    ConnectSip: (SipConnected, SipFailed, SipRejected),
 }
 
 
