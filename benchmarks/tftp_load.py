@@ -164,6 +164,9 @@ def start_ours(root: Path, port: int, workers: int = 1) -> subprocess.Popen[byte
             "4096",
             "--workers",
             str(workers),
+            # in.tftpd logs no line per transfer unless -v: compare like with like
+            "--log-level",
+            "warning",
         ],
         stdout=subprocess.DEVNULL,
     )
