@@ -1,9 +1,12 @@
 """The lab: fleets of emulated phones, the migration runner, scenarios and reports.
 
 ``config`` (the two clusters and the PKI recipe), ``fleet`` (many phones in one process),
-``migrate`` (running a scenario: clusters, imports, moves, per-phone outcomes), ``scenarios``
-(the TOML scenario format and the packaged suite), ``report`` (JSON and HTML), ``progress``
-(the terminal).
+``pool`` and ``workers`` (phone pools in this process or in worker processes), ``outcome``
+(what one boot meant), ``scenarios`` (the TOML scenario format and the packaged suite), and
+the migration runner: ``options`` (:class:`RunOptions`, :class:`MigrationError`),
+``clusters`` (starting the two clusters, or using ones started elsewhere), ``runfleet`` (the
+run's phones and pools), ``steps`` (what each scenario action does), ``migrate`` (a run from
+start to report); ``report`` (JSON and HTML), ``progress`` (the terminal).
 """
 
 from .config import DEFAULT_LAB, FleetSettings, LabConfig, LabConfigError

@@ -1,0 +1,37 @@
+"""What a migration run is asked to do, and the error when the lab cannot do it.
+
+Owns :class:`RunOptions` (the ``phone-emu migrate`` / ``scenarios run`` flags as one value:
+fleet size and speed, where the working directory and the PKI are, clusters started elsewhere,
+worker processes, progress) and :class:`MigrationError`. Does not own the lab's own settings
+(``config.LabConfig``) nor the run itself (``migrate``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from .progress import RunProgress
+
+__all__ = ["MigrationError", "RunOptions"]
+
+
+class MigrationError(RuntimeError):
+    """The lab cannot run (PKI, clusters, a step that needs an in-process cluster)."""
+
+
+@attrs.frozen
+class RunOptions:
+    phones: int | None = None  # None: the scenario's (or the lab's) count
+    concurrency: int | None = None
+    register: bool | None = None
+    tftp_blksize: int | None = None  # RFC 2348 block size the phones ask for (None: plain 512)
+    workdir: Path | None = None  # None: a temporary directory, removed unless keep
+    keep: bool = False
+    pki_dir: Path | None = None  # an existing lab PKI instead of generating one
+    external: dict[str, tuple[str, int]] = attrs.field(factory=dict)  # role -> TFTP address
+    shared_key: bool = False
+    workers: int = 1  # processes booting phones (1: the runner's own process)
+    log_level: str = "error"  # of worker processes
+    progress: RunProgress = attrs.field(factory=lambda: RunProgress(enabled=False))

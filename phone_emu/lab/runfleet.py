@@ -1,0 +1,184 @@
+"""The phones of one migration run: numbering them, their pools, booting them all, their history.
+
+Owns the run's side of the fleet: numbering the phones and issuing their LSCs (here, or one
+contiguous slice per worker process), the pools that hold the phones
+(:class:`~phone_emu.lab.pool.PhonePool` in this process, or one
+:class:`~phone_emu.lab.workers.WorkerPool` per worker), booting every pool at once, and each
+phone's history as the report sees it (:class:`Member`). Does not own what a boot means
+(``pool``, ``outcome``), the clusters (``clusters``) nor the steps (``steps``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from phone_emu.phone.boot import BootOptions
+from phone_emu.phone.driver import NetworkOptions
+from phone_emu.phone.trust import TrustListCache
+from tvs.pki import Identity
+
+from .config import LabConfig
+from .fleet import fleet_macs, make_identities, make_phones, shard_range
+from .options import RunOptions
+from .pool import Entry, PhonePool
+from .progress import RunProgress
+from .workers import WorkerPool
+
+__all__ = ["Member", "Pool", "RunFleet"]
+
+Pool = PhonePool | WorkerPool
+
+
+@attrs.define
+class Member:
+    """A phone of the run as the report sees it (the phone itself lives in a pool)."""
+
+    index: int
+    mac: str
+    home: str | None = None
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    last: dict[str, Any] | None = None
+
+
+class RunFleet:
+    """``count`` phones booting ``concurrency`` at a time, in ``workers`` processes."""
+
+    def __init__(self, lab: LabConfig, opts: RunOptions, count: int) -> None:
+        self.settings = lab.fleet
+        self.count = count
+        self.workers = max(1, min(opts.workers, count))
+        self.concurrency = opts.concurrency or lab.fleet.concurrency
+        self.shared_key = opts.shared_key
+        self.log_level = opts.log_level
+        register = lab.fleet.register if opts.register is None else opts.register
+        self.network = NetworkOptions(
+            boot=BootOptions(register=register),
+            lists=TrustListCache(max_entries=64),
+            tftp_blksize=opts.tftp_blksize,
+        )
+        self.macs: list[tuple[int, str]] = []
+        self.members: list[Member] = []
+        self.pools: list[Pool] = []
+
+    # --- set-up and tear-down -------------------------------------------------------------
+    def prepare(self, capf: Identity, progress: RunProgress) -> None:
+        """Number the phones; with one worker, issue their LSCs from ``capf`` here (blocking:
+        run it in a thread). More workers issue their own slices (:meth:`start_workers`)."""
+        macs = fleet_macs(self.count, self.settings.mac_start)
+        self.macs = macs
+        self.members = [Member(i, mac) for i, mac in macs]
+        progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
+        if self.workers > 1:
+            return
+        ids = make_identities(capf, macs, model=self.settings.model, shared_key=self.shared_key)
+        self.pools = [
+            PhonePool(
+                make_phones(ids),
+                [i for i, _ in macs],
+                concurrency=self.concurrency,
+                network=self.network,
+            )
+        ]
+
+    async def start_workers(self, pki_dir: Path, cluster: str) -> None:
+        """``workers`` > 1: one worker process per contiguous slice of the fleet, its LSCs
+        issued by the CAPF of ``cluster`` in the lab PKI at ``pki_dir``."""
+        if self.workers <= 1:
+            return
+        pools: list[Pool | None] = [None] * self.workers
+        per_worker = max(1, -(-self.concurrency // self.workers))
+
+        async def start(k: int) -> None:
+            part = [self.macs[i] for i in shard_range(len(self.macs), (k + 1, self.workers))]
+            pools[k] = await WorkerPool.start(
+                pki_dir=str(pki_dir),
+                cluster=cluster,
+                macs=part,
+                model=self.settings.model,
+                shared_key=self.shared_key,
+                register=self.network.boot.register,
+                tftp_blksize=self.network.tftp_blksize,
+                concurrency=per_worker,
+                log_level=self.log_level,
+            )
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for k in range(self.workers):
+                    nursery.start_soon(start, k)
+        finally:
+            self.pools = [p for p in pools if p is not None]
+
+    async def aclose(self) -> None:
+        for pool in self.pools:
+            await pool.aclose()
+
+    # --- what the steps do with the phones ------------------------------------------------
+    async def boot(
+        self,
+        step: int,
+        target: str,
+        tftp: tuple[str, int],
+        target_tvs: set[tuple[str, int]] | None,
+        on_entry: Callable[[Entry], None],
+    ) -> list[Entry]:
+        """Boot every phone (all pools at once); each phone's entry, in fleet order, also
+        recorded in its member's history."""
+        got: dict[int, Entry] = {}
+
+        async def run(pool: Pool) -> None:
+            for entry in await pool.boot(step, target, tftp, target_tvs, on_entry):
+                got[entry["index"]] = entry
+
+        async with trio.open_nursery() as nursery:
+            for pool in self.pools:
+                nursery.start_soon(run, pool)
+        entries = []
+        for m in self.members:
+            entry = got[m.index]
+            if entry["outcome"] in ("booted", "migrated"):
+                m.home = target
+            m.history.append({"step": step, "outcome": entry["outcome"], "reason": entry["reason"]})
+            m.last = entry
+            entries.append(entry)
+        return entries
+
+    def away_from(self, target: str) -> bool:
+        """Whether some phone holds another cluster's files than ``target``'s."""
+        return any(m.home not in (None, target) for m in self.members)
+
+    async def corrupt_itl(self, indices: Sequence[int], itl: bytes | None) -> list[str]:
+        names: list[str] = []
+        for pool in self.pools:
+            names += await pool.corrupt_itl(list(indices), itl)
+        return names
+
+    # --- the report -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The report's ``fleet`` section."""
+        return {
+            "phones": self.count,
+            "concurrency": self.concurrency,
+            "workers": self.workers,
+            "register": self.network.boot.register,
+            "tftp_blksize": self.network.tftp_blksize,
+            "mac_start": self.settings.mac_start,
+            "model": self.settings.model,
+        }
+
+    def entries(self) -> list[Entry]:
+        """Each booted phone's last entry with its history (the report's ``phones``)."""
+        phones = []
+        for m in self.members:
+            if m.last is not None:
+                m.last["history"] = m.history
+                phones.append(m.last)
+        return phones
+
+    def workers_peak_rss_mb(self) -> list[float]:
+        return [p.peak_rss_mb for p in self.pools if isinstance(p, WorkerPool)]
