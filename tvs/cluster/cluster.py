@@ -233,6 +233,11 @@ class EmulatedCluster:
     def sip_addresses(self) -> list[tuple[str, int]]:
         return [(e.address, e.sip_port) for e in self.endpoints]
 
+    @property
+    def sip_listeners(self) -> Mapping[str, SipListener]:
+        """Each node's secure SIP listener, by node name (once serving)."""
+        return MappingProxyType(self._sip)
+
     def statistics(self) -> ClusterStats:
         return ClusterStats(
             tftp=MappingProxyType({n: s.statistics() for n, s in self._tftp.items()}),

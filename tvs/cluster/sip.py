@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from ..certs import Certificate, CertificateError, PrivateKey
-from ..tlsconfig import server_context
+from ..tlsconfig import flush_alert, server_context
 
 __all__ = ["MAX_SIP_HEAD", "SipError", "SipListener", "SipStats", "sip_response", "split_message"]
 
@@ -170,6 +170,7 @@ class SipListener:
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._counts["handshake_failures"] += 1
                 log.warning("sip.handshake_failed", reason=_reason(exc))
+                await flush_alert(tls)  # the phone learns why ("unknown ca"), not just EOF
                 return
             self._counts["handshakes"] += 1
             log.debug("sip.handshake", version=tls.version(), client=_client(tls))
