@@ -13,7 +13,9 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "phone_emu.cli.query",  # query
     "phone_emu.cli.boot",  # boot, show
-    "phone_emu.cli.lab",  # fleet, migrate, scenarios
+    "phone_emu.cli.migrate",  # migrate
+    "phone_emu.cli.fleet",  # fleet
+    "phone_emu.cli.scenarios",  # scenarios list, scenarios run
 )
 
 

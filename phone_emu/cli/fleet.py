@@ -1,0 +1,207 @@
+"""``phone-emu fleet``: boot N phones in one process against one TFTP server.
+
+Owns the command's flags (``--tftp``, ``--phones``, ``--shard I/N`` so N processes share one
+fleet, the lab PKI whose CAPF issues the LSCs, ``--state-dir``), the boot storm's summary
+(states, first failing reasons, LSC and boot times, peak memory) on stdout or as JSON, and the
+per-phone ``--report``. Does not own booting (``phone_emu.lab.fleet``). Exit 0 every phone
+booted, 1 some phone rejected something, 2 a server was unreachable or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from tvs.pki import LabPki, PkiError
+
+from ..lab.fleet import FleetBoot, FleetError, boot_fleet, fleet_macs, make_identities, make_phones
+from ..lab.migrate import peak_rss_mb
+from ..lab.report import write_json
+from ..phone.boot import BootOptions
+from ..phone.driver import NetworkOptions
+from ..phone.identity import IdentityError
+from ..phone.persist import StateError
+from ..phone.trust import TrustListCache
+from .lab_options import (
+    EXIT_DIFFERS,
+    EXIT_ERROR,
+    EXIT_OK,
+    add_boot_options,
+    add_phones,
+    fail,
+    hostport,
+    progress_for,
+    setup_logging,
+    shard,
+)
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    f = sub.add_parser(
+        "fleet",
+        help="boot N emulated phones concurrently against one TFTP server",
+        description="Boot N phones in one process, each with its own MAC (counting up from "
+        "--mac-start), an LSC issued on the fly by the cluster's CAPF, and its state (in "
+        "memory, or --state-dir DIR/SEP<MAC>). --shard I/N boots the I-th of N slices, so N "
+        "processes share one fleet. Exit 0 every phone booted, 1 some phone rejected "
+        "something, 2 a server was unreachable or usage error.",
+    )
+    f.add_argument(
+        "--tftp",
+        required=True,
+        type=hostport,
+        metavar="HOST:PORT",
+        help="TFTP server (DHCP option 150)",
+    )
+    add_phones(f, "fleet size, all shards together (default 1)", default=1)
+    f.add_argument(
+        "--shard",
+        type=shard,
+        default=(1, 1),
+        metavar="I/N",
+        help="boot only the I-th of N slices (1-based; default 1/1)",
+    )
+    f.add_argument(
+        "--pki",
+        type=Path,
+        default=Path("lab/pki"),
+        metavar="DIR",
+        help="lab PKI whose CAPF issues the LSCs (default lab/pki)",
+    )
+    f.add_argument(
+        "--cluster",
+        default="source",
+        metavar="NAME",
+        help="cluster of the lab PKI whose CAPF issues the LSCs (default source)",
+    )
+    f.add_argument(
+        "--mac-start",
+        default="B000B4BA0AEE",
+        metavar="MAC",
+        help="MAC of phone 0 (default the seed's B000B4BA0AEE)",
+    )
+    f.add_argument("--model", default="8861", help="phone model (default 8861)")
+    f.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each phone's state in DIR/SEP<MAC> (default: in memory)",
+    )
+    f.add_argument("--report", type=Path, metavar="FILE.json", help="write per-phone results")
+    f.add_argument("--json", action="store_true", help="print the JSON summary on stdout")
+    add_boot_options(f)
+    f.set_defaults(func=_fleet)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    try:
+        pki = LabPki.load(args.pki)
+        capf = pki.cluster(args.cluster).capf
+        macs = fleet_macs(args.phones, args.mac_start, args.shard)
+    except (PkiError, FleetError) as exc:
+        return fail(str(exc))
+    progress = progress_for(args)
+    t0 = time.monotonic()
+    try:
+        ids = make_identities(capf, macs, model=args.model, shared_key=args.shared_key)
+        phones = make_phones(ids, args.state_dir)
+    except (IdentityError, StateError) as exc:
+        return fail(str(exc))
+    issue_time = time.monotonic() - t0
+    options = NetworkOptions(
+        boot=BootOptions(register=not args.no_register),
+        lists=TrustListCache(max_entries=64),
+        tftp_blksize=args.tftp_blksize,
+    )
+    i, n = args.shard
+    progress.begin(
+        f"shard {i}/{n}: {len(phones)} phones -> {args.tftp[0]}:{args.tftp[1]}", len(phones)
+    )
+
+    def done(b: FleetBoot) -> None:
+        progress.advance(b.result.state.value if b.result else "error")
+
+    t1 = time.monotonic()
+    try:
+        boots = trio.run(
+            lambda: boot_fleet(
+                phones,
+                tftp=args.tftp,
+                concurrency=args.concurrency or 64,
+                options=options,
+                on_done=done,
+                indices=[x for x, _ in macs],
+            )
+        )
+    finally:
+        progress.end()
+    boot_time = time.monotonic() - t1
+    states = Counter(b.result.state.value if b.result else "error" for b in boots)
+    reasons = Counter(_first_reason(b) for b in boots)
+    summary = {
+        "tftp": f"{args.tftp[0]}:{args.tftp[1]}",
+        "shard": f"{i}/{n}",
+        "phones": len(boots),
+        "states": dict(states),
+        "reasons": dict(reasons.most_common()),
+        "lsc_issue_time": round(issue_time, 3),
+        "boot_time": round(boot_time, 3),
+        "boots_per_second": round(len(boots) / boot_time, 1) if boot_time else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    if args.report:
+        write_json(args.report, {**summary, "phones_detail": [_detail(b) for b in boots]})
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        Console().print(_table(summary, reasons, issue_time, boot_time))
+    if states.get("error"):
+        return EXIT_ERROR
+    return EXIT_OK if set(states) <= {"registered", "configured"} else EXIT_DIFFERS
+
+
+def _first_reason(b: FleetBoot) -> str:
+    """The reason of a boot's first rejected or failed step (``ok``: none)."""
+    if not b.result:
+        return "lab.exception"
+    return next(
+        (s.reason for s in b.result.steps if s.outcome.value in ("rejected", "error")), "ok"
+    )
+
+
+def _detail(b: FleetBoot) -> dict[str, Any]:
+    """One phone in ``--report``'s ``phones_detail``."""
+    return {
+        "index": b.index,
+        "device": b.device,
+        "elapsed": round(b.elapsed, 6),
+        **(b.result.to_dict() if b.result else {"state": "error", "error": b.error}),
+    }
+
+
+def _table(
+    summary: dict[str, Any], reasons: Counter[str], issue_time: float, boot_time: float
+) -> Table:
+    """The terminal summary: times and memory in the title, phones by first failing reason."""
+    t = Table(
+        title=f"fleet {summary['shard']}: {summary['phones']} phones, boot {boot_time:.1f}s "
+        f"({summary['boots_per_second']}/s), LSCs {issue_time:.1f}s, "
+        f"peak {summary['peak_rss_mb']:.0f} MiB",
+        title_justify="left",
+    )
+    t.add_column("first failing step reason")
+    t.add_column("phones", justify="right")
+    for reason, count in reasons.most_common():
+        t.add_row(reason, str(count))
+    return t
