@@ -25,10 +25,10 @@ from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
 from phone_emu.phone.identity import PhoneIdentity
 from phone_emu.phone.sip import SipResponseError, register_request, response_status
 from phone_emu.tvs_client import TvsClientConfig
-from tvs.cluster import ClusterConfig, EmulatedCluster
+from tvs.cluster import ClusterConfig, ClusterConfigError, EmulatedCluster
 from tvs.cluster.sip import sip_response, split_message
 from tvs.pki import Identity, LabPki, issue_lsc
-from tvs.tlsconfig import client_context
+from tvs.tlsconfig import client_context, server_context
 
 MAC = "B000B4BA0AEE"
 DEVICE = f"SEP{MAC}"
@@ -50,7 +50,7 @@ def _cluster(
     return EmulatedCluster(config, pki=lab_pki)
 
 
-def _phone(lsc: Identity, where: Path) -> Phone:
+def _phone(lsc: Identity, where: Path | None) -> Phone:
     return Phone.open(PhoneIdentity.from_lsc(lsc.cert, lsc.key), where)
 
 
@@ -62,7 +62,7 @@ async def _boot(phone: Phone, cluster: EmulatedCluster, legacy: bool = False) ->
 def _cap_tls12(monkeypatch: pytest.MonkeyPatch) -> None:
     """Listeners started after this speak at most TLS 1.2 (the client certificate is then
     checked inside the phone's handshake)."""
-    real = sip_module.server_context
+    real = server_context
 
     def capped(*args: object, **kwargs: object) -> ssl.SSLContext:
         ctx = real(*args, **kwargs)  # type: ignore[arg-type]
@@ -114,6 +114,17 @@ def test_any_bytes_give_a_status_or_sip_response_error(data: bytes) -> None:
     except SipResponseError:
         return
     assert 100 <= status.code <= 699
+
+
+def test_sip_client_auth_is_its_own_setting() -> None:
+    base = {"name": "c", "nodes": [{"name": "n"}]}
+    assert ClusterConfig.from_dict(base).sip_client_auth == "none"
+    assert ClusterConfig.from_dict(base).client_auth == "optional"
+    c = ClusterConfig.from_dict({**base, "sip_client_auth": "Required", "client_auth": "none"})
+    assert (c.sip_client_auth, c.client_auth) == ("required", "none")
+    assert ClusterConfig.example("destination").sip_client_auth == "none"
+    with pytest.raises(ClusterConfigError, match="sip_client_auth"):
+        ClusterConfig.from_dict({**base, "sip_client_auth": "maybe"})
 
 
 # --- refused, trusted, rejected (loopback) ------------------------------------------------------
@@ -233,16 +244,18 @@ async def test_callmanager_trust_capf_verifies_at_sip_not_at_tvs(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["optional", "required"])
 @pytest.mark.parametrize(("method", "migrates"), [("bulk", True), ("manual", False)])
-async def test_migration_with_sip_client_auth_required(
-    method: str, migrates: bool, lab_pki_dir: Path, tmp_path: Path
+async def test_migration_with_a_verifying_sip_port(
+    mode: str, method: str, migrates: bool, lab_pki_dir: Path, tmp_path: Path
 ) -> None:
     """Bulk import carries the source CAPF into the destination's CallManager-trust, so the
-    migrated phones' LSCs verify at the destination's SIP port; the manual method does not."""
-    required = {"sip_client_auth": "required"}
+    migrated phones' LSCs verify at the destination's SIP port; the manual method does not
+    (the phones present their LSC, so ``optional`` refuses it as ``required`` does)."""
+    verifying = {"sip_client_auth": mode}
     scenario = attrs.evolve(
         next(s for s in builtin_scenarios() if s.name == method),
-        clusters={"source": required, "destination": required},
+        clusters={"source": verifying, "destination": verifying},
     )
     report = await run_scenario(
         LabConfig.default(), scenario, RunOptions(phones=2, workdir=tmp_path, pki_dir=lab_pki_dir)
