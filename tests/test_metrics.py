@@ -15,7 +15,7 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from phone_emu.tvs_client import TvsClientConfig, TvsHandshakeError, tvs_request
-from tvs.metrics import MetricsServer, PrometheusObserver, parse_address
+from tvs.metrics import MetricsServer, PrometheusObserver
 from tvs.pki import LabPki
 from tvs.server import TvsServer, TvsServerConfig
 from tvs.store import TrustStore
@@ -41,15 +41,6 @@ def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.status == 200
         return resp.read().decode()
-
-
-def test_parse_address() -> None:
-    assert parse_address("127.0.0.1:9445") == ("127.0.0.1", 9445)
-    assert parse_address(":0") == ("127.0.0.1", 0)
-    assert parse_address("[::1]:9") == ("::1", 9)
-    for bad in ("9445", "host:", "h:99999", "h:x"):
-        with pytest.raises(ValueError, match="ADDR:PORT"):
-            parse_address(bad)
 
 
 def test_observer_counts_into_its_own_registry() -> None:

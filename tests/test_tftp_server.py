@@ -17,7 +17,6 @@ import trio
 from structlog.testing import capture_logs
 
 from tvs.cli import main as tvs_main
-from tvs.cli.tftp import parse_hostport
 from tvs.tftp import (
     CallableProvider,
     DirectoryProvider,
@@ -320,14 +319,6 @@ async def test_servers_on_several_loopback_addresses_answer_from_their_own() -> 
 
 
 # -- CLI ---------------------------------------------------------------------------------------
-
-
-def test_parse_hostport() -> None:
-    assert parse_hostport("127.0.0.1:69") == ("127.0.0.1", 69)
-    assert parse_hostport("[::1]:6969") == ("::1", 6969)
-    assert parse_hostport("localhost", default_port=69) == ("localhost", 69)
-    with pytest.raises(Exception, match="PORT"):
-        parse_hostport("localhost")
 
 
 async def test_cli_get(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

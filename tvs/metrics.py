@@ -14,7 +14,6 @@ Metrics (all prefixed ``tvs_``): ``requests_total{type,status}``,
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import shutil
@@ -35,9 +34,7 @@ __all__ = [
     "MetricsEndpoint",
     "MetricsServer",
     "PrometheusObserver",
-    "metrics_address",
     "metrics_endpoint",
-    "parse_address",
 ]
 
 log = structlog.get_logger("tvs.metrics")
@@ -110,15 +107,6 @@ class PrometheusObserver(NullObserver):
         self.reloads.inc()
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``ADDR:PORT`` (``127.0.0.1:9445``, ``[::1]:9445``, ``:9445`` = loopback) to a pair."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected ADDR:PORT, got {text!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
-
-
 class MetricsServer:
     """The ``/metrics`` HTTP endpoint for one registry; port 0 picks a free port."""
 
@@ -168,14 +156,6 @@ class MetricsEndpoint:
 
 
 _endpoints: list[MetricsServer] = []
-
-
-def metrics_address(text: str) -> tuple[str, int]:
-    """argparse type for ``--metrics ADDR:PORT``."""
-    try:
-        return parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def metrics_endpoint(host: str, port: int, *, workers: int = 1) -> Callable[[], PrometheusObserver]:

@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from tvs.certs import CertificateError
+from tvs.cli.app import hostport
 from tvs.roles import role_label
 from tvs.wire import QueryTags
 
@@ -46,17 +47,7 @@ EXIT_REJECTED = 1
 EXIT_ERROR = 2
 
 
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, 69
-    try:
-        value = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
-    return host.strip("[]") or "127.0.0.1", value
+_hostport = hostport(69)
 
 
 def register(sub: Any) -> None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tvs.cli.app import hostport as _hostport
 from tvs.cluster import ClusterError
 from tvs.pki import PkiError
 from tvs.server.logsetup import configure_logging
@@ -64,18 +65,8 @@ LAB_ERRORS = (
 # --- argument types --------------------------------------------------------------------------
 
 
-def hostport(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (port 69 when omitted; ``[v6]:PORT``; an empty host is 127.0.0.1)."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, 69
-    try:
-        value = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
-    return host.strip("[]") or "127.0.0.1", value
+hostport = _hostport(69)
+"""``HOST:PORT`` (port 69 when omitted; ``[v6]:PORT``; an empty host is 127.0.0.1)."""
 
 
 def _number(text: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from tvs.certs import Certificate, CertificateError, PrivateKey, load_certificates, load_private_key
+from tvs.cli.app import hostport
 from tvs.roles import Role
 from tvs.tlv import TlvError, parse_file, parse_trust_list
 from tvs.wire import (
@@ -46,14 +47,7 @@ class _UsageError(Exception):
     pass
 
 
-def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, 2445
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+_hostport = hostport(2445)
 
 
 def register(sub: Any) -> None:

@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["build_command", "run_command"]
+from ..netaddr import parse_hostport
+
+__all__ = ["build_command", "hostport", "run_command"]
+
+
+def hostport(default_port: int | None = None) -> Callable[[str], tuple[str, int]]:
+    """An argparse type for ``HOST:PORT`` (a bare host takes ``default_port`` when given)."""
+
+    def parse(text: str) -> tuple[str, int]:
+        try:
+            return parse_hostport(text, default_port)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "HOST:PORT"  # what argparse names in its error message
+    return parse
 
 
 def build_command(prog: str, description: str, modules: Iterable[str]) -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from ..certs import CertificateError
-from ..metrics import metrics_address, metrics_endpoint
+from ..metrics import metrics_endpoint
 from ..server import (
     DEFAULT_PORT,
     LOG_FORMATS,
@@ -33,6 +33,7 @@ from ..store import StoreError
 from ..store.atomic import atomic_write
 from ..tlsconfig import ClientAuth
 from ..wire import DEFAULT_MAX_MESSAGE
+from .app import hostport
 
 __all__ = ["parse_listen", "register"]
 
@@ -40,25 +41,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def parse_listen(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``:PORT`` (host 127.0.0.1)."""
-    t = text.strip()
-    if t.startswith("["):
-        host, _, rest = t[1:].partition("]")
-        port = rest.lstrip(":")
-    elif t.count(":") == 1:
-        host, _, port = t.partition(":")
-    elif ":" in t:  # bare IPv6 address
-        host, port = t, ""
-    else:
-        host, port = t, ""
-    try:
-        number = int(port) if port else default_port
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
-    return host or "127.0.0.1", number
+parse_listen = hostport(DEFAULT_PORT)
+"""``--listen``: ``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``:PORT`` (host 127.0.0.1)."""
 
 
 def register(sub: Any) -> None:
@@ -122,7 +106,7 @@ def register(sub: Any) -> None:
     # --metrics ADDR:PORT (Prometheus) is added by tvs.metrics: see _observer_factory
     p.add_argument(
         "--metrics",
-        type=metrics_address,
+        type=hostport(),
         metavar="ADDR:PORT",
         help="serve Prometheus metrics at http://ADDR:PORT/metrics",
     )

@@ -13,32 +13,13 @@ import signal
 import sys
 from pathlib import Path, PurePosixPath
 
-__all__ = ["parse_hostport", "register"]
+from .app import hostport
+
+__all__ = ["register"]
 
 
-def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` (or a bare host when ``default_port`` is given)."""
-    host, sep, port = text.rpartition(":")
-    if text.startswith("[") and "]" in text:
-        host, _, rest = text[1:].partition("]")
-        sep, port = (":", rest[1:]) if rest.startswith(":") else ("", "")
-    elif not sep or ":" in host:
-        host, port = text, ""
-    if not port:
-        if default_port is None:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
-        return host or "127.0.0.1", default_port
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: bad port {port!r}")
-    return host or "127.0.0.1", int(port)
-
-
-def _listen(text: str) -> tuple[str, int]:
-    return parse_hostport(text, default_port=6969)
-
-
-def _server(text: str) -> tuple[str, int]:
-    return parse_hostport(text, default_port=69)
+_listen = hostport(6969)
+_server = hostport(69)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
