@@ -106,9 +106,11 @@ def summary_table(report: Mapping[str, Any]) -> Table:
             step, what = st["description"], st.get("detail", "")
         t.add_row(str(st["index"]), step, what, verdict, f"{st['elapsed']:.2f}s")
     verdict = "[green]PASS[/green]" if report.get("passed") else "[red]FAIL[/red]"
+    # "booted" (a phone that only booted on its own cluster) is worth a word only when any did
+    booted = f", booted {s['booted']}" if s.get("booted") else ""
     t.caption = (
         f"final: migrated {s.get('migrated', 0)}, stayed {s.get('stayed', 0)}, "
-        f"failed {s.get('failed', 0)}, booted {s.get('booted', 0)}  {verdict}"
+        f"failed {s.get('failed', 0)}{booted}  {verdict}"
     )
     t.caption_justify = "left"
     return t
