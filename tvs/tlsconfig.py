@@ -15,9 +15,12 @@ Both sides can write TLS secrets to an SSLKEYLOGFILE for Wireshark.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
+import itertools
 import os
+import shutil
 import ssl
 import tempfile
 import warnings
@@ -74,14 +77,38 @@ def load_identity(
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    # the ssl module only loads identities from files: a private temporary directory
-    with tempfile.TemporaryDirectory(prefix="tvs-tls-") as d:
-        cpath, kpath = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        with open(os.open(cpath, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-            f.write(chain_pem)
-        with open(os.open(kpath, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-            f.write(key_pem)
-        ctx.load_cert_chain(cpath, kpath)
+    # the ssl module only loads identities from files: one file (chain, then key) in a private
+    # directory made once per process, removed right after loading. A fleet builds thousands of
+    # contexts, so no directory per call.
+    path = os.path.join(_identity_dir(), f"{os.getpid()}-{next(_identity_seq)}.pem")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(fd, "wb") as f:
+            f.write(chain_pem + key_pem)
+        ctx.load_cert_chain(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+_identity_seq = itertools.count()
+_identity_path: str | None = None
+
+
+def _identity_dir() -> str:
+    """A private (0700) temporary directory for :func:`load_identity`, removed at exit by the
+    process that made it (a forked child never removes its parent's)."""
+    global _identity_path
+    if _identity_path is None or not os.path.isdir(_identity_path):
+        path = _identity_path = tempfile.mkdtemp(prefix="tvs-tls-")
+        owner = os.getpid()
+
+        def cleanup() -> None:
+            if os.getpid() == owner:
+                shutil.rmtree(path, ignore_errors=True)
+
+        atexit.register(cleanup)
+    return _identity_path
 
 
 def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
