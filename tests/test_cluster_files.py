@@ -7,8 +7,6 @@ import xml.etree.ElementTree as ET
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from phone_emu.phone.config import parse_config
 from tvs.certs import Certificate
@@ -20,7 +18,6 @@ from tvs.cluster import (
     NodeConfig,
     NodeEndpoint,
     endpoints_from_config,
-    parse_request_name,
 )
 from tvs.pki import ClusterPki, LabPki, Recipe, generate
 from tvs.roles import Role
@@ -314,31 +311,6 @@ def test_node_missing_from_pki_is_refused(lab_pki: LabPki) -> None:
 
 
 # --- names ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        (f"CTLSEP{MAC}.tlv", ("ctl", MAC)),
-        ("CTLFile.tlv", ("ctl", None)),
-        (f"itlsep{MAC.lower()}.tlv", ("itl", MAC)),
-        ("ITLFile.tlv", ("itl", None)),
-        (f"/SEP{MAC}.cnf.xml", ("xml", MAC)),
-        (f"SEP{MAC}.cnf.xml.sgn", ("sgn", MAC)),
-        (f"SEP{MAC}1.cnf.xml", None),
-        (f"SEP{MAC}.cnf.xml.sgn.bak", None),
-        ("CTLSEPXYZ.tlv", None),
-        ("", None),
-    ],
-)
-def test_request_names(name: str, expected: tuple[str, str | None] | None) -> None:
-    assert parse_request_name(name) == expected
-
-
-@given(st.text(max_size=40))
-def test_request_names_never_raise(name: str) -> None:
-    got = parse_request_name(name)
-    assert got is None or got[0] in {"ctl", "itl", "xml", "sgn"}
 
 
 def test_endpoint_ipv4() -> None:

@@ -14,7 +14,7 @@ from phone_emu.phone.config import (
     TvsMember,
     parse_config,
 )
-from phone_emu.phone.identity import IdentityError, PhoneIdentity, normalize_mac
+from phone_emu.phone.identity import IdentityError, PhoneIdentity
 
 CUCM_SAMPLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <device xsi:type="axl:XIPPhone" ctiid="94" uuid="{a3b5}">
@@ -152,20 +152,6 @@ def test_config_dict_round_trip():
 
 
 # --- identity ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "text",
-    ["B000B4BA0AEE", "b000b4ba0aee", "SEPB000B4BA0AEE", "b0:00:b4:ba:0a:ee", "b000.b4ba.0aee"],
-)
-def test_mac_forms(text):
-    assert normalize_mac(text) == MAC
-
-
-@pytest.mark.parametrize("text", ["", "B000B4BA0AE", "B000B4BA0AEEF", "G000B4BA0AEE"])
-def test_bad_macs(text):
-    with pytest.raises(IdentityError):
-        normalize_mac(text)
-
-
 def test_identity_from_the_seed_lsc(lab_pki):
     phone = lab_pki.clusters["source"].phones[MAC]
     ident = PhoneIdentity.from_lsc(phone.cert, phone.key)

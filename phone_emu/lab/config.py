@@ -29,16 +29,16 @@ TOML shape (every table optional)::
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
-from phone_emu.phone.identity import IdentityError, normalize_mac
+from tvs import tomlfile
 from tvs.cluster.config import ClusterConfig
 from tvs.cluster.errors import ClusterConfigError
+from tvs.device import DeviceNameError, normalise_mac
 from tvs.pki import Recipe, RecipeError
 
 __all__ = ["CLUSTER_ROLES", "DEFAULT_LAB", "FleetSettings", "LabConfig", "LabConfigError"]
@@ -82,9 +82,7 @@ class FleetSettings:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "fleet") -> FleetSettings:
         allowed = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise LabConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        tomlfile.check_keys(d, allowed, where, error=LabConfigError)
         kw: dict[str, Any] = {}
         for key in ("phones", "concurrency"):
             if key in d:
@@ -103,8 +101,8 @@ class FleetSettings:
             kw["model"] = model
         if "mac_start" in d:
             try:
-                kw["mac_start"] = normalize_mac(str(d["mac_start"]))
-            except IdentityError as exc:
+                kw["mac_start"] = normalise_mac(str(d["mac_start"]))
+            except DeviceNameError as exc:
                 raise LabConfigError(f"{where}.mac_start: {exc}") from None
         return cls(**kw)
 
@@ -127,27 +125,21 @@ class LabConfig:
     @classmethod
     def load(cls, path: str | Path) -> LabConfig:
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LabConfigError(f"cannot read lab configuration {p}: {exc}") from None
+        text = tomlfile.read_text(p, what="lab configuration", error=LabConfigError)
         return cls.loads(text, source=str(p), base=p.parent)
 
     @classmethod
     def loads(cls, text: str, *, source: str = "lab", base: Path | None = None) -> LabConfig:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise LabConfigError(f"{source}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(text, source=source, error=LabConfigError)
         return cls.from_dict(data, source=source, base=base)
 
     @classmethod
     def from_dict(
         cls, d: Mapping[str, Any], *, source: str = "lab", base: Path | None = None
     ) -> LabConfig:
-        unknown = sorted(set(d) - {"pki", "clusters", "fleet"})
-        if unknown:
-            raise LabConfigError(f"{source}: unknown table(s) {', '.join(unknown)}")
+        tomlfile.check_keys(
+            d, {"pki", "clusters", "fleet"}, source, error=LabConfigError, what="table"
+        )
         pki = d.get("pki", {})
         recipe_ref = pki.get("recipe", "default") if isinstance(pki, Mapping) else None
         if not isinstance(recipe_ref, str):
@@ -160,20 +152,18 @@ class LabConfig:
                 recipe = Recipe.load(rp if rp.is_absolute() or base is None else base / rp)
         except RecipeError as exc:
             raise LabConfigError(f"{source}: pki.recipe: {exc}") from None
-        raw = d.get("clusters", {})
-        if not isinstance(raw, Mapping):
-            raise LabConfigError(f"{source}: clusters: expected tables")
-        extra = sorted(set(raw) - set(CLUSTER_ROLES))
-        if extra:
-            raise LabConfigError(
-                f"{source}: clusters: unknown role(s) {', '.join(extra)} (source, destination)"
-            )
+        raw = tomlfile.expect_table(
+            d.get("clusters", {}), f"{source}: clusters", error=LabConfigError
+        )
+        tomlfile.check_keys(
+            raw, CLUSTER_ROLES, f"{source}: clusters", error=LabConfigError, what="role"
+        )
         if not all(isinstance(t, Mapping) for t in raw.values()):
             raise LabConfigError(f"{source}: clusters: expected [clusters.source] tables")
         tables = {role: dict(raw.get(role, {})) for role in CLUSTER_ROLES}
-        fleet_table = d.get("fleet", {})
-        if not isinstance(fleet_table, Mapping):
-            raise LabConfigError(f"{source}: fleet: expected a table")
+        fleet_table = tomlfile.expect_table(
+            d.get("fleet", {}), f"{source}: fleet", error=LabConfigError
+        )
         fleet = FleetSettings.from_dict(fleet_table, f"{source}: fleet")
         lab = cls(recipe=recipe, clusters=tables, fleet=fleet, source=source)
         for role in CLUSTER_ROLES:  # fail now, not when the clusters start

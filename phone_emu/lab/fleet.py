@@ -20,8 +20,9 @@ import trio
 
 from phone_emu.phone.boot import BootResult
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
-from phone_emu.phone.identity import PhoneIdentity, normalize_mac
+from phone_emu.phone.identity import PhoneIdentity
 from tvs.certs import PrivateKey
+from tvs.device import normalise_mac
 from tvs.pki import Identity, generate_key, issue_lsc
 
 __all__ = [
@@ -67,7 +68,7 @@ def fleet_macs(
     count: int, mac_start: str = "B000B4BA0AEE", shard: tuple[int, int] = (1, 1)
 ) -> list[tuple[int, str]]:
     """(index, MAC) for the shard's phones; phone ``index`` has MAC ``mac_start + index``."""
-    start = int(normalize_mac(mac_start), 16)
+    start = int(normalise_mac(mac_start), 16)
     if start + count - 1 > 0xFFFFFFFFFFFF:
         raise FleetError(f"{count} phones from {mac_start} overflow the MAC space")
     return [(i, f"{start + i:012X}") for i in shard_range(count, shard)]

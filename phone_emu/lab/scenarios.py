@@ -41,13 +41,14 @@ cluster it was already on, or its first), ``migrated`` (accepted another cluster
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
+
+from tvs import tomlfile
 
 __all__ = [
     "ACTIONS",
@@ -161,19 +162,13 @@ class Scenario:
 
     @classmethod
     def loads(cls, text: str, *, source: str = "scenario") -> Scenario:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(text, source=source, error=ScenarioError)
         return cls.from_dict(data, source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScenarioError(f"cannot read scenario {p}: {exc}") from None
+        text = tomlfile.read_text(p, what="scenario", error=ScenarioError)
         return cls.loads(text, source=str(p))
 
     @property
@@ -189,13 +184,8 @@ class Scenario:
 
 
 def _no_unknown(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    if not isinstance(d, Mapping):
-        raise ScenarioError(f"{where}: expected a table")
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ScenarioError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
-        )
+    tomlfile.expect_table(d, where, error=ScenarioError)
+    tomlfile.check_keys(d, allowed, where, error=ScenarioError)
 
 
 def _indices(value: Any, where: str) -> tuple[int, ...]:

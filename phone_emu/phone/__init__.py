@@ -29,7 +29,7 @@ from .boot import (
 from .config import CallManager, ConfigError, PhoneConfig, TvsMember, parse_config
 from .console import console_lines
 from .driver import NetworkOptions, Phone, boot_phone
-from .identity import IdentityError, PhoneIdentity, normalize_mac
+from .identity import IdentityError, PhoneIdentity
 from .persist import LoadedState, StateError, StateProblem, StateStore
 from .trust import (
     SIGNING_ROLES,
@@ -81,6 +81,5 @@ __all__ = [
     "TvsMember",
     "boot_phone",
     "console_lines",
-    "normalize_mac",
     "parse_config",
 ]

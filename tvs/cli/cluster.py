@@ -22,7 +22,8 @@ import trio
 
 from ..certs import CertificateError
 from ..cluster import EXAMPLES, ClusterConfig, ClusterError, EmulatedCluster
-from ..pki import LabPki, PkiError, Recipe, generate, normalise_mac
+from ..device import DeviceNameError, normalise_mac
+from ..pki import LabPki, PkiError, Recipe, generate
 from ..server import LOG_FORMATS, configure_logging
 from ..store import StoreError
 
@@ -33,7 +34,7 @@ EXIT_ERROR = 2
 
 log = structlog.get_logger("tvs.cli.cluster")
 
-_ERRORS = (ClusterError, PkiError, StoreError, CertificateError)
+_ERRORS = (ClusterError, PkiError, StoreError, CertificateError, DeviceNameError)
 
 
 def register(sub: Any) -> None:
@@ -225,7 +226,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_files(args: argparse.Namespace) -> int:
     try:
-        mac = normalise_mac(args.mac, "--mac")
+        mac = normalise_mac(args.mac)
         config = load_config(args)
         cluster = EmulatedCluster(config, pki=_lab_pki(config, args.recipe))
         files = cluster.files_for(mac)

@@ -40,7 +40,6 @@ from .files import (
     endpoints_from_config,
     itl_records,
     itl_signer,
-    parse_request_name,
 )
 from .sip import SipListener, SipStats, sip_response
 
@@ -78,7 +77,6 @@ __all__ = [
     "example_text",
     "itl_records",
     "itl_signer",
-    "parse_request_name",
     "parse_version",
     "sip_response",
 ]

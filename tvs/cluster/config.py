@@ -32,7 +32,6 @@ TOML shape::
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any, Final
 
 import attrs
 
+from .. import tomlfile
 from ..store.table import DEFAULT_TTL
 from .errors import ClusterConfigError
 
@@ -93,11 +93,7 @@ def _node_tuple(nodes: Iterable[NodeConfig]) -> tuple[NodeConfig, ...]:
 
 
 def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ClusterConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
-        )
+    tomlfile.check_keys(d, allowed, where, error=ClusterConfigError)
 
 
 def _str(d: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -354,10 +350,7 @@ class ClusterConfig:
 
     @classmethod
     def loads(cls, text: str, *, source: str = "config") -> ClusterConfig:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ClusterConfigError(f"{source}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(text, source=source, error=ClusterConfigError)
         return cls.from_dict(data, source=source)
 
     @classmethod
@@ -366,12 +359,7 @@ class ClusterConfig:
         p = Path(path)
         if not p.exists() and str(path) in EXAMPLES:
             return cls.example(str(path))
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ClusterConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ClusterConfigError(f"{p}: not UTF-8 text") from None
+        text = tomlfile.read_text(p, what="cluster configuration", error=ClusterConfigError)
         return cls.loads(text, source=str(p))
 
     @classmethod

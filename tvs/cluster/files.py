@@ -27,13 +27,13 @@ mode, 1 otherwise) and the configuration's other elements.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Final
 from xml.sax.saxutils import escape
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from .. import device
 from ..certs import Certificate
 from ..pki import ClusterPki, Identity
 from ..roles import Role
@@ -59,11 +59,10 @@ __all__ = [
     "endpoints_from_config",
     "itl_records",
     "itl_signer",
-    "parse_request_name",
 ]
 
-CTL_NAME: Final = "CTLFile.tlv"
-ITL_NAME: Final = "ITLFile.tlv"
+CTL_NAME: Final = device.CTL_FILE
+ITL_NAME: Final = device.ITL_FILE
 ITLRECOVERY_IN_CTL_FROM: Final = (10, 5, 2)
 """From CUCM 10.5(2) the tokenless CTL also holds ITLRecovery as SAST (High)."""
 ITLRECOVERY_SIGNS_FROM: Final = (12, 0)
@@ -77,12 +76,6 @@ NONSECURE_SIP_PORT: Final = 5060
 MAX_CACHED_CONFIGS: Final = 4096
 """Per-phone ``.sgn`` files kept in memory; the cache is emptied when it grows past this."""
 
-_NAME_RE = re.compile(
-    r"^(?:(?P<ctl>CTLSEP(?P<ctlmac>[0-9A-F]{12})\.tlv|CTLFile\.tlv)"
-    r"|(?P<itl>ITLSEP(?P<itlmac>[0-9A-F]{12})\.tlv|ITLFile\.tlv)"
-    r"|SEP(?P<mac>[0-9A-F]{12})\.cnf\.xml(?P<sgn>\.sgn)?)$",
-    re.IGNORECASE,
-)
 
 
 @attrs.frozen
@@ -312,26 +305,13 @@ def build_config_sgn(inputs: FileInputs, mac: str, xml: bytes, node: str | None 
     signer = inputs.pki.nodes[inputs.tftp_node(node)].callmanager
     return sign_file(
         xml,
-        filename=f"SEP{mac.upper()}.cnf.xml.sgn",
+        filename=device.config_filename(mac, signed=True),
         signer=signer.cert,
         key=signer.key,
         digest=inputs.config.digest,
         timestamp=inputs.timestamp,
         signer_version=_signer_version(inputs.config, signer),
     )
-
-
-def parse_request_name(name: str) -> tuple[str, str | None] | None:
-    """What a TFTP name asks for: ``("ctl", mac|None)``, ``("itl", ...)``, ``("xml", mac)``,
-    ``("sgn", mac)``; None for any other name. MACs come back upper-case."""
-    m = _NAME_RE.match(name.lstrip("/"))
-    if m is None:
-        return None
-    if m["ctl"]:
-        return "ctl", (m["ctlmac"] or "").upper() or None
-    if m["itl"]:
-        return "itl", (m["itlmac"] or "").upper() or None
-    return ("sgn" if m["sgn"] else "xml"), m["mac"].upper()
 
 
 class ClusterFiles:
@@ -389,7 +369,7 @@ class ClusterFiles:
 
     def get(self, name: str, node: str | None = None) -> bytes | None:
         """The bytes served for TFTP ``name`` by ``node`` (None: the first TFTP node), or None."""
-        what = parse_request_name(name)
+        what = device.parse_file_name(name)
         if what is None:
             return None
         kind, mac = what
@@ -402,13 +382,12 @@ class ClusterFiles:
 
     def files_for(self, mac: str, node: str | None = None) -> dict[str, bytes]:
         """What a phone can download, by the names it asks for (no CTL in nonsecure mode)."""
-        m = mac.upper()
         names = [
-            f"CTLSEP{m}.tlv",
-            f"ITLSEP{m}.tlv",
+            device.ctl_filename(mac),
+            device.itl_filename(mac),
             ITL_NAME,
-            f"SEP{m}.cnf.xml",
-            f"SEP{m}.cnf.xml.sgn",
+            device.config_filename(mac, signed=False),
+            device.config_filename(mac, signed=True),
         ]
         out: dict[str, bytes] = {}
         for name in names:

@@ -23,7 +23,6 @@ from .recipe import (
     PhoneSpec,
     Recipe,
     SubjectSpec,
-    normalise_mac,
 )
 
 __all__ = [
@@ -47,6 +46,5 @@ __all__ = [
     "generate_key",
     "issue_lsc",
     "key_type_of",
-    "normalise_mac",
     "windows_ca_serial",
 ]

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .. import device
 from ..certs import Certificate, PrivateKey
-from .errors import PkiError
-from .recipe import KEY_TYPES, ClusterSpec, EnterpriseCaSpec, NodeSpec, SubjectSpec, normalise_mac
+from .errors import PkiError, RecipeError
+from .recipe import KEY_TYPES, ClusterSpec, EnterpriseCaSpec, NodeSpec, SubjectSpec
 
 __all__ = [
     "LSC_VALIDITY_DAYS",
@@ -101,7 +102,7 @@ def _cucm_serial() -> int:
 
 def default_phone_serial(mac: str) -> str:
     """A manufacturing serial shaped like ``FCH18198CNQ``, derived from the MAC (stable)."""
-    digest = hashlib.sha256(normalise_mac(mac).encode()).digest()
+    digest = hashlib.sha256(device.normalise_mac(mac).encode()).digest()
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
     week = int.from_bytes(digest[:2], "big") % 10000
     tail = "".join(alphabet[b % len(alphabet)] for b in digest[2:6])
@@ -352,14 +353,17 @@ def issue_lsc(
     the CAPF's subject), ``CN=CP-<model>-SEP<MAC>``. Pass ``key`` to reuse one key for many
     phones (fleets); otherwise a new ``key_type`` key is made (``ec-p256`` is the cheap one).
     """
-    mac = normalise_mac(mac)
+    try:
+        mac = device.normalise_mac(mac)
+    except device.DeviceNameError as exc:
+        raise RecipeError(f"mac: {exc}") from None
     key = key if key is not None else generate_key(key_type)
     pid = f"PID:CP-{model} SN:{serial or default_phone_serial(mac)}"
     subject = x509.Name(
         [
             _attr(NameOID.SERIAL_NUMBER, pid),
             *_lsc_organisation(capf.cert),
-            _attr(NameOID.COMMON_NAME, f"CP-{model}-SEP{mac}"),
+            _attr(NameOID.COMMON_NAME, device.phone_device_name(model, mac)),
         ]
     )
     cert = _build(

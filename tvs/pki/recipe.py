@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from .. import device, tomlfile
 from .errors import RecipeError
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "PhoneSpec",
     "Recipe",
     "SubjectSpec",
-    "normalise_mac",
 ]
 
 KEY_TYPES = ("rsa2048", "ec-p256")
@@ -44,7 +43,6 @@ SECURITY_MODES = ("mixed", "nonsecure")
 DEFAULT_VALIDITY_DAYS = 1826  # five years, CUCM's default for its own certificates
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MAC_RE = re.compile(r"^[0-9A-F]{12}$")
 _HEX8_RE = re.compile(r"^[0-9a-f]{8}$")
 
 
@@ -67,18 +65,11 @@ def _text(value: object, where: str) -> str:
 
 
 def _table(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise RecipeError(f"{where}: expected a table, not {type(value).__name__}")
-    return dict(value)
+    return dict(tomlfile.expect_table(value, where, error=RecipeError))
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise RecipeError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"expected some of {', '.join(sorted(allowed))}"
-        )
+    tomlfile.check_keys(table, allowed, where, error=RecipeError)
 
 
 _SUBJECT_KEYS = {"OU": "unit", "O": "organization", "L": "locality", "ST": "state", "C": "country"}
@@ -142,12 +133,12 @@ class PhoneSpec:
     @property
     def name(self) -> str:
         """``SEP<MAC>``, the file and device name."""
-        return f"SEP{self.mac}"
+        return device.device_name(self.mac)
 
     @property
     def device_name(self) -> str:
         """``CP-<model>-SEP<MAC>``, the LSC's CN and the TVS device-name element."""
-        return f"CP-{self.model}-SEP{self.mac}"
+        return device.phone_device_name(self.model, self.mac)
 
     @classmethod
     def from_dict(cls, d: object, where: str) -> PhoneSpec:
@@ -155,21 +146,18 @@ class PhoneSpec:
         _check_keys(table, {"mac", "model", "serial", "key_type"}, where)
         if "mac" not in table:
             raise RecipeError(f"{where}: a phone needs 'mac'")
-        mac = normalise_mac(table["mac"], f"{where}.mac")
+        mac = _mac(table["mac"], f"{where}.mac")
         model = _text(table.get("model", "8861"), f"{where}.model")
         serial = _text(table["serial"], f"{where}.serial") if "serial" in table else None
         kt = _key_type(table["key_type"], f"{where}.key_type") if "key_type" in table else None
         return cls(mac=mac, model=model, serial=serial, key_type=kt)
 
 
-def normalise_mac(value: object, where: str = "mac") -> str:
-    """Upper-case 12-hex-digit MAC from ``b000b4ba0aee``, ``B0:00:B4:...``, ``SEPB000...``."""
-    if not isinstance(value, str):
-        raise RecipeError(f"{where}: MAC must be a string, not {value!r}")
-    mac = value.upper().removeprefix("SEP").replace(":", "").replace("-", "").replace(".", "")
-    if not _MAC_RE.match(mac):
-        raise RecipeError(f"{where}: {value!r} is not a MAC address (12 hex digits)")
-    return mac
+def _mac(value: object, where: str) -> str:
+    try:
+        return device.normalise_mac(value)
+    except device.DeviceNameError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
 
 
 @attrs.frozen
@@ -319,10 +307,7 @@ class Recipe:
 
     @classmethod
     def loads(cls, text: str, *, source: str = "recipe") -> Recipe:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RecipeError(f"{source}: not valid TOML: {exc}") from None
+        data = tomlfile.loads(text, source=source, error=RecipeError)
         try:
             return cls.from_dict(data)
         except RecipeError as exc:
@@ -330,10 +315,7 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecipeError(f"cannot read recipe {path}: {exc}") from None
+        text = tomlfile.read_text(path, what="recipe", error=RecipeError)
         return cls.loads(text, source=str(path))
 
     @classmethod
