@@ -1,5 +1,5 @@
 """TFTP (RFC 1350 with options): packet codec and transfer machines (pure), Trio server and
-client, and the file providers the server reads from."""
+client, and the file providers (the one contract the TFTP and HTTP servers read from)."""
 
 from .client import tftp_get
 from .errors import (
@@ -11,7 +11,7 @@ from .errors import (
     TftpTimeout,
 )
 from .protocol import ErrorCode
-from .providers import CallableProvider, DirectoryProvider, FileProvider
+from .providers import CallableProvider, DirectoryProvider, FileProvider, FileVersion, check_name
 from .server import TftpServer, TftpServerStats, serve_tftp
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ErrorCode",
     "FileProvider",
     "FileRefused",
+    "FileVersion",
     "MalformedPacket",
     "TftpError",
     "TftpProtocolError",
@@ -27,6 +28,7 @@ __all__ = [
     "TftpServer",
     "TftpServerStats",
     "TftpTimeout",
+    "check_name",
     "serve_tftp",
     "tftp_get",
 ]

@@ -1,9 +1,10 @@
 """The Trio TFTP server: read-only, one ephemeral socket per transfer (RFC 1350).
 
-Owns the listening socket, request admission (mode, duplicates, the concurrency limit), the
-call to the file provider, and one task per transfer that drives a ``transfer.Sender``. The
-packet rules live in ``protocol.py`` and ``transfer.py``; where the bytes come from is the
-provider's business (``providers.py``).
+Only I/O: the listening socket, the call to the file provider, and one task per transfer
+that drives a ``transfer.Sender``. What to do with each request and how to set up a transfer
+are pure decisions in ``plan.py``; the packet rules live in ``protocol.py`` and
+``transfer.py``; where the bytes come from is the provider's business (``providers.py``):
+every transfer of one file version holds a reference to the provider's one buffer.
 
 Each transfer socket is bound to the address the server listens on, so many servers on
 different loopback addresses (127.0.1.1, 127.0.2.1, ...) can share one process.
@@ -22,19 +23,22 @@ import trio
 
 from ._io import drive, open_udp_socket, send_all
 from ._reactor import Reactor
-from .errors import FileRefused, MalformedPacket
-from .protocol import (
-    MAX_BLKSIZE,
-    ErrorCode,
-    ErrorPacket,
-    ReadRequest,
-    WriteRequest,
-    decode_packet,
-    negotiate_options,
-    to_netascii,
+from .errors import FileRefused
+from .plan import (
+    Accept,
+    Drop,
+    DropWhy,
+    Refuse,
+    RefuseWhy,
+    ServerCounters,
+    ServerLimits,
+    admit,
+    plan_transfer,
+    public_error,
 )
+from .protocol import MAX_BLKSIZE, ErrorCode, ReadRequest
 from .providers import FileProvider
-from .transfer import Sender, TransferState
+from .transfer import TransferState
 
 __all__ = ["TftpServer", "TftpServerStats", "serve_tftp"]
 
@@ -74,18 +78,18 @@ class TftpServer:
         max_windowsize: int = 64,
     ):
         self.provider = provider
-        self.max_transfers = max_transfers
-        self.timeout = timeout
-        self.retries = retries
-        self.max_blksize = max_blksize
-        self.max_windowsize = max_windowsize
-        self._counts = dict.fromkeys(attrs.fields_dict(TftpServerStats), 0)
+        self.limits = ServerLimits(max_transfers, timeout, retries, max_blksize, max_windowsize)
+        self.counters = ServerCounters()
         self._active: set[Address] = set()
         self._host = "127.0.0.1"
         self._reactor: Any = None
 
+    @property
+    def max_transfers(self) -> int:
+        return self.limits.max_transfers
+
     def statistics(self) -> TftpServerStats:
-        return TftpServerStats(**{**self._counts, "active_transfers": len(self._active)})
+        return TftpServerStats(**attrs.asdict(self.counters), active_transfers=len(self._active))
 
     async def serve(
         self,
@@ -134,64 +138,41 @@ class TftpServer:
     async def _on_request(
         self, sock: socket.socket, nursery: trio.Nursery, data: bytes, addr: Address
     ) -> None:
-        client = f"{addr[0]}:{addr[1]}"
-        try:
-            packet = decode_packet(data)
-        except MalformedPacket as exc:
-            self._counts["malformed_dropped"] += 1
-            log.warning("tftp.malformed", client=client, reason=str(exc))
-            return
-        if isinstance(packet, WriteRequest):
-            await self._refuse(
-                sock, addr, ErrorCode.ACCESS_VIOLATION, "read-only server", packet.filename
-            )
-            return
-        if not isinstance(packet, ReadRequest):
-            self._counts["malformed_dropped"] += 1
-            log.warning(
-                "tftp.malformed",
-                client=client,
-                reason=f"{type(packet).__name__} sent to the request port",
-            )
-            if not isinstance(packet, ErrorPacket):
-                await _answer(sock, addr, ErrorCode.ILLEGAL_OPERATION, "not a request")
-            return
-        mode = packet.mode.lower()
-        if mode not in ("octet", "netascii"):
-            await self._refuse(
-                sock,
-                addr,
-                ErrorCode.ILLEGAL_OPERATION,
-                f"mode {packet.mode!r} not supported",
-                packet.filename,
-            )
-            return
-        if addr in self._active:
-            self._counts["duplicate_requests"] += 1
-            return
-        if len(self._active) >= self.max_transfers:
-            self._counts["busy_dropped"] += 1
-            log.warning("tftp.busy", client=client, file=packet.filename, active=len(self._active))
-            return
-        self._active.add(addr)
-        nursery.start_soon(self._transfer, sock, packet, addr)
-
-    async def _refuse(
-        self, sock: socket.socket, addr: Address, code: int, reason: str, name: str
-    ) -> None:
-        self._counts["requests_refused"] += 1
-        log.warning(
-            "tftp.refused", client=f"{addr[0]}:{addr[1]}", file=name, code=int(code), reason=reason
+        decision = admit(
+            data, addr, active=self._active, n_active=len(self._active), limits=self.limits
         )
-        # the client learns the code, not our reasons (they may name server paths)
-        message = _PUBLIC_MESSAGES.get(code, reason)
-        await _answer(sock, addr, code, message)
+        if isinstance(decision, Accept):
+            self._active.add(addr)
+            nursery.start_soon(self._transfer, sock, decision.request, addr)
+            return
+        await self._reject(sock, addr, decision)
+
+    async def _reject(self, sock: socket.socket, addr: Address, decision: Refuse | Drop) -> None:
+        self.counters.count(decision)
+        client = f"{addr[0]}:{addr[1]}"
+        if isinstance(decision, Refuse):
+            log.warning(
+                "tftp.refused",
+                client=client,
+                file=decision.filename,
+                code=decision.code,
+                reason=decision.reason,
+            )
+            await _answer(sock, addr, decision.reply)
+        elif decision.why is DropWhy.MALFORMED:
+            log.warning("tftp.malformed", client=client, reason=decision.reason)
+            if decision.reply is not None:
+                await _answer(sock, addr, decision.reply)
+        elif decision.why is DropWhy.BUSY:
+            log.warning(
+                "tftp.busy", client=client, file=decision.filename, active=len(self._active)
+            )
 
     async def _transfer(self, listen: socket.socket, request: ReadRequest, addr: Address) -> None:
         try:
             await self._run_transfer(listen, request, addr)
         except Exception:  # a bug or a provider crash must not take the server down
-            self._counts["transfers_failed"] += 1
+            self.counters.transfers_failed += 1
             log.exception(
                 "tftp.transfer_crashed", client=f"{addr[0]}:{addr[1]}", file=request.filename
             )
@@ -202,46 +183,37 @@ class TftpServer:
         self, listen: socket.socket, request: ReadRequest, addr: Address
     ) -> None:
         name = request.filename
+        client = f"{addr[0]}:{addr[1]}"
         try:
-            content = await self.provider.get(name, (addr[0], addr[1]))
+            version = await self.provider.get(name, (addr[0], addr[1]))
         except FileRefused as exc:
-            await self._refuse(listen, addr, exc.code, exc.reason, name)
+            refusal = public_error(RefuseWhy.DENIED, exc.code, exc.reason, name)
+            await self._reject(listen, addr, refusal)
             return
         except Exception as exc:
-            self._counts["transfers_failed"] += 1
-            log.exception("tftp.transfer_crashed", client=f"{addr[0]}:{addr[1]}", file=name)
-            await self._refuse(listen, addr, ErrorCode.NOT_DEFINED, f"provider failed: {exc}", name)
+            self.counters.transfers_failed += 1
+            log.exception("tftp.transfer_crashed", client=client, file=name)
+            refusal = public_error(
+                RefuseWhy.PROVIDER, ErrorCode.NOT_DEFINED, f"provider failed: {exc}", name
+            )
+            await self._reject(listen, addr, refusal)
             return
-        if content is None:
-            await self._refuse(listen, addr, ErrorCode.FILE_NOT_FOUND, "no such file", name)
+        if version is None:
+            refusal = public_error(
+                RefuseWhy.NOT_FOUND, ErrorCode.FILE_NOT_FOUND, "no such file", name
+            )
+            await self._reject(listen, addr, refusal)
             return
-        if request.mode.lower() == "netascii":
-            content = to_netascii(content)
-        oack, options = negotiate_options(
-            request.option_map(),
-            size=len(content),
-            max_blksize=self.max_blksize,
-            max_windowsize=self.max_windowsize,
-        )
         try:
             sock = open_udp_socket(self._host, 0)
         except OSError as exc:
-            self._counts["busy_dropped"] += 1
+            self.counters.busy_dropped += 1
             level = log.warning if exc.errno in (errno.EMFILE, errno.ENFILE) else log.error
-            level("tftp.no_socket", client=f"{addr[0]}:{addr[1]}", file=name, error=str(exc))
+            level("tftp.no_socket", client=client, file=name, error=str(exc))
             return
-        self._counts["transfers_started"] += 1
+        self.counters.transfers_started += 1
         started = time.monotonic()
-        machine = Sender(
-            content,
-            addr,
-            options=options,
-            oack=oack,
-            timeout=self.timeout,
-            retries=self.retries,
-            now=trio.current_time(),
-        )
-        machine.start(trio.current_time())
+        machine = plan_transfer(request, version, addr, self.limits, trio.current_time())
         with sock:
             try:
                 if self._reactor is not None:
@@ -249,19 +221,13 @@ class TftpServer:
                 else:
                     await drive(sock, machine)
             except OSError as exc:
-                machine.state = TransferState.FAILED
-                machine.error = None
-                log.warning("tftp.socket_error", client=f"{addr[0]}:{addr[1]}", error=str(exc))
+                machine.abort(f"socket error: {exc}")
+                log.warning("tftp.socket_error", client=client, error=str(exc))
+        self.counters.count_transfer(machine)
         ok = machine.state is TransferState.COMPLETE
-        counts = self._counts
-        counts["transfers_completed" if ok else "transfers_failed"] += 1
-        counts["retransmits"] += machine.retransmits
-        counts["malformed_dropped"] += machine.malformed
-        counts["unknown_tid"] += machine.unknown_tid
-        counts["bytes_sent"] += machine.bytes_acked
         log.info(
             "tftp.transfer",
-            client=f"{addr[0]}:{addr[1]}",
+            client=client,
             file=name,
             outcome="complete" if ok else "failed",
             error=None if machine.error is None else str(machine.error),
@@ -274,16 +240,9 @@ class TftpServer:
         )
 
 
-_PUBLIC_MESSAGES: dict[int, str] = {
-    ErrorCode.NOT_DEFINED: "Internal error",
-    ErrorCode.FILE_NOT_FOUND: "File not found",
-    ErrorCode.ACCESS_VIOLATION: "Access violation",
-}
-
-
-async def _answer(sock: socket.socket, addr: Address, code: int, message: str) -> None:
+async def _answer(sock: socket.socket, addr: Address, packet: bytes) -> None:
     try:
-        await send_all(sock, [(ErrorPacket(code, message).to_bytes(), addr)])
+        await send_all(sock, [(packet, addr)])
     except OSError as exc:
         log.debug("tftp.send_error", client=f"{addr[0]}:{addr[1]}", error=str(exc))
 

@@ -9,6 +9,9 @@ so transfers roll over past block 65535 to 0. A duplicate ACK never triggers a D
 Sorcerer's Apprentice syndrome): only the retransmission timer resends. A datagram from an
 unknown transfer ID is answered with ERROR 5 and leaves the transfer alone. Malformed
 datagrams are dropped and counted.
+
+A machine's ``state`` is read-only: it changes only through the machine's own methods (one
+``_set_state``), and an adapter whose socket broke ends it with ``abort()``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class _Machine:
 
     def __init__(self, peer: Address | None, *, timeout: float, retries: int, now: float):
         self.peer = peer
-        self.state = TransferState.NEGOTIATING
+        self._state = TransferState.NEGOTIATING
         self.timeout = timeout
         self.max_retries = retries
         self.error: TftpError | None = None
@@ -67,8 +70,26 @@ class _Machine:
         self._out: list[tuple[bytes, Address]] = []
 
     @property
+    def state(self) -> TransferState:
+        """Where the transfer is; it changes only through the machine's own methods."""
+        return self._state
+
+    def _set_state(self, state: TransferState) -> None:
+        self._state = state
+        if state is TransferState.COMPLETE or state is TransferState.FAILED:
+            self._deadline = None
+
+    @property
     def done(self) -> bool:
-        return self.state is TransferState.COMPLETE or self.state is TransferState.FAILED
+        return self._state is TransferState.COMPLETE or self._state is TransferState.FAILED
+
+    def abort(self, reason: str, *, notify: bool = False) -> None:
+        """End the transfer now as failed (the adapter's socket broke, the server stops).
+        ``notify`` queues an ERROR 0 for the peer; a finished transfer stays as it is."""
+        if self.done:
+            return
+        answer = ErrorPacket(ErrorCode.NOT_DEFINED, "transfer aborted") if notify else None
+        self._fail(TftpError(reason), answer)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next (None once the transfer is over)."""
@@ -81,9 +102,8 @@ class _Machine:
     def _fail(self, error: TftpError, answer: ErrorPacket | None = None) -> None:
         if answer is not None and self.peer is not None:
             self._out.append((answer.to_bytes(), self.peer))
-        self.state = TransferState.FAILED
         self.error = error
-        self._deadline = None
+        self._set_state(TransferState.FAILED)
 
     def _stray(self, data: bytes, addr: Address) -> None:
         """A datagram from another TID: answer ERROR 5 unless it is itself an error."""
@@ -141,7 +161,7 @@ class Sender(_Machine):
             self._out.append((self._oack, self._to))
             self._deadline = now + self.timeout
         else:
-            self.state = TransferState.TRANSFERRING
+            self._set_state(TransferState.TRANSFERRING)
             self._send_window(now)
 
     def _send_window(self, now: float) -> None:
@@ -187,7 +207,7 @@ class Sender(_Machine):
             if number != 0:
                 self.duplicates += 1
                 return
-            self.state = TransferState.TRANSFERRING
+            self._set_state(TransferState.TRANSFERRING)
             self._retries = 0
             self._send_window(now)
             return
@@ -198,8 +218,7 @@ class Sender(_Machine):
         self._acked += delta
         self._retries = 0
         if self._acked >= self.blocks:
-            self.state = TransferState.COMPLETE
-            self._deadline = None
+            self._set_state(TransferState.COMPLETE)
         else:
             self._send_window(now)  # RFC 7440: a short ACK restarts the window after it
 
@@ -308,7 +327,7 @@ class Receiver(_Machine):
             if self.options.tsize is not None and self.options.tsize > self.max_size:
                 self._too_big(self.options.tsize)
                 return
-            self.state = TransferState.TRANSFERRING
+            self._set_state(TransferState.TRANSFERRING)
             self._progress(now)
             self._send(Ack(0).to_bytes())
         elif self._expected == 1:
@@ -333,7 +352,7 @@ class Receiver(_Machine):
             if packet.block != 1:
                 self.duplicates += 1
                 return
-            self.state = TransferState.TRANSFERRING  # the server ignored our options
+            self._set_state(TransferState.TRANSFERRING)  # the server ignored our options
         blksize = self.options.blksize
         if packet.block != self._expected & 0xFFFF:
             self.duplicates += 1
@@ -360,8 +379,7 @@ class Receiver(_Machine):
         self._progress(now)
         if len(payload) < blksize:
             self._send(Ack(packet.block).to_bytes())
-            self.state = TransferState.COMPLETE
-            self._deadline = None
+            self._set_state(TransferState.COMPLETE)
         elif self._in_window >= self.options.windowsize:
             self._in_window = 0
             self._send(Ack(packet.block).to_bytes())
