@@ -14,6 +14,7 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "tvs.cli.codec",  # decode, encode
     "tvs.cli.files",  # tlv, sgn
+    "tvs.cli.enc",  # enc build, show, decrypt
     "tvs.cli.certs",  # certs generate
     "tvs.cli.serve",  # serve, reload
     "tvs.cli.store",  # store ...

@@ -2,13 +2,24 @@
 
 Layout (protocol notes section 2): :mod:`.elements` reads and writes single elements (with the
 lone-byte padding tag 13), :mod:`.model` holds the values and wire numbers, :mod:`.parse` and
-:mod:`.build` convert, :mod:`.verify` checks signatures, :mod:`.describe` makes JSON.
+:mod:`.build` convert, :mod:`.verify` checks signatures, :mod:`.describe` makes JSON,
+:mod:`.encrypted` holds the crypto of encrypted ``.enc.sgn`` configuration files.
 """
 
-from .build import RecordSpec, build_trust_list, encode_record, host_name_from_cn, sign_file
+from .build import (
+    RecordSpec,
+    build_trust_list,
+    encode_encryption_info,
+    encode_record,
+    host_name_from_cn,
+    sign_encrypted_file,
+    sign_file,
+)
 from .describe import describe, describe_record
 from .elements import PADDING_TAG, Element, encode_element, read_element, read_elements
+from .encrypted import decrypt_config, encrypt_config
 from .errors import (
+    DecryptionError,
     FormatError,
     LengthError,
     MissingElementError,
@@ -19,6 +30,7 @@ from .errors import (
     UnknownAlgorithmError,
 )
 from .model import (
+    ENC_SGN_VERSION,
     MODULUS_SIZES,
     SGN_VERSION,
     SIGNATURE_ALGORITHM_EC,
@@ -26,6 +38,8 @@ from .model import (
     SIGNER_VERSION_EC,
     SIGNER_VERSION_RSA,
     TLV_VERSION,
+    EncryptionInfo,
+    EncryptionTag,
     FileHeader,
     HashAlgorithm,
     HeaderTag,
@@ -44,6 +58,7 @@ from .parse import (
 from .verify import matches_signer, verify_file, verify_with_certificate
 
 __all__ = [
+    "ENC_SGN_VERSION",
     "MODULUS_SIZES",
     "PADDING_TAG",
     "RECORD_LENGTH_INCLUDES_ITSELF",
@@ -53,7 +68,10 @@ __all__ = [
     "SIGNER_VERSION_EC",
     "SIGNER_VERSION_RSA",
     "TLV_VERSION",
+    "DecryptionError",
     "Element",
+    "EncryptionInfo",
+    "EncryptionTag",
     "FileHeader",
     "FormatError",
     "HashAlgorithm",
@@ -71,10 +89,13 @@ __all__ = [
     "TrustFile",
     "UnknownAlgorithmError",
     "build_trust_list",
+    "decrypt_config",
     "describe",
     "describe_record",
     "encode_element",
+    "encode_encryption_info",
     "encode_record",
+    "encrypt_config",
     "host_name_from_cn",
     "matches_signer",
     "parse_file",
@@ -83,6 +104,7 @@ __all__ = [
     "parse_trust_list",
     "read_element",
     "read_elements",
+    "sign_encrypted_file",
     "sign_file",
     "verify_file",
     "verify_with_certificate",

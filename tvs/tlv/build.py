@@ -25,19 +25,30 @@ from ..roles import Role
 from .elements import PADDING_TAG, encode_element
 from .errors import FormatError, LengthError, TlvError, UnknownAlgorithmError
 from .model import (
+    ENC_SGN_VERSION,
     MODULUS_SIZES,
     SGN_VERSION,
     SIGNATURE_ALGORITHM_EC,
     SIGNATURE_ALGORITHM_RSA,
     SIGNER_VERSION_EC,
     TLV_VERSION,
+    EncryptionInfo,
+    EncryptionTag,
     HashAlgorithm,
     HeaderTag,
     RecordTag,
 )
 from .parse import RECORD_LENGTH_INCLUDES_ITSELF
 
-__all__ = ["RecordSpec", "build_trust_list", "encode_record", "host_name_from_cn", "sign_file"]
+__all__ = [
+    "RecordSpec",
+    "build_trust_list",
+    "encode_encryption_info",
+    "encode_record",
+    "host_name_from_cn",
+    "sign_encrypted_file",
+    "sign_file",
+]
 
 _EC_SIGN_ATTEMPTS: Final = 256
 _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
@@ -160,7 +171,9 @@ def _signed_container(
     digest: str,
     timestamp: int | None,
     signer_version: tuple[int, int] | None,
+    extra: bytes = b"",
 ) -> bytes:
+    """Header + ``body``; ``extra`` (encoded elements) goes after the timestamp, before padding."""
     hash_algorithm = _digest(digest)
     algorithm, modulus_index, sig_len = _algorithm(key, signer)
     if signer_version is None and algorithm == SIGNATURE_ALGORITHM_EC:
@@ -184,8 +197,10 @@ def _signed_container(
     middle = encode_element(HeaderTag.SIGNER_INFO, signer_info) + encode_element(
         HeaderTag.SIGNATURE_INFO, sig_info
     )
-    tail = encode_element(HeaderTag.FILENAME, _nul(filename)) + encode_element(
-        HeaderTag.TIMESTAMP, ts.to_bytes(4, "big")
+    tail = (
+        encode_element(HeaderTag.FILENAME, _nul(filename))
+        + encode_element(HeaderTag.TIMESTAMP, ts.to_bytes(4, "big"))
+        + extra
     )
     version_el = encode_element(HeaderTag.VERSION, bytes(version))
     sv_el = (
@@ -258,4 +273,71 @@ def sign_file(
         digest=digest,
         timestamp=timestamp,
         signer_version=signer_version,
+    )
+
+
+def encode_encryption_info(info: EncryptionInfo) -> bytes:
+    """Tags 16 {17 {18, 19, 20}, 21 {22, 23, 24, 25}}, 26, 27 in ``enccnf``'s order."""
+
+    def u8(v: int) -> bytes:
+        return v.to_bytes(1, "big")
+
+    def u16(v: int) -> bytes:
+        return v.to_bytes(2, "big")
+
+    if len(info.iv) != 16:
+        raise LengthError(f"the IV must be 16 bytes, not {len(info.iv)}")
+    iv_info = b"".join(
+        [
+            encode_element(EncryptionTag.IV_TYPE, u8(info.iv_type)),
+            encode_element(EncryptionTag.IV, info.iv),
+            encode_element(EncryptionTag.PAD_COUNT, u16(info.pad_count)),
+        ]
+    )
+    key_info = b"".join(
+        [
+            encode_element(EncryptionTag.KEY_TYPE, u8(info.key_type)),
+            encode_element(EncryptionTag.KEY_BITS, u16(info.key_bits)),
+            encode_element(EncryptionTag.KEY_FORMAT, u8(info.key_format)),
+            encode_element(EncryptionTag.WRAPPED_KEY, info.wrapped_key),
+        ]
+    )
+    container = encode_element(EncryptionTag.IV_INFO, iv_info) + encode_element(
+        EncryptionTag.KEY_INFO, key_info
+    )
+    return b"".join(
+        [
+            encode_element(EncryptionTag.ENCRYPTION_INFO, container),
+            encode_element(EncryptionTag.HASH_ALGORITHM, u8(int(info.hash_algorithm))),
+            encode_element(EncryptionTag.PLAINTEXT_HASH, info.plaintext_hash),
+        ]
+    )
+
+
+def sign_encrypted_file(
+    ciphertext: bytes,
+    info: EncryptionInfo,
+    *,
+    filename: str,
+    signer: Certificate,
+    key: PrivateKey,
+    digest: str = "sha1",
+    timestamp: int | None = None,
+    signer_version: tuple[int, int] | None = None,
+) -> bytes:
+    """An ``.enc.sgn`` file: header version 2.0 with ``info``'s elements, then ``ciphertext``.
+
+    The crypto (key, IV, padding, wrapping) is :mod:`tvs.tlv.encrypted`'s; this only lays out
+    and signs. No signer-version element unless ``signer_version`` is given (or the signer is EC).
+    """
+    return _signed_container(
+        version=ENC_SGN_VERSION,
+        body=bytes(ciphertext),
+        filename=filename,
+        signer=signer,
+        key=key,
+        digest=digest,
+        timestamp=timestamp,
+        signer_version=signer_version,
+        extra=encode_encryption_info(info),
     )

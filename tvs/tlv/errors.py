@@ -7,6 +7,7 @@ the parser is given, it either returns a value or raises one of these (the fuzz 
 from __future__ import annotations
 
 __all__ = [
+    "DecryptionError",
     "FormatError",
     "LengthError",
     "MissingElementError",
@@ -48,3 +49,7 @@ class SignatureError(TlvError):
 
 class SignerNotFoundError(TlvError):
     """No trusted certificate and no record of the file matches the header's signer."""
+
+
+class DecryptionError(TlvError):
+    """An encrypted file does not open with the key given (unwrap, padding or plaintext hash)."""

@@ -21,6 +21,7 @@ from ..names import names_match
 from .elements import Element
 
 __all__ = [
+    "ENC_SGN_VERSION",
     "HEADER_TAGS",
     "MODULUS_SIZES",
     "RECORD_TAGS",
@@ -30,6 +31,8 @@ __all__ = [
     "SIGNER_VERSION_EC",
     "SIGNER_VERSION_RSA",
     "TLV_VERSION",
+    "EncryptionInfo",
+    "EncryptionTag",
     "FileHeader",
     "HashAlgorithm",
     "HeaderTag",
@@ -63,6 +66,25 @@ class HeaderTag(enum.IntEnum):
     SIGNER_VERSION = 28
 
 
+class EncryptionTag(enum.IntEnum):
+    """Header tags of an encrypted ``.enc.sgn`` file (protocol notes section 9; High for the
+    layout the open-source ``enccnf`` writes, Med that CUCM's bytes match). 16, 26 and 27 sit at
+    the top level of the header; 17..20 inside 16; 22..25 inside 21 (itself inside 16)."""
+
+    ENCRYPTION_INFO = 16  # container of IV_INFO, KEY_INFO
+    IV_INFO = 17  # container of IV_TYPE, IV, PAD_COUNT
+    IV_TYPE = 18  # u8, 0
+    IV = 19  # 16 bytes
+    PAD_COUNT = 20  # u16: 0x0D bytes appended to the plaintext (1..16)
+    KEY_INFO = 21  # container of KEY_TYPE, KEY_BITS, KEY_FORMAT, WRAPPED_KEY
+    KEY_TYPE = 22  # u8, 0 (AES-128)
+    KEY_BITS = 23  # u16: size of the wrapped key blob in bits (the phone's RSA modulus)
+    KEY_FORMAT = 24  # u8, 1 (RSA PKCS#1 v1.5 wrap)
+    WRAPPED_KEY = 25  # the AES key encrypted with the phone certificate's RSA key
+    HASH_ALGORITHM = 26  # u8 hash id of the plaintext hash (1 SHA-1, 2 SHA-256, 3 SHA-512)
+    PLAINTEXT_HASH = 27  # hash of the plaintext without its padding
+
+
 class RecordTag(enum.IntEnum):
     RECORD_LENGTH = 1
     DNS_NAME = 2
@@ -85,6 +107,8 @@ TLV_VERSION: Final = (1, 2)
 """Header version of CTL/ITL ``.tlv`` files (High)."""
 SGN_VERSION: Final = (1, 0)
 """Header version of ``.sgn`` signed files (High); ``.enc.sgn`` files carry 2.0."""
+ENC_SGN_VERSION: Final = (2, 0)
+"""Header version of encrypted ``.enc.sgn`` files (High)."""
 SIGNER_VERSION_RSA: Final = (1, 0)
 SIGNER_VERSION_EC: Final = (1, 1)
 """Signer version 1.1 marks an EC-capable signer (High); absent in CUCM 10.5 files."""
@@ -130,6 +154,26 @@ class SignerInfo:
 
 
 @attrs.frozen
+class EncryptionInfo:
+    """What an ``.enc.sgn`` header says about its ciphertext (tags 16..27, section 9).
+
+    The values as written: ``iv_type``/``key_type``/``key_format`` are the constants 0/0/1 every
+    known writer uses; ``key_bits`` is the wrapped key's size in bits.
+    """
+
+    iv: bytes
+    pad_count: int
+    wrapped_key: bytes
+    hash_algorithm: HashAlgorithm
+    plaintext_hash: bytes
+    key_bits: int
+    iv_type: int = 0
+    key_type: int = 0
+    key_format: int = 1
+    unknown: tuple[Element, ...] = ()
+
+
+@attrs.frozen
 class FileHeader:
     version: tuple[int, int]
     header_length: int
@@ -142,6 +186,8 @@ class FileHeader:
     filename: str
     timestamp: int
     unknown: tuple[Element, ...] = ()
+    encryption: EncryptionInfo | None = None
+    """Present for an encrypted ``.enc.sgn`` file (then the payload is the ciphertext)."""
 
 
 @attrs.frozen
@@ -186,6 +232,11 @@ class TrustFile:
     payload: bytes
     raw: bytes = attrs.field(repr=False)
     signed_data: bytes = attrs.field(repr=False)
+
+    @property
+    def encrypted(self) -> bool:
+        """True for an ``.enc.sgn`` file: the payload is ciphertext (see :mod:`.encrypted`)."""
+        return self.header.encryption is not None
 
     @property
     def kind(self) -> str:

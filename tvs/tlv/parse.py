@@ -19,8 +19,11 @@ from .errors import (
     UnknownAlgorithmError,
 )
 from .model import (
+    ENC_SGN_VERSION,
     SGN_VERSION,
     TLV_VERSION,
+    EncryptionInfo,
+    EncryptionTag,
     FileHeader,
     HashAlgorithm,
     HeaderTag,
@@ -44,19 +47,27 @@ RECORD_LENGTH_INCLUDES_ITSELF: Final = True
 way)."""
 
 _RECORD_LENGTH_SIZE = 5  # tag 1, length 2, u16 value
-_SGN_VERSIONS = (SGN_VERSION, (2, 0))
-_TOP_LEVEL = frozenset(
-    {
-        HeaderTag.VERSION,
-        HeaderTag.HEADER_LENGTH,
-        HeaderTag.SIGNER_VERSION,
-        HeaderTag.SIGNER_INFO,
-        HeaderTag.SIGNATURE_INFO,
-        HeaderTag.SIGNATURE,
-        HeaderTag.FILENAME,
-        HeaderTag.TIMESTAMP,
-    }
+_SGN_VERSIONS = (SGN_VERSION, ENC_SGN_VERSION)
+_ENCRYPTION_TAGS = frozenset(
+    {EncryptionTag.ENCRYPTION_INFO, EncryptionTag.HASH_ALGORITHM, EncryptionTag.PLAINTEXT_HASH}
 )
+_TOP_LEVEL = (
+    frozenset(
+        {
+            HeaderTag.VERSION,
+            HeaderTag.HEADER_LENGTH,
+            HeaderTag.SIGNER_VERSION,
+            HeaderTag.SIGNER_INFO,
+            HeaderTag.SIGNATURE_INFO,
+            HeaderTag.SIGNATURE,
+            HeaderTag.FILENAME,
+            HeaderTag.TIMESTAMP,
+        }
+    )
+    | _ENCRYPTION_TAGS
+)
+_IV_SIZE = 16
+_BLOCK = 16
 
 
 # --- value decoders -------------------------------------------------------------------------
@@ -161,14 +172,7 @@ def parse_header(data: bytes) -> tuple[FileHeader, bytes]:
     sig_info = _need(found, HeaderTag.SIGNATURE_INFO, "signature info", where)
     sig_els = _container(data, sig_info, "signature info")
     hash_el = _need(sig_els, HeaderTag.HASH_ALGORITHM, "hash algorithm", "signature info")
-    hash_code = _uint(hash_el, 1, "hash algorithm")
-    try:
-        hash_algorithm = HashAlgorithm(hash_code)
-    except ValueError:
-        raise UnknownAlgorithmError(
-            f"offset {hash_el.offset}: unknown hash algorithm code {hash_code} "
-            f"(known: 1 SHA-1, 2 SHA-256, 3 SHA-512)"
-        ) from None
+    hash_algorithm = _hash_algorithm(hash_el)
     algo = _need(
         sig_els, HeaderTag.SIGNATURE_ALGORITHM_INFO, "signature algorithm info", "signature info"
     )
@@ -197,14 +201,82 @@ def parse_header(data: bytes) -> tuple[FileHeader, bytes]:
         filename=_text(_need(found, HeaderTag.FILENAME, "filename", where).value),
         timestamp=_uint(_need(found, HeaderTag.TIMESTAMP, "timestamp", where), 4, "timestamp"),
         unknown=unknown,
+        encryption=_encryption(data, found),
     )
     signed = data[: sig.offset] + data[sig.end :]
     return header, signed
 
 
+def _hash_algorithm(el: Element) -> HashAlgorithm:
+    code = _uint(el, 1, "hash algorithm")
+    try:
+        return HashAlgorithm(code)
+    except ValueError:
+        raise UnknownAlgorithmError(
+            f"offset {el.offset}: unknown hash algorithm code {code} "
+            f"(known: 1 SHA-1, 2 SHA-256, 3 SHA-512)"
+        ) from None
+
+
 def _container(data: bytes, el: Element, what: str) -> dict[int, Element]:
     inner = read_elements(data, el.offset + 3, el.end, where=f"{what} (tag {el.tag})")
     return _unique(inner, what)
+
+
+def _encryption(data: bytes, found: dict[int, Element]) -> EncryptionInfo | None:
+    """Tags 16 (with 17..25 inside), 26 and 27 of an ``.enc.sgn`` header; None when absent."""
+    if not _ENCRYPTION_TAGS.intersection(found):
+        return None
+    where = "encrypted header"
+    enc = _need(found, EncryptionTag.ENCRYPTION_INFO, "encryption info", where)
+    enc_els = _container(data, enc, "encryption info")
+    iv_info = _container(
+        data, _need(enc_els, EncryptionTag.IV_INFO, "IV info", "encryption info"), "IV info"
+    )
+    key_info = _container(
+        data, _need(enc_els, EncryptionTag.KEY_INFO, "key info", "encryption info"), "key info"
+    )
+    iv = _fixed(_need(iv_info, EncryptionTag.IV, "IV", "IV info"), _IV_SIZE, "IV")
+    pad_el = _need(iv_info, EncryptionTag.PAD_COUNT, "pad count", "IV info")
+    pad_count = _uint(pad_el, 2, "pad count")
+    if not 1 <= pad_count <= _BLOCK:
+        raise FormatError(f"offset {pad_el.offset}: pad count {pad_count} is outside 1..{_BLOCK}")
+    wrapped = _need(key_info, EncryptionTag.WRAPPED_KEY, "wrapped key", "key info").value
+    if not wrapped:
+        raise LengthError(f"offset {enc.offset}: the wrapped key (tag 25) is empty")
+    hash_algorithm = _hash_algorithm(
+        _need(found, EncryptionTag.HASH_ALGORITHM, "plaintext hash algorithm", where)
+    )
+    hash_el = _need(found, EncryptionTag.PLAINTEXT_HASH, "plaintext hash", where)
+    size = _HASH_SIZES[hash_algorithm]
+    digest = _fixed(hash_el, size, f"{hash_algorithm.hash_name} plaintext hash")
+
+    def small(els: dict[int, Element], tag: int, size: int, default: int) -> int:
+        el = els.get(tag)
+        return default if el is None else _uint(el, size, EncryptionTag(tag).name.lower())
+
+    known_inner = {int(t) for t in EncryptionTag}
+    extra = [
+        el
+        for els in (enc_els, iv_info, key_info)
+        for el in els.values()
+        if el.tag not in known_inner and el.tag != PADDING_TAG
+    ]
+    return EncryptionInfo(
+        iv=iv,
+        pad_count=pad_count,
+        wrapped_key=wrapped,
+        hash_algorithm=hash_algorithm,
+        plaintext_hash=digest,
+        key_bits=small(key_info, EncryptionTag.KEY_BITS, 2, len(wrapped) * 8),
+        iv_type=small(iv_info, EncryptionTag.IV_TYPE, 1, 0),
+        key_type=small(key_info, EncryptionTag.KEY_TYPE, 1, 0),
+        key_format=small(key_info, EncryptionTag.KEY_FORMAT, 1, 1),
+        unknown=tuple(sorted(extra, key=lambda el: el.offset)),
+    )
+
+
+_HASH_SIZES: Final = {HashAlgorithm.SHA1: 20, HashAlgorithm.SHA256: 32, HashAlgorithm.SHA512: 64}
 
 
 # --- records --------------------------------------------------------------------------------
