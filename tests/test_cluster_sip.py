@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tvs.cluster.sip import MAX_SIP_HEAD, SipError, sip_response, split_message
+from tvs.sip import MAX_SIP_HEAD, SipError, sip_response, split_message
 
 REGISTER = (
     b"REGISTER sip:127.0.1.1 SIP/2.0\r\n"

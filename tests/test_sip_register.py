@@ -7,6 +7,8 @@ TLS 1.0; a non-200 answer is ``register.rejected``; the SIP port trusts CallMana
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -23,11 +25,16 @@ from phone_emu.phone.boot import BootResult, BootState
 from phone_emu.phone.console import console_lines
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
 from phone_emu.phone.identity import PhoneIdentity
-from phone_emu.phone.sip import SipResponseError, register_request, response_status
 from phone_emu.tvs_client import TvsClientConfig
 from tvs.cluster import ClusterConfig, ClusterConfigError, EmulatedCluster
-from tvs.cluster.sip import sip_response, split_message
 from tvs.pki import Identity, LabPki, issue_lsc
+from tvs.sip import (
+    SipResponseError,
+    register_request,
+    response_status,
+    sip_response,
+    split_message,
+)
 from tvs.tlsconfig import client_context, server_context
 
 MAC = "B000B4BA0AEE"
@@ -270,3 +277,39 @@ async def test_migration_with_a_verifying_sip_port(
         assert {(p["outcome"], p["step"], p["reason"]) for p in phones} == {
             ("failed", "register", "register.handshake-failed")
         }
+
+
+def test_importing_the_phone_loads_no_server_side() -> None:
+    """The phone and the cluster share tvs.sip; the phone loads no cluster, server, store, PKI."""
+    code = (
+        "import sys, phone_emu.phone; "
+        "print(' '.join(m for m in sys.modules if m.split('.')[:2] in "
+        "(['tvs', 'cluster'], ['tvs', 'server'], ['tvs', 'store'], ['tvs', 'pki'])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert (
+        "tvs.sip"
+        in subprocess.run(
+            [sys.executable, "-c", "import sys, phone_emu.phone; print(*sys.modules)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+
+
+def test_register_over_plain_tcp_says_so() -> None:
+    request = register_request(
+        "127.0.0.1",
+        "SEPB000B4BA0AEE",
+        local=("127.0.0.9", 5000),
+        call_id="c",
+        tag="t",
+        branch="b",
+        transport="tcp",
+    )
+    assert b"Via: SIP/2.0/TCP 127.0.0.9:5000;" in request
+    assert b";transport=tcp>" in request
+    assert split_message(request) == (request, b"")
+    assert response_status(sip_response(request)).ok

@@ -33,7 +33,7 @@ from phone_emu.tvs_client import (
     tvs_exchange,
 )
 from tvs.certs import Certificate, CertificateError
-from tvs.cluster.sip import SipError, split_message
+from tvs.sip import SipError, register_request, response_status, split_message
 from tvs.tftp import TftpError, TftpRemoteError, tftp_get
 from tvs.tlsconfig import certificate_pinned
 
@@ -60,7 +60,6 @@ from .boot import (
 from .config import PhoneConfig
 from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
-from .sip import SipResponseError, register_request, response_status
 from .trust import TrustListCache, TrustState
 
 __all__ = ["LEGACY_CIPHER", "NetworkOptions", "Phone", "boot_phone"]
@@ -306,7 +305,7 @@ class _Performer:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             detail = f"TLS with {where} failed after the handshake: {_tls_failure(exc, True)}"
             return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
-        except (SipError, SipResponseError) as exc:
+        except SipError as exc:
             detail = f"answer to the REGISTER from {where}: {exc}"
             return SipFailed(TransportFailure.PROTOCOL, detail, self.clock())
         detail = f"{tls_detail}; {status.line}"

@@ -41,7 +41,7 @@ from .files import (
     itl_records,
     itl_signer,
 )
-from .sip import SipListener, SipStats, sip_response
+from .sip import SipListener, SipStats
 
 __all__ = [
     "CLIENT_AUTH_MODES",
@@ -78,5 +78,4 @@ __all__ = [
     "itl_records",
     "itl_signer",
     "parse_version",
-    "sip_response",
 ]

@@ -8,85 +8,28 @@ CallManager-trust, CAPF-trust and its own CAPF), a handshake deadline, and a tin
 responder so a phone emulator can "register": ``REGISTER`` and ``OPTIONS`` get ``200 OK``,
 other requests ``501 Not Implemented`` (no dialogs, no calls). Under TLS 1.3 a refused
 client certificate is only seen by the phone after its own handshake ended (the alert follows
-its Finished): the phone learns it when it reads the REGISTER answer. The request parser and
-response builder are pure (:func:`sip_response`); the rest is a thin Trio adapter. Does not
-own the certificates or stores.
+its Finished): the phone learns it when it reads the REGISTER answer. The messages (framing,
+the answer) are :mod:`tvs.sip`, shared with the phone; this module is the thin Trio adapter.
+Does not own the certificates or stores.
 """
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final
 
 import attrs
 import structlog
 import trio
 
 from ..certs import Certificate, CertificateError, PrivateKey
+from ..sip import SipError, sip_response, split_message
 from ..tlsconfig import flush_alert, server_context
 
-__all__ = ["MAX_SIP_HEAD", "SipError", "SipListener", "SipStats", "sip_response", "split_message"]
+__all__ = ["SipListener", "SipStats"]
 
 log = structlog.get_logger("tvs.cluster.sip")
-
-MAX_SIP_HEAD: Final = 16 * 1024
-"""A request head (start line and headers) over this size closes the connection."""
-MAX_SIP_BODY: Final = 64 * 1024
-_CONTENT_LENGTH = re.compile(
-    rb"^(?:content-length|l)\s*:\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE
-)
-_ECHOED = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "contact", "m", "expires")
-
-
-class SipError(ValueError):
-    """Bytes that are not a SIP request this listener can answer."""
-
-
-def split_message(buffer: bytes) -> tuple[bytes, bytes] | None:
-    """``(message, rest)`` when ``buffer`` starts with a whole message (head and body), else
-    None; raises SipError when the head or body is over the limits."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > MAX_SIP_HEAD:
-            raise SipError(f"no end of headers within {MAX_SIP_HEAD} bytes")
-        return None
-    head_len = end + 4
-    if head_len > MAX_SIP_HEAD:
-        raise SipError(f"headers of {head_len} bytes over {MAX_SIP_HEAD}")
-    m = _CONTENT_LENGTH.search(buffer[:end])
-    body_len = int(m.group(1)) if m else 0
-    if body_len > MAX_SIP_BODY:
-        raise SipError(f"body of {body_len} bytes over {MAX_SIP_BODY}")
-    if len(buffer) < head_len + body_len:
-        return None
-    return buffer[: head_len + body_len], buffer[head_len + body_len :]
-
-
-def sip_response(message: bytes) -> bytes:
-    """The response to one whole SIP request (see :func:`split_message`); SipError if it is not
-    a request."""
-    head = message.split(b"\r\n\r\n", 1)[0]
-    try:
-        lines = head.decode("utf-8").split("\r\n")
-    except UnicodeDecodeError:
-        raise SipError("request head is not UTF-8") from None
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
-        raise SipError(f"not a SIP request line: {lines[0][:80]!r}")
-    method = parts[0].upper()
-    echoed: list[str] = []
-    for line in lines[1:]:
-        name, sep, _ = line.partition(":")
-        if sep and name.strip().lower() in _ECHOED:
-            if method != "REGISTER" and name.strip().lower() in ("contact", "m", "expires"):
-                continue
-            echoed.append(line)
-    status = "200 OK" if method in ("REGISTER", "OPTIONS") else "501 Not Implemented"
-    out = [f"SIP/2.0 {status}", *echoed, "Server: tvs-lab emulated CUCM", "Content-Length: 0"]
-    return ("\r\n".join(out) + "\r\n\r\n").encode("utf-8")
 
 
 @attrs.frozen
