@@ -215,5 +215,5 @@ def test_reload_without_a_process_fails_cleanly(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(BIN / "tvs"), "reload", "--pidfile", str(missing)], capture_output=True, check=False
     )
-    assert done.returncode == 1 and b"error" in done.stderr
+    assert done.returncode == 2 and b"error" in done.stderr and str(missing).encode() in done.stderr
     assert os.path.exists(BIN / "tvs")

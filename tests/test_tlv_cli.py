@@ -239,3 +239,104 @@ def test_build_error_as_json(
     result = json.loads(text)
     assert code == 2 and result["ok"] is False
     assert result["error_type"] == "FormatError" and result["file"] == str(out)
+
+
+# --- issue 12 item 1: --trust and --trust-list limit trust --------------------------------------
+
+
+def _forged_ctl(files: dict[str, Path], tmp_path: Path, *, copy_issuer_serial: bool) -> Path:
+    """A CTL signed with a fresh key in a certificate whose subject copies the real
+    CallManager's (self-signed; or also copying the real issuer name and serial number)."""
+    from cryptography import x509
+
+    from tvs.certs import Certificate
+
+    real = Certificate.load(files["cert"])
+    key = make_key("rsa", 1024)
+    subject = real.x509.subject
+    issuer = real.x509.issuer if copy_issuer_serial else subject
+    now = real.x509.not_valid_before_utc
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(real.x509.serial_number if copy_issuer_serial else 4242)
+        .not_valid_before(now)
+        .not_valid_after(real.x509.not_valid_after_utc)
+    )
+    from cryptography.hazmat.primitives import hashes
+
+    forged = Certificate.from_der(
+        builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    )
+    cert_path, key_path = tmp_path / "forged.pem", tmp_path / "forged.key"
+    cert_path.write_bytes(forged.to_pem())
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctl = tmp_path / "CTLFile.tlv"
+    argv = ["tlv", "build", "--out", str(ctl), "--signer", str(cert_path), "--key", str(key_path)]
+    assert main([*argv, "--record", f"SAST={cert_path}", "--record", f"CCM={cert_path}"]) == 0
+    return ctl
+
+
+@pytest.mark.parametrize("copy_issuer_serial", [False, True])
+def test_forged_ctl_with_trust_is_invalid(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    copy_issuer_serial: bool,
+) -> None:
+    ctl = _forged_ctl(files, tmp_path, copy_issuer_serial=copy_issuer_serial)
+    capsys.readouterr()
+    code, out = run(capsys, "tlv", "verify", str(ctl))
+    assert code == 0 and "only self-consistency was checked" in out
+    code, out = run(capsys, "tlv", "verify", str(ctl), "--trust", str(files["cert"]))
+    assert code == 1
+    assert "INVALID" in out and "self-consistent" in out
+    code, out = run(capsys, "tlv", "verify", str(ctl), "--trust", str(files["cert"]), "--json")
+    d = json.loads(out)
+    assert code == 1 and d["valid"] is False and d["self_consistent"] is True
+    assert d["trust"] == "certificates" and d["verified_by"] is None
+
+
+def test_verify_against_trust_list(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--trust-list applies the phone's signing-role table: SAST signs a CTL, TFTP/CCM+TFTP a
+    configuration file; a signer held only with another role is refused."""
+    held = tmp_path / "held" / "CTLFile.tlv"
+    held.parent.mkdir()
+    assert run(capsys, *build_ctl(files, held))[0] == 0  # SAST + CCM+TFTP = cert, TVS = ec
+    new_ctl = tmp_path / "CTLFile.tlv"
+    assert run(capsys, *build_ctl(files, new_ctl))[0] == 0
+    code, out = run(capsys, "tlv", "verify", str(new_ctl), "--trust-list", str(held), "--json")
+    d = json.loads(out)
+    assert code == 0 and d["verified_by"]["source"] == "trust-list"
+    assert d["role_name"] == "SAST" and d["file_kind"] == "ctl"
+
+    # the TVS certificate is in the held list, but TVS may not sign a CTL
+    by_tvs = tmp_path / "by-tvs" / "CTLFile.tlv"
+    by_tvs.parent.mkdir()
+    argv = ["tlv", "build", "--out", str(by_tvs), "--signer", str(files["ec"])]
+    assert run(capsys, *argv, "--key", str(files["ec_key"]), "--record", f"SAST={files['ec']}")[0] == 0
+    code, out = run(capsys, "tlv", "verify", str(by_tvs), "--trust-list", str(held))
+    assert code == 1 and "may not sign a ctl file" in out and "self-consistent" in out
+
+    # a configuration file signed by the CCM+TFTP holder verifies; by the TVS one it does not
+    cfg = tmp_path / "SEP001122334455.cnf.xml"
+    cfg.write_bytes(b"<device/>\n")
+    for signer, key, want in (("cert", "key", 0), ("ec", "ec_key", 1)):
+        sgn = tmp_path / f"{signer}.cnf.xml.sgn"
+        argv = ["sgn", "sign", "--signer", str(files[signer]), "--key", str(files[key])]
+        assert run(capsys, *argv, "--out", str(sgn), str(cfg))[0] == 0
+        assert run(capsys, "sgn", "verify", str(sgn), "--trust-list", str(held))[0] == want
+
+    # a trust list that is not one, or missing, is an input error
+    assert run(capsys, "tlv", "verify", str(new_ctl), "--trust-list", str(cfg))[0] == 2
+    assert run(capsys, "tlv", "verify", str(new_ctl), "--trust-list", str(tmp_path / "no"))[0] == 2

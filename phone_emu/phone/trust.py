@@ -1,6 +1,7 @@
 """The phone's trust state: CTL table, ITL table, TVS answer cache, and the signing-role policy.
 
-Owns which roles may sign which file (:data:`SIGNING_ROLES`, one table), which held records
+Applies which roles may sign which file (:data:`SIGNING_ROLES`, the one table in
+:mod:`tvs.tlv.policy`, re-exported here), which held records
 vouch for a file's signer, the TVS answer cache with expiry, and the pins the phone uses for
 its TLS peers (TVS: ITL records with role TVS; SIP: CTL records with CCM or CCM+TFTP).
 Parsed trust lists are values shared between phones holding the same bytes
@@ -9,7 +10,6 @@ Parsed trust lists are values shared between phones holding the same bytes
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -22,6 +22,7 @@ from tvs.names import NameKey, name_key, names_match
 from tvs.roles import Role, role_names
 from tvs.tlv import SignatureError, SignerInfo, TlvError, TrustFile, parse_trust_list
 from tvs.tlv import verify_with_certificate as _verify
+from tvs.tlv.policy import SIGNING_ROLES, FileKind  # the one signing-role table
 
 __all__ = [
     "DEFAULT_TVS_TTL",
@@ -36,19 +37,6 @@ __all__ = [
     "signer_matches",
 ]
 
-
-class FileKind(enum.Enum):
-    CTL = "ctl"
-    ITL = "itl"
-    CONFIG = "config"
-
-
-SIGNING_ROLES: Final[Mapping[FileKind, frozenset[int]]] = {
-    FileKind.CTL: frozenset({Role.SAST}),
-    FileKind.ITL: frozenset({Role.SAST}),
-    FileKind.CONFIG: frozenset({Role.TFTP, Role.CCM_TFTP}),
-}
-"""Roles a signer must hold (in a held trust list or a TVS answer) to sign each file."""
 
 TVS_ROLES: Final = frozenset({Role.TVS})
 """The TVS server certificate must match an ITL record with one of these roles."""

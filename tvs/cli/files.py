@@ -1,8 +1,9 @@
 """``tvs tlv`` and ``tvs sgn``: show, verify, build and sign CTL/ITL ``.tlv`` and ``.sgn`` files.
 
 A thin shell over :mod:`tvs.tlv`: reads files, calls the codec, prints text or ``--json``.
-Exit codes: 0 success / valid, 1 invalid signature or signer not found, 2 unreadable input
-(missing file, malformed file, bad certificate or key, bad arguments).
+Exit codes: 0 success / valid, 1 invalid (signature, signer not found, signer not trusted), 2
+unreadable input (missing file, malformed file, bad certificate or key, bad arguments).
+``verify`` reports through :func:`tvs.tlv.check_file` (who is trusted is library policy).
 """
 
 from __future__ import annotations
@@ -15,24 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from ..certs import Certificate, CertificateError, load_certificates, load_private_key
+from ..exitcodes import ExitCode
 from ..roles import parse_role, role_label
 from ..tlv import (
     RecordSpec,
     TlvError,
     TrustFile,
     build_trust_list,
+    check_file,
     describe,
     matches_signer,
     parse_file,
     sign_file,
-    verify_file,
 )
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_UNREADABLE = 2
+EXIT_OK = ExitCode.OK
+EXIT_UNREADABLE = ExitCode.ERROR
 
 _DIGESTS = ("sha1", "sha256", "sha512")
 
@@ -107,8 +108,18 @@ def _add_trust(p: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         metavar="CERT",
-        help="trusted certificate file(s) (PEM, several per file allowed, or DER); a signer "
-        "matching one by serial and issuer is checked with it, else with the file's own record",
+        help="trusted certificate file(s) (PEM, several per file allowed, or DER): the file is "
+        "valid only if its signer IS one of them (same serial and issuer, and the signature "
+        "verifies with its key)",
+    )
+    p.add_argument(
+        "--trust-list",
+        type=Path,
+        metavar="FILE.tlv",
+        help="a CTL/ITL the phone holds: the file is valid only if its signer is a record of it "
+        "with a role allowed to sign this kind of file (SAST for CTL/ITL, TFTP or CCM+TFTP for "
+        "signed configuration). Without --trust or --trust-list only self-consistency is "
+        "checked (the file's own signer record)",
     )
 
 
@@ -280,45 +291,18 @@ def _print_file(path: Path, f: TrustFile) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     def body() -> int:
         trusted = _load_trust(args.trust)
+        trust_list = None
+        if args.trust_list is not None:
+            trust_list = _load_file(args.trust_list)
+            if trust_list.kind != "tlv":
+                raise _Unreadable(f"--trust-list {args.trust_list}: not a CTL/ITL (.tlv) file")
         f = _load_file(args.file)
-        result: dict[str, Any] = {
-            "file": str(args.file),
-            "kind": f.kind,
-            "filename": f.header.filename,
-            "signer": describe(f)["signer"],
-            "hash_algorithm": f.header.hash_algorithm.hash_name,
-            "valid": False,
-            "verified_by": None,
-            "error": None,
-            "error_type": None,
-        }
-        try:
-            cert = verify_file(f, trusted=trusted)
-        except TlvError as exc:
-            result["error"] = str(exc)
-            result["error_type"] = type(exc).__name__
-            if args.json:
-                _emit(result)
-            else:
-                print(f"{args.file}: INVALID: {type(exc).__name__}: {exc}")
-            return EXIT_INVALID
-        source = "trusted" if any(c == cert for c in trusted) else "record"
-        result["valid"] = True
-        result["verified_by"] = {
-            "subject": cert.subject,
-            "issuer": cert.issuer,
-            "serial": cert.serial_hex,
-            "source": source,
-            "sha256": cert.sha256.hex(),
-        }
+        report = check_file(f, trusted=trusted, trust_list=trust_list)
         if args.json:
-            _emit(result)
+            _emit({"file": str(args.file), "kind": f.kind, **report.to_dict()})
         else:
-            print(
-                f"{args.file}: valid, signed by {cert.subject} (serial {cert.serial_hex}, "
-                f"{'trusted certificate' if source == 'trusted' else 'signer record in the file'})"
-            )
-        return EXIT_OK
+            print(f"{args.file}: {report.summary()}")
+        return ExitCode.OK if report.valid else ExitCode.INVALID
 
     return _run(args, body)
 

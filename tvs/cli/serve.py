@@ -1,7 +1,8 @@
 """``tvs serve`` (the TVS server) and ``tvs reload`` (send it SIGHUP: "restart TVS").
 
-A thin shell over :mod:`tvs.server`. Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 the
-server could not start (bad certificate or key, address in use, unreadable store), 2 usage.
+A thin shell over :mod:`tvs.server`. Exit codes (:class:`tvs.exitcodes.ExitCode`): 0 stopped
+cleanly (SIGTERM/SIGINT); 2 usage, or the server could not start (bad certificate or key,
+address in use, unreadable store), said in one line naming the file, option or address.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import argparse
 import contextlib
 import os
 import signal
-import ssl
-import sys
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..certs import CertificateError
+from ..exitcodes import ExitCode
 from ..metrics import metrics_endpoint
 from ..server import (
     DEFAULT_PORT,
@@ -25,20 +24,23 @@ from ..server import (
     ServerObserver,
     TvsServer,
     TvsServerConfig,
-    configure_logging,
     run_workers,
     serve_until_signalled,
 )
-from ..store import StoreError
 from ..store.atomic import atomic_write
 from ..tlsconfig import ClientAuth
 from ..wire import DEFAULT_MAX_MESSAGE
 from .app import hostport
+from .common import (
+    CommandError,
+    add_logging_options,
+    load_certificate_chain,
+    load_identity,
+    setup_logging,
+    startup_error,
+)
 
 __all__ = ["parse_listen", "register"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 parse_listen = hostport(DEFAULT_PORT)
@@ -99,8 +101,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--watch", action="store_true", help="reload automatically when the store changes"
     )
-    p.add_argument("--log-format", choices=LOG_FORMATS, default="console")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    add_logging_options(p, formats=LOG_FORMATS)
     p.add_argument("--pidfile", type=Path, help="write the server's process id here")
     p.add_argument("--keylog", type=Path, metavar="FILE", help="write TLS secrets (SSLKEYLOGFILE)")
     # --metrics ADDR:PORT (Prometheus) is added by tvs.metrics: see _observer_factory
@@ -148,11 +149,18 @@ def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    configure_logging(args.log_format, args.log_level)
+    setup_logging(args)
+    load_identity(args.cert, args.key)  # one line naming the file, before anything listens
+    if args.mic_ca is not None:
+        load_certificate_chain(args.mic_ca, "--mic-ca")
     config = config_from_args(args)
     factory = _observer_factory(args)
     if args.pidfile is not None:
-        atomic_write(args.pidfile, f"{os.getpid()}\n".encode())
+        try:
+            atomic_write(args.pidfile, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            raise CommandError(f"--pidfile {args.pidfile}: {exc.strerror or exc}") from None
+    host, port = args.listen
     try:
         if args.workers > 1:
             return run_workers(
@@ -165,10 +173,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         observer: ServerObserver | None = factory() if factory is not None else None
         server = TvsServer(config, observer=observer)
         trio.run(serve_until_signalled, server)
-        return EXIT_OK
-    except (OSError, StoreError, CertificateError, ssl.SSLError) as exc:
-        print(f"tvs serve: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.OK
+    except BaseException as exc:
+        raise startup_error(exc, address=f"TVS {host}:{port}") from None
     finally:
         if args.pidfile is not None:
             with contextlib.suppress(OSError):
@@ -178,9 +185,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_reload(args: argparse.Namespace) -> int:
     try:
         pid = args.pid if args.pid is not None else int(args.pidfile.read_text().strip())
+    except OSError as exc:
+        raise CommandError(f"--pidfile {args.pidfile}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise CommandError(f"--pidfile {args.pidfile}: no process id in the file") from None
+    try:
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
-        print(f"tvs reload: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except OSError as exc:
+        raise CommandError(f"process {pid}: {exc.strerror or exc}") from None
     print(f"sent SIGHUP to {pid}")
-    return EXIT_OK
+    return ExitCode.OK

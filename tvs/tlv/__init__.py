@@ -2,7 +2,8 @@
 
 Layout (protocol notes section 2): :mod:`.elements` reads and writes single elements (with the
 lone-byte padding tag 13), :mod:`.model` holds the values and wire numbers, :mod:`.parse` and
-:mod:`.build` convert, :mod:`.verify` checks signatures, :mod:`.describe` makes JSON,
+:mod:`.build` convert, :mod:`.verify` checks signatures, :mod:`.policy` decides whom to trust
+(the signing-role table, :func:`check_file`), :mod:`.describe` makes JSON,
 :mod:`.encrypted` holds the crypto of encrypted ``.enc.sgn`` configuration files.
 """
 
@@ -55,6 +56,7 @@ from .parse import (
     parse_signed_file,
     parse_trust_list,
 )
+from .policy import SIGNING_ROLES, FileKind, Verification, check_file, file_kind
 from .verify import matches_signer, verify_file, verify_with_certificate
 
 __all__ = [
@@ -67,12 +69,14 @@ __all__ = [
     "SIGNATURE_ALGORITHM_RSA",
     "SIGNER_VERSION_EC",
     "SIGNER_VERSION_RSA",
+    "SIGNING_ROLES",
     "TLV_VERSION",
     "DecryptionError",
     "Element",
     "EncryptionInfo",
     "EncryptionTag",
     "FileHeader",
+    "FileKind",
     "FormatError",
     "HashAlgorithm",
     "HeaderTag",
@@ -88,14 +92,23 @@ __all__ = [
     "TruncatedError",
     "TrustFile",
     "UnknownAlgorithmError",
+    "Verification",
     "build_trust_list",
+<<<<<<< HEAD
     "decrypt_config",
+=======
+    "check_file",
+>>>>>>> f1addce (cli: one way for commands to report errors (CommandError, first error of an exception group, identity preflight), logging options, --version; tlv/sgn verify --trust limits trust and --trust-list applies the phone's signing-role table (moved to tvs.tlv.policy))
     "describe",
     "describe_record",
     "encode_element",
     "encode_encryption_info",
     "encode_record",
+<<<<<<< HEAD
     "encrypt_config",
+=======
+    "file_kind",
+>>>>>>> f1addce (cli: one way for commands to report errors (CommandError, first error of an exception group, identity preflight), logging options, --version; tlv/sgn verify --trust limits trust and --trust-list applies the phone's signing-role table (moved to tvs.tlv.policy))
     "host_name_from_cn",
     "matches_signer",
     "parse_file",
