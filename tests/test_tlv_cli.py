@@ -324,7 +324,9 @@ def test_verify_against_trust_list(
     by_tvs = tmp_path / "by-tvs" / "CTLFile.tlv"
     by_tvs.parent.mkdir()
     argv = ["tlv", "build", "--out", str(by_tvs), "--signer", str(files["ec"])]
-    assert run(capsys, *argv, "--key", str(files["ec_key"]), "--record", f"SAST={files['ec']}")[0] == 0
+    assert (
+        run(capsys, *argv, "--key", str(files["ec_key"]), "--record", f"SAST={files['ec']}")[0] == 0
+    )
     code, out = run(capsys, "tlv", "verify", str(by_tvs), "--trust-list", str(held))
     assert code == 1 and "may not sign a ctl file" in out and "self-consistent" in out
 

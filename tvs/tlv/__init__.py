@@ -94,21 +94,15 @@ __all__ = [
     "UnknownAlgorithmError",
     "Verification",
     "build_trust_list",
-<<<<<<< HEAD
-    "decrypt_config",
-=======
     "check_file",
->>>>>>> f1addce (cli: one way for commands to report errors (CommandError, first error of an exception group, identity preflight), logging options, --version; tlv/sgn verify --trust limits trust and --trust-list applies the phone's signing-role table (moved to tvs.tlv.policy))
+    "decrypt_config",
     "describe",
     "describe_record",
     "encode_element",
     "encode_encryption_info",
     "encode_record",
-<<<<<<< HEAD
     "encrypt_config",
-=======
     "file_kind",
->>>>>>> f1addce (cli: one way for commands to report errors (CommandError, first error of an exception group, identity preflight), logging options, --version; tlv/sgn verify --trust limits trust and --trust-list applies the phone's signing-role table (moved to tvs.tlv.policy))
     "host_name_from_cn",
     "matches_signer",
     "parse_file",
