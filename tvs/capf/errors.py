@@ -14,6 +14,7 @@ __all__ = [
     "BadString",
     "BadSubElement",
     "BadValue",
+    "CapfDbError",
     "CapfDecodeError",
     "CapfEncodeError",
     "CapfError",
@@ -100,3 +101,9 @@ class CapfSignatureError(CapfError, ValueError):
     """A signed-data proof does not verify (or cannot be checked with that key)."""
 
     reason = "bad-signature"
+
+
+class CapfDbError(CapfError):
+    """The operations database cannot be opened, read or written (the message names it)."""
+
+    reason = "db"

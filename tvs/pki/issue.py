@@ -22,21 +22,25 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import device
-from ..certs import Certificate, PrivateKey
+from ..certs import Certificate, PrivateKey, PublicKey
 from .errors import PkiError, RecipeError
 from .recipe import KEY_TYPES, ClusterSpec, EnterpriseCaSpec, NodeSpec, SubjectSpec
 
 __all__ = [
     "LSC_VALIDITY_DAYS",
+    "MANUFACTURING_CA_NAME",
     "Identity",
     "default_phone_serial",
     "generate_key",
     "issue_lsc",
+    "issue_lsc_certificate",
+    "issue_mic",
     "key_type_of",
     "make_callmanager",
     "make_capf",
     "make_enterprise_ca",
     "make_itlrecovery",
+    "make_manufacturing_ca",
     "make_tvs",
     "windows_ca_serial",
 ]
@@ -170,8 +174,8 @@ def _ski(key: PrivateKey) -> x509.SubjectKeyIdentifier:
 # --- extensions --------------------------------------------------------------------------------
 
 
-def _key_usage(key: PrivateKey, *, ca: bool) -> x509.KeyUsage:
-    is_rsa = isinstance(key, rsa.RSAPrivateKey)
+def _key_usage(key: PrivateKey | PublicKey, *, ca: bool) -> x509.KeyUsage:
+    is_rsa = isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey)
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -198,7 +202,7 @@ def _san(node: NodeSpec) -> x509.SubjectAlternativeName:
 
 def _build(
     subject: x509.Name,
-    key: PrivateKey,
+    key: PrivateKey | PublicKey,
     *,
     issuer: Identity | None,
     serial: int,
@@ -207,10 +211,18 @@ def _build(
     ca: bool,
     extensions: list[x509.ExtensionType],
 ) -> Certificate:
-    """Sign a certificate for ``key``: self-signed when ``issuer`` is None."""
-    public = key.public_key()
-    signer_key = issuer.key if issuer else key
-    ski = _ski(key)
+    """Sign a certificate for ``key`` (a public key only when ``issuer`` is given): self-signed
+    when ``issuer`` is None."""
+    if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        if issuer is None:
+            raise PkiError("a self-signed certificate needs the private key")
+        public: PublicKey = key
+        ski = x509.SubjectKeyIdentifier.from_public_key(key)
+        signer_key = issuer.key
+    else:
+        public = key.public_key()
+        signer_key = issuer.key if issuer else key
+        ski = _ski(key)
     if issuer is None:
         issuer_name = subject
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
@@ -353,11 +365,38 @@ def issue_lsc(
     the CAPF's subject), ``CN=CP-<model>-SEP<MAC>``. Pass ``key`` to reuse one key for many
     phones (fleets); otherwise a new ``key_type`` key is made (``ec-p256`` is the cheap one).
     """
+    key = key if key is not None else generate_key(key_type)
+    cert = issue_lsc_certificate(
+        capf,
+        key,
+        mac=mac,
+        model=model,
+        serial=serial,
+        now=now,
+        validity_days=validity_days,
+    )
+    return Identity(cert=cert, key=key)
+
+
+def _mac(mac: str) -> str:
     try:
-        mac = device.normalise_mac(mac)
+        return device.normalise_mac(mac)
     except device.DeviceNameError as exc:
         raise RecipeError(f"mac: {exc}") from None
-    key = key if key is not None else generate_key(key_type)
+
+
+def issue_lsc_certificate(
+    capf: Identity,
+    key: PrivateKey | PublicKey,
+    *,
+    mac: str,
+    model: str = "8861",
+    serial: str | None = None,
+    now: _dt.datetime | None = None,
+    validity_days: int = LSC_VALIDITY_DAYS,
+) -> Certificate:
+    """The LSC certificate alone, for a key the phone made (CAPF gets only the public key)."""
+    mac = _mac(mac)
     pid = f"PID:CP-{model} SN:{serial or default_phone_serial(mac)}"
     subject = x509.Name(
         [
@@ -366,7 +405,7 @@ def issue_lsc(
             _attr(NameOID.COMMON_NAME, device.phone_device_name(model, mac)),
         ]
     )
-    cert = _build(
+    return _build(
         subject,
         key,
         issuer=capf,
@@ -376,4 +415,69 @@ def issue_lsc(
         ca=False,
         extensions=[_TLS_EKU],
     )
-    return Identity(cert=cert, key=key)
+
+
+# --- the emulated manufacturing CA (Cisco's MIC roots, lab edition) ------------------------
+
+MANUFACTURING_CA_NAME = "Cisco Manufacturing CA SHA2 (lab)"
+"""CN of the lab's manufacturing CA. Real MICs chain to ``CN=Cisco Manufacturing CA SHA2,
+O=Cisco`` (Med); ours says ``(lab)`` so nobody mistakes it for Cisco's."""
+
+MIC_VALIDITY_DAYS = 3652 * 2
+
+
+def make_manufacturing_ca(
+    key: PrivateKey,
+    *,
+    common_name: str = MANUFACTURING_CA_NAME,
+    now: _dt.datetime | None = None,
+    days: int = 3652 * 3,
+) -> Certificate:
+    """A self-signed manufacturing CA (``CN=..., O=Cisco``): it issues the lab's MICs."""
+    subject = x509.Name(
+        [_attr(NameOID.ORGANIZATION_NAME, "Cisco"), _attr(NameOID.COMMON_NAME, common_name)]
+    )
+    return _build(
+        subject,
+        key,
+        issuer=None,
+        serial=_cucm_serial(),
+        now=_now(now),
+        days=days,
+        ca=True,
+        extensions=[],
+    )
+
+
+def issue_mic(
+    manufacturing_ca: Identity,
+    key: PrivateKey | PublicKey,
+    *,
+    mac: str,
+    model: str = "8861",
+    serial: str | None = None,
+    now: _dt.datetime | None = None,
+    validity_days: int = MIC_VALIDITY_DAYS,
+) -> Certificate:
+    """A phone's MIC: ``serialNumber=PID:CP-<model> SN:<serial>, O=Cisco Systems Inc.,
+    OU=EVVBU, CN=CP-<model>-SEP<MAC>`` (shape Med), issued by the manufacturing CA."""
+    mac = _mac(mac)
+    pid = f"PID:CP-{model} SN:{serial or default_phone_serial(mac)}"
+    subject = x509.Name(
+        [
+            _attr(NameOID.SERIAL_NUMBER, pid),
+            _attr(NameOID.ORGANIZATION_NAME, "Cisco Systems Inc."),
+            _attr(NameOID.ORGANIZATIONAL_UNIT_NAME, "EVVBU"),
+            _attr(NameOID.COMMON_NAME, device.phone_device_name(model, mac)),
+        ]
+    )
+    return _build(
+        subject,
+        key,
+        issuer=manufacturing_ca,
+        serial=_cucm_serial(),
+        now=_now(now),
+        days=validity_days,
+        ca=False,
+        extensions=[_TLS_EKU],
+    )
