@@ -15,13 +15,13 @@ in both modes; the mode only says which one the phone tries first (CUCM's "prece
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Callable, Sequence
 
 import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .. import device
 from ..certs import Certificate, CertificateError
 from ..pki.issue import Identity, issue_lsc_certificate
 from .db import CapfDb, DeviceOperation
@@ -42,7 +42,6 @@ from .signing import verify_auth, verify_sudi
 
 __all__ = ["CapfAuthority"]
 
-_MODEL = re.compile(r"^CP-([0-9A-Za-z]+)-SEP")
 _CURVE_NAMES = {"ec-p256": "secp256r1", "ec-p384": "secp384r1", "ec-p521": "secp521r1"}
 
 
@@ -131,11 +130,11 @@ class CapfAuthority:
         """The phone model for the LSC's subject: from the certificate it proved itself with."""
         if attempt.certificate is not None:
             try:
-                m = _MODEL.match(Certificate.from_der(attempt.certificate.der).common_name)
+                model = device.model_in(Certificate.from_der(attempt.certificate.der).common_name)
             except CertificateError:
-                m = None
-            if m:
-                return m.group(1)
+                model = None
+            if model:
+                return model
         return self.default_model
 
     def issue(self, attempt: AuthAttempt, key: KeySpec, public_key_der: bytes) -> bytes:

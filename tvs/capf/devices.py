@@ -1,4 +1,4 @@
-"""Device names for CAPF administration: ``SEP<MAC>`` and fleet ranges of them.
+"""Fleet ranges of device names for CAPF administration (single names: :mod:`tvs.device`).
 
 Owns the one syntax ``tvs capf schedule`` accepts: a device name ``SEP001122334455`` (any
 case; a bare MAC or ``CP-8861-SEP<MAC>`` is also read), or a range written with one bracketed
@@ -12,28 +12,19 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from .. import device
+from ..device import DeviceNameError
+
 __all__ = ["MAX_EXPANSION", "DeviceNameError", "device_name", "expand_devices"]
 
 MAX_EXPANSION: Final = 1 << 20
 _RANGE = re.compile(r"^(?:SEP)?([0-9A-F]*)\[([0-9A-F]+)-([0-9A-F]+)\]$", re.IGNORECASE)
-_SEP = re.compile(r"SEP([0-9A-F]{12})$", re.IGNORECASE)
-_MAC = re.compile(r"^[0-9A-F]{12}$", re.IGNORECASE)
-
-
-class DeviceNameError(ValueError):
-    """Not a device name or range (the message names the offending text)."""
 
 
 def device_name(text: str) -> str:
     """``SEP<MAC>`` in upper case, from ``SEP...``, ``CP-8861-SEP...`` or a bare MAC."""
-    t = text.strip()
-    mac = t.replace(":", "").replace(".", "").replace("-", "")
-    if _MAC.match(mac):
-        return f"SEP{mac.upper()}"
-    m = _SEP.search(t)
-    if m:
-        return f"SEP{m.group(1).upper()}"
-    raise DeviceNameError(f"{text!r} is not a device name SEP<12 hex digits>")
+    mac = device.mac_in(text.upper()) if text.strip().upper().startswith("CP-") else None
+    return device.device_name(mac or text)
 
 
 def expand_devices(specs: Iterable[str], *, limit: int = MAX_EXPANSION) -> list[str]:
