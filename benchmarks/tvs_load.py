@@ -52,7 +52,7 @@ def _context(cert: str, key: str, legacy: bool) -> ssl.SSLContext:
 
 
 def _one(ctx: ssl.SSLContext, port: int, payload: bytes, mode: str) -> None:
-    from tvs.wire import Decoder, QueryCertResponse, Status
+    from tvs.wire import Decoder, Frame, QueryCertResponse, Status
 
     with socket.create_connection((HOST, port), timeout=10) as raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -60,11 +60,9 @@ def _one(ctx: ssl.SSLContext, port: int, payload: bytes, mode: str) -> None:
             tls.sendall(payload)
             if mode == "tvs":
                 dec = Decoder()
-                while (msg := dec.next_message()) is None:
-                    data = tls.recv(65536)
-                    if not data:
-                        raise ConnectionError("closed before a full response")
-                    dec.receive_data(data)
+                while not isinstance(frame := dec.next_frame(), Frame):
+                    dec.receive_data(tls.recv(65536))  # b"": closed (the decoder raises)
+                msg = frame.message
                 if not isinstance(msg, QueryCertResponse) or msg.status != Status.VALID:
                     raise ValueError(f"unexpected answer {msg!r}")
             else:  # s_server -rev echoes the line reversed

@@ -2,9 +2,11 @@
 
 Presents the phone's LSC (or MIC) as a client certificate, pins the TVS server certificate to
 a set of certificates (a phone takes them from the TVS records of its ITL; an empty set, as
-after "Rollback to pre 8.0", fails every handshake), sends one message and decodes the whole
-response with the shared codec (``tvs.wire.Decoder``). Used by ``phone-emu query``, the phone
-emulator and the benchmark. Every wait has a deadline.
+after "Rollback to pre 8.0", fails every handshake), sends one message (a value, encoded with
+the config's ``query_tags``, or bytes already encoded, sent as they are: the phone's boot
+machine encodes its own) and decodes the whole response with the shared codec
+(``tvs.wire.Decoder``, which owns framing and end of stream). Used by ``phone-emu query``, the
+phone emulator and the benchmark. Every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tvs.wire import (
     DEFAULT_MAX_MESSAGE,
     DecodeError,
     Decoder,
+    Frame,
     Message,
     QueryTags,
     encode_message,
@@ -80,6 +83,8 @@ class TvsClientConfig:
     """Seconds for the handshake, and again for sending the request and reading the answer."""
     keylog: Path | None = None
     query_tags: QueryTags = QueryTags.TAGS_4_5
+    """How a message value's issuer/serial are tagged (bytes given to :func:`tvs_exchange` are
+    sent as they are)."""
     max_message: int = DEFAULT_MAX_MESSAGE
     _contexts: dict[str, ssl.SSLContext] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
@@ -137,26 +142,20 @@ async def _connect(host: str, port: int, config: TvsClientConfig) -> trio.Socket
 
 async def _receive(tls: trio.SSLStream[trio.SocketStream], config: TvsClientConfig) -> Message:
     decoder = Decoder(max_size=config.max_message)
-    got = 0
-    while True:
-        msg = decoder.next_message()
-        if msg is not None:
-            return msg
-        data = await tls.receive_some(65536)
-        if not data:
-            raise TvsProtocolError(
-                "connection closed before a response"
-                if not got
-                else f"connection closed mid-response after {got} bytes"
-            )
-        got += len(data)
-        decoder.receive_data(bytes(data))
+    while not isinstance(frame := decoder.next_frame(), Frame):
+        decoder.receive_data(await tls.receive_some(65536))  # b"": the server closed
+    return frame.message
 
 
 async def tvs_exchange(
-    host: str, port: int, message: Message, config: TvsClientConfig
+    host: str, port: int, message: Message | bytes, config: TvsClientConfig
 ) -> TvsExchange:
-    """Like :func:`tvs_request`, also returning the server certificate and cipher."""
+    """Like :func:`tvs_request`, also returning the server certificate and cipher. ``message``
+    is a value (encoded with ``config.query_tags``) or the exact bytes to send."""
+    if isinstance(message, bytes):
+        request = message
+    else:
+        request = encode_message(message, query_tags=config.query_tags)
     ctx = config.ssl_context()
     stream = await _connect(host, port, config)
     tls = trio.SSLStream(stream, ctx, server_side=False)
@@ -189,7 +188,7 @@ async def tvs_exchange(
         cipher = tls.cipher()
         try:
             with trio.fail_after(config.timeout):
-                await tls.send_all(encode_message(message, query_tags=config.query_tags))
+                await tls.send_all(request)
                 response = await _receive(tls, config)
         except trio.TooSlowError:
             raise TvsTimeout(f"no response from {host}:{port} within {config.timeout}s") from None
@@ -206,7 +205,9 @@ async def tvs_exchange(
             await trio.aclose_forcefully(tls)
 
 
-async def tvs_request(host: str, port: int, message: Message, config: TvsClientConfig) -> Message:
+async def tvs_request(
+    host: str, port: int, message: Message | bytes, config: TvsClientConfig
+) -> Message:
     """Send ``message`` to the TVS at ``host:port`` over a new TLS connection and return the
     decoded response. Raises a :class:`TvsClientError` subclass on any failure."""
     return (await tvs_exchange(host, port, message, config)).response

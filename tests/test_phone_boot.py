@@ -31,8 +31,15 @@ from phone_emu.phone.config import PhoneConfig, parse_config
 from phone_emu.phone.identity import PhoneIdentity
 from phone_emu.phone.trust import TrustListCache
 from tvs.roles import Role
-from tvs.tlv import build_trust_list
-from tvs.wire import QueryCertResponse, Status, VerifyResponse
+from tvs.tlv import build_trust_list, parse_file
+from tvs.wire import (
+    QueryCertRequest,
+    QueryCertResponse,
+    QueryTags,
+    Status,
+    VerifyResponse,
+    encode_message,
+)
 
 T0 = 1_700_000_000.0
 
@@ -407,4 +414,26 @@ def test_oversized_trust_list_is_refused(identity, src, src_files):
         "CTL update failed",
         "Trust List update failed",
         "No Trust List installed",
+    )
+
+
+@pytest.mark.parametrize("tags", [QueryTags.TAGS_4_5, QueryTags.TAGS_5_6])
+def test_the_request_bytes_are_the_bytes_sent(identity, dst, dst_files, on_source, tags):
+    """One setting: the machine encodes the query once with its options' tags, and the action
+    carries those bytes for the driver to send as they are."""
+    tvs = FakeTvs(known=[(dst.itlrecovery.cert, (Role.SAST, Role.TFTP))])
+    r = boot(
+        identity,
+        dst_files,
+        trust=on_source.trust,
+        config=on_source.config,
+        tvs=tvs,
+        options=BootOptions(query_tags=tags, keep_bytes=True),
+    )
+    q = tvs.queries[0]
+    assert q.data == encode_message(q.request, query_tags=tags)
+    assert r.step("ctl").attempts[0].request == q.data
+    assert q.request == QueryCertRequest.for_signer(
+        identity.device_name, parse_file(dst_files["CTLSEP" + MAC + ".tlv"]).header.signer,
+        request_id=q.request.request_id,
     )

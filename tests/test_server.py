@@ -393,7 +393,7 @@ def _request_bytes(r: Running) -> bytes:
         ("wrong discriminator", "BadDiscriminator"),
         ("garbage 64k", "MessageTooLarge"),
         ("response type", "unexpected message"),
-        ("empty", "before sending a request"),
+        ("empty", "before sending a message"),
     ],
 )
 async def test_malformed_input_logs_one_line_and_keeps_serving(

@@ -149,7 +149,6 @@ def _cmd_boot(args: argparse.Namespace) -> int:
             connect_timeout=args.timeout,
             timeout=args.timeout,
             keylog=args.keylog,
-            query_tags=tags,
         ),
         tftp_timeout=args.tftp_timeout,
         sip_timeout=args.timeout,

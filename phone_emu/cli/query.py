@@ -132,13 +132,7 @@ def _request(args: argparse.Namespace, device: str) -> Message:
             signer = parse_file(args.signer_of.read_bytes()).header.signer
         except (OSError, TlvError) as exc:
             raise _UsageError(f"--signer-of {args.signer_of}: {exc}") from None
-        return QueryCertRequest(
-            device=device,
-            subject=signer.name,
-            issuer=signer.issuer,
-            serial=signer.serial,
-            request_id=args.id,
-        )
+        return QueryCertRequest.for_signer(device, signer, request_id=args.id)
     if not args.issuer or not args.serial:
         raise _UsageError("--subject needs --issuer and --serial")
     return QueryCertRequest(

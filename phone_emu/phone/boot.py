@@ -24,7 +24,7 @@ import attrs
 
 from tvs.certs import Certificate, CertificateError
 from tvs.roles import role_names
-from tvs.tlv import TlvError, TrustFile, parse_signed_file
+from tvs.tlv import SignerInfo, TlvError, TrustFile, parse_signed_file
 from tvs.wire import (
     Message,
     QueryCertRequest,
@@ -34,7 +34,7 @@ from tvs.wire import (
     encode_message,
 )
 
-from .config import CallManager, ConfigError, PhoneConfig, parse_config
+from .config import CallManager, ConfigError, PhoneConfig, TvsMember, parse_config
 from .identity import PhoneIdentity
 from .trust import (
     SIGNING_ROLES,
@@ -360,14 +360,22 @@ class BootMachine:
                 f"{k}.signer-unknown",
                 f"{who} is not in the trust lists and no TVS is configured",
             )
-        request = QueryCertRequest(
-            device=self.identity.device_name,
-            subject=signer.name,
-            issuer=signer.issuer,
-            serial=signer.serial,
-            request_id=self._request_id,
+        request = QueryCertRequest.for_signer(
+            self.identity.device_name, signer, request_id=self._request_id
         )
         self._request_id += 1
+        return (yield from self._query_tvs(kind, verify, signer, request, members))
+
+    def _query_tvs(
+        self,
+        kind: FileKind,
+        verify: Callable[[Certificate], bool],
+        signer: SignerInfo,
+        request: QueryCertRequest,
+        members: tuple[TvsMember, ...],
+    ) -> Generator[Action, Result, _Verdict]:
+        """Ask each TVS member in turn (the next one after a connect failure or timeout) and
+        judge the first answer; the request's bytes are encoded once, here, and sent as is."""
         req_bytes = encode_message(request, query_tags=self.options.query_tags)
         pins = self.trust.tvs_pins()
         attempts: list[Attempt] = []
@@ -375,7 +383,7 @@ class BootMachine:
         for member in members:
             t0 = self.now
             self._queries += 1
-            res = yield QueryTvs(member, request, pins)
+            res = yield QueryTvs(member, request, req_bytes, pins)
             base = Attempt(
                 target=str(member),
                 reason="",

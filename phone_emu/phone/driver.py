@@ -215,7 +215,7 @@ class _Performer:
         m = action.member
         try:
             cfg = self._tvs_config(action.pinned)
-            exchange = await tvs_exchange(m.address, m.port, action.request, cfg)
+            exchange = await tvs_exchange(m.address, m.port, action.data, cfg)
         except TvsConnectError as exc:
             return TvsFailed(TransportFailure.CONNECT, str(exc), self.clock())
         except TvsTimeout as exc:

@@ -84,9 +84,12 @@ class FetchFile:
 
 @attrs.frozen
 class QueryTvs:
+    """Send ``data`` (``request`` as encoded by the machine, byte for byte) to ``member``."""
+
     member: TvsMember
     request: QueryCertRequest
-    pinned: tuple[Certificate, ...]
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    pinned: tuple[Certificate, ...] = ()
 
 
 @attrs.frozen

@@ -1,9 +1,12 @@
 """One TVS connection on Trio: TLS handshake with a deadline, one request read incrementally
 with a deadline, the answer from :func:`handle_request`, one log line.
 
-Every failure (handshake, timeout, malformed or truncated request, a response type sent to
-the server) ends in one warning with the reason and an observer call; the caller closes the
-connection. Knows nothing about accepting, limits on connection counts, or reloads.
+The decoder (``tvs.wire.Decoder``) frames the request and judges the end of stream; this
+adapter keeps no buffer. Every failure (handshake, timeout, malformed or truncated request, a
+response type sent to the server) ends in one warning with the reason and an observer call; a
+decode fault's stable ``reason`` (``truncated``, ``bad-discriminator``, ``too-large``, ...) is
+the warning's ``fault`` and the metric label. The caller closes the connection. Knows nothing
+about accepting, limits on connection counts, or reloads.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ import trio
 from ..certs import Certificate, CertificateError
 from ..store import CertificateCache
 from ..wire import (
-    HEADER_SIZE,
     DecodeError,
     Decoder,
-    Message,
+    Frame,
     MessageType,
     QueryCertRequest,
     VerifyRequest,
@@ -100,33 +102,21 @@ class Connection:
         )
         return subject
 
-    async def _read_request(self, tls: TlsConnection) -> tuple[Message, bytes]:
+    async def _read_request(self, tls: TlsConnection) -> Frame:
+        """The request and its bytes; the decoder frames it and judges the end of stream."""
         decoder = Decoder(max_size=self.limits.max_message)
-        raw = bytearray()
         try:
             with trio.fail_after(self.limits.request_timeout):
-                while True:
-                    msg = decoder.next_message()
-                    if msg is not None:
-                        length = HEADER_SIZE + int.from_bytes(raw[8:10], "big")
-                        return msg, bytes(raw[:length])
-                    data = await tls.receive_some(65536)
-                    if not data:
-                        what = (
-                            "before sending a request"
-                            if not raw
-                            else f"mid-message after {len(raw)} bytes"
-                        )
-                        raise _BadRequest("truncated", f"connection closed {what}")
-                    raw += data
-                    decoder.receive_data(bytes(data))
+                while not isinstance(frame := decoder.next_frame(), Frame):
+                    decoder.receive_data(await tls.receive_some(65536))  # b"": peer closed
+                return frame
         except trio.TooSlowError:
-            got = f"{len(raw)} bytes" if raw else "nothing"
+            got = f"{decoder.buffered} bytes" if decoder.buffered else "nothing"
             raise _BadRequest(
                 "timeout", f"request timeout after {self.limits.request_timeout}s (got {got})"
             ) from None
-        except DecodeError as exc:
-            raise _BadRequest("malformed", f"{type(exc).__name__}: {exc}") from None
+        except DecodeError as exc:  # the fault's stable reason is the metric label
+            raise _BadRequest(exc.reason, f"{type(exc).__name__}: {exc}") from None
         except ssl.SSLError as exc:
             raise _BadRequest("truncated", f"connection broken: TLS: {exc.reason or exc}") from None
         except OSError as exc:
@@ -135,11 +125,12 @@ class Connection:
     async def _exchange(self, tls: TlsConnection, client_subject: str) -> None:
         started = time.perf_counter()
         try:
-            msg, raw = await self._read_request(tls)
+            frame = await self._read_request(tls)
         except _BadRequest as exc:
-            self.log.warning("bad request", reason=str(exc))
+            self.log.warning("bad request", reason=str(exc), fault=exc.kind)
             self.observer.bad_request(exc.kind)
             return
+        msg, raw = frame.message, frame.data
         self.log.debug("message received", _raw=raw, _message=msg)
         result: HandlerResult = handle_request(msg, self.cache)
         if result.lookup is not None:
@@ -151,7 +142,7 @@ class Connection:
                 roles=list(entry.roles) if entry is not None else None,
             )
         if result.response is None:
-            self.log.warning("bad request", reason=result.error)
+            self.log.warning("bad request", reason=result.error, fault="unexpected")
             self.observer.bad_request("unexpected")
             return
         out = encode_message(result.response)

@@ -4,7 +4,17 @@ Shared by the TVS server (``tvs.server``) and its clients (``phone_emu``). Proto
 section 1 describes the format and how sure we are of each part.
 """
 
-from .decoder import DEFAULT_MAX_MESSAGE, Decoder, decode_body, decode_message, parse_elements
+from .decoder import (
+    CLOSED,
+    DEFAULT_MAX_MESSAGE,
+    NEED_DATA,
+    Decoder,
+    Frame,
+    Signal,
+    decode_body,
+    decode_message,
+    parse_elements,
+)
 from .display import format_message, message_to_dict, type_name
 from .errors import (
     BadDeviceName,
@@ -36,6 +46,7 @@ from .messages import (
     QueryCertRequest,
     QueryCertResponse,
     QueryTags,
+    SignerName,
     Status,
     Tag,
     UnknownMessage,
@@ -45,9 +56,11 @@ from .messages import (
 )
 
 __all__ = [
+    "CLOSED",
     "DEFAULT_MAX_MESSAGE",
     "DISCRIMINATOR",
     "HEADER_SIZE",
+    "NEED_DATA",
     "RESERVED_CUCM",
     "RESERVED_PHONE",
     "VERSION",
@@ -61,6 +74,7 @@ __all__ = [
     "ElementOverrun",
     "ElementSizeError",
     "EncodeError",
+    "Frame",
     "Header",
     "Inspection",
     "Message",
@@ -70,6 +84,8 @@ __all__ = [
     "QueryCertRequest",
     "QueryCertResponse",
     "QueryTags",
+    "Signal",
+    "SignerName",
     "Status",
     "Tag",
     "TrailingData",

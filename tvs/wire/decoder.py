@@ -1,16 +1,23 @@
 """Decoding TVS messages: an incremental decoder for streams and a one-shot function.
 
-Owns validation of everything that arrives from the network. Whatever bytes come in, the
-decoder returns a message, asks for more data, or raises a :class:`~tvs.wire.DecodeError`
-subclass naming the fault; any other exception is a bug (the property tests hold it to that).
-The buffer is bounded by ``max_size``: a header announcing a larger body fails as soon as its
-10 bytes are in, without waiting for the body.
+Owns validation of everything that arrives from the network, framing and end of stream.
+Whatever bytes come in, the decoder returns a :class:`Frame` (the message and its exact bytes),
+:data:`NEED_DATA`, :data:`CLOSED`, or raises a :class:`~tvs.wire.DecodeError` subclass naming
+the fault (its ``reason`` is a stable code for logs and metrics); any other exception is a bug
+(the property tests hold it to that). Like h11, ``receive_data(b"")`` means the peer closed, and
+the decoder, not the adapter, says whether that cut a message short (a TVS connection that
+closes before its first message is truncated too). The server and the client keep no buffers
+of their own. The buffer is bounded by ``max_size``: a header announcing a larger body fails as
+soon as its 10 bytes are in, without waiting for the body.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from typing import Final
+
+import attrs
 
 from .errors import (
     BadDeviceName,
@@ -43,10 +50,39 @@ from .messages import (
     VerifyResponse,
 )
 
-__all__ = ["DEFAULT_MAX_MESSAGE", "Decoder", "decode_body", "decode_message", "parse_elements"]
+__all__ = [
+    "CLOSED",
+    "DEFAULT_MAX_MESSAGE",
+    "NEED_DATA",
+    "Decoder",
+    "Frame",
+    "Signal",
+    "decode_body",
+    "decode_message",
+    "parse_elements",
+]
 
 DEFAULT_MAX_MESSAGE: Final = 16 * 1024
 """Largest message (header included) accepted by default: a certificate chain fits easily."""
+
+
+class Signal(enum.Enum):
+    NEED_DATA = "need-data"
+    CLOSED = "closed"
+
+
+NEED_DATA: Final = Signal.NEED_DATA
+"""More bytes are needed for the next message."""
+CLOSED: Final = Signal.CLOSED
+"""The peer closed cleanly between messages, after at least one."""
+
+
+@attrs.frozen
+class Frame:
+    """One decoded message with the exact bytes it came in (header and body)."""
+
+    message: Message
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
 
 
 def parse_elements(body: bytes, *, offset: int = HEADER_SIZE) -> tuple[Element, ...]:
@@ -226,8 +262,9 @@ def decode_body(header: Header, body: bytes) -> Message:
 
 
 class Decoder:
-    """Incremental decoder: feed bytes with :meth:`receive_data`, take messages with
-    :meth:`next_message` (``None`` means more data is needed)."""
+    """Incremental decoder: feed bytes with :meth:`receive_data` (``b""`` = end of stream), take
+    frames with :meth:`next_frame` (or messages with :meth:`next_message`) until they return
+    :data:`NEED_DATA` or :data:`CLOSED`."""
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE) -> None:
         if max_size < HEADER_SIZE:
@@ -235,17 +272,33 @@ class Decoder:
         self.max_size = max_size
         self._buf = bytearray()
         self._header: Header | None = None
+        self._closed = False
+        self._frames = 0
 
     @property
     def buffered(self) -> int:
+        """Bytes received and not yet returned in a frame."""
         return len(self._buf)
+
+    @property
+    def closed(self) -> bool:
+        """The peer has closed (``receive_data(b"")`` was called)."""
+        return self._closed
 
     @property
     def header(self) -> Header | None:
         """The header of the message being received, once its 10 bytes are in."""
         return self._header
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed the stream."""
+        if self._closed:
+            if data:
+                raise RuntimeError("receive_data after end of stream")
+            return
+        if not data:
+            self._closed = True
+            return
         self._buf += data
 
     def _check_prefix(self) -> None:
@@ -256,11 +309,14 @@ class Decoder:
         if len(self._buf) >= 2 and self._buf[1] != VERSION:
             raise UnsupportedVersion(f"protocol version {self._buf[1]}, only {VERSION} is known")
 
-    def next_message(self) -> Message | None:
+    def next_frame(self) -> Frame | Signal:
+        """The next whole message and its bytes, :data:`NEED_DATA`, or :data:`CLOSED`; raises
+        a DecodeError for a bad message, or TruncatedMessage when the peer closed inside one
+        (or before the first)."""
         if self._header is None:
             self._check_prefix()
             if len(self._buf) < HEADER_SIZE:
-                return None
+                return self._short()
             header = Header.decode(bytes(self._buf[:HEADER_SIZE]))
             if HEADER_SIZE + header.length > self.max_size:
                 raise MessageTooLarge(
@@ -270,32 +326,44 @@ class Decoder:
             self._header = header
         total = HEADER_SIZE + self._header.length
         if len(self._buf) < total:
-            return None
-        body = bytes(self._buf[HEADER_SIZE:total])
+            return self._short()
+        data = bytes(self._buf[:total])
         header, self._header = self._header, None
         del self._buf[:total]
-        return decode_body(header, body)
+        message = decode_body(header, data[HEADER_SIZE:])
+        self._frames += 1
+        return Frame(message, data)
 
-    def check_eof(self) -> None:
-        """Call when the peer has closed: raises if a message was cut short."""
-        if self._buf:
-            have = len(self._buf)
-            if self._header is None:
-                raise TruncatedMessage(
-                    f"connection closed after {have} of {HEADER_SIZE} header bytes"
-                )
+    def next_message(self) -> Message | Signal:
+        """Like :meth:`next_frame`, without the bytes."""
+        frame = self.next_frame()
+        return frame.message if isinstance(frame, Frame) else frame
+
+    def _short(self) -> Signal:
+        if not self._closed:
+            return NEED_DATA
+        have = len(self._buf)
+        if not have:
+            if self._frames:
+                return CLOSED
+            raise TruncatedMessage("peer closed before sending a message")
+        if self._header is None:
             raise TruncatedMessage(
-                f"connection closed after {have - HEADER_SIZE} of {self._header.length} body bytes"
+                f"peer closed mid-message after {have} bytes ({have} of {HEADER_SIZE} header bytes)"
             )
+        raise TruncatedMessage(
+            f"peer closed mid-message after {have} bytes "
+            f"({have - HEADER_SIZE} of {self._header.length} body bytes)"
+        )
 
 
 def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE) -> Message:
     """Decode exactly one whole message; short input or trailing bytes are errors."""
     decoder = Decoder(max_size)
     decoder.receive_data(data)
+    decoder.receive_data(b"")
     msg = decoder.next_message()
-    if msg is None:
-        decoder.check_eof()
+    if not isinstance(msg, Message):  # pragma: no cover - end of stream raised already
         raise TruncatedMessage("empty input")
     if decoder.buffered:
         raise TrailingData(f"{decoder.buffered} bytes after the end of the message")

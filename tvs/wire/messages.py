@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Protocol
 
 import attrs
 
@@ -30,6 +30,7 @@ __all__ = [
     "QueryCertRequest",
     "QueryCertResponse",
     "QueryTags",
+    "SignerName",
     "Status",
     "Tag",
     "UnknownMessage",
@@ -148,9 +149,23 @@ def _roles(value: object) -> tuple[int, ...]:
     return tuple(int(r) for r in value)  # type: ignore[attr-defined]
 
 
+class SignerName(Protocol):
+    """What a signed file's header says about its signer (``tvs.tlv.SignerInfo`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def serial(self) -> bytes: ...
+
+
 @attrs.frozen
 class QueryCertRequest:
-    """QUERY_CERT_REQ: "who signed this file?" by the signer's subject, issuer and serial."""
+    """QUERY_CERT_REQ: "who signed this file?" by the signer's subject, issuer and serial.
+
+    Build the question about a file with :meth:`for_signer` (the phone's boot machine and
+    ``phone-emu query --signer-of`` both do)."""
 
     type: ClassVar[MessageType] = MessageType.QUERY_CERT_REQ
     device: str
@@ -160,6 +175,20 @@ class QueryCertRequest:
     request_id: int = 0
     reserved: int = RESERVED_PHONE
     extra: tuple[Element, ...] = ()
+
+    @classmethod
+    def for_signer(
+        cls, device: str, signer: SignerName, *, request_id: int = 0
+    ) -> QueryCertRequest:
+        """The question a phone ``device`` (``CP-<model>-SEP<MAC>``) asks about the signer of a
+        CTL, ITL or ``.sgn`` file: the signer's name as subject, its issuer and serial."""
+        return cls(
+            device=device,
+            subject=signer.name,
+            issuer=signer.issuer,
+            serial=signer.serial,
+            request_id=request_id,
+        )
 
     @property
     def serial_hex(self) -> str:
