@@ -19,6 +19,7 @@ from phone_emu.phone.boot import (
     FileMissing,
     QueryTvs,
     Result,
+    RunCapf,
     SipConnected,
     SipFailed,
     TransportFailure,
@@ -145,8 +146,10 @@ def drive(
     tvs: Callable[[QueryTvs, float], Result] | None = None,
     sip: Callable[[ConnectSip, float], Result] | None = None,
     clock: Callable[[], float] | None = None,
+    capf: Callable[[RunCapf, float], Result] | None = None,
 ) -> BootResult:
-    """Run a boot machine against in-memory files and fake servers."""
+    """Run a boot machine against in-memory files and fake servers (``files`` is read at each
+    fetch, so a fake CAPF may change it)."""
     now = clock or (lambda: machine.now)
     tvs = tvs or FakeTvs()
     action = machine.start()
@@ -156,6 +159,9 @@ def drive(
             result: Result = FileFetched(data, now()) if data is not None else FileMissing(now())
         elif isinstance(action, QueryTvs):
             result = tvs(action, now())
+        elif isinstance(action, RunCapf):
+            assert capf is not None, f"unexpected {action!r}"
+            result = capf(action, now())
         else:
             result = (sip or _sip_ok)(action, now())
         action = machine.send(result)

@@ -3,10 +3,11 @@
 Owns MAC normalising (``b0:00:b4:ba:0a:ee``, ``SEPB000B4BA0AEE``, ``b000.b4ba.0aee`` ->
 ``B000B4BA0AEE``), the device names ``SEP<MAC>`` (CUCM's device and the phone's state
 directory) and ``CP-<model>-SEP<MAC>`` (the LSC's CN and the TVS device-name element), and the
-per-phone TFTP file names (``CTLSEP<MAC>.tlv``, ``ITLSEP<MAC>.tlv``, ``SEP<MAC>.cnf.xml`` and
-``.cnf.xml.sgn``) with their parser. The PKI recipe, the phone's identity and the cluster's file
-provider all use this module; a new per-device name belongs here. Pure: no I/O, no keys, no
-certificates (``phone_emu.phone.identity`` ties a MAC to an LSC).
+per-phone TFTP file names (``CTLSEP<MAC>.tlv``, ``ITLSEP<MAC>.tlv``, ``SEP<MAC>.cnf.xml``,
+``.cnf.xml.sgn`` and the encrypted ``.cnf.xml.enc.sgn``) with their parser. The PKI recipe,
+the phone's identity and the cluster's file provider all use this module; a new per-device
+name belongs here. Pure: no I/O, no keys, no certificates (``phone_emu.phone.identity`` ties a
+MAC to an LSC).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "config_filename",
     "ctl_filename",
     "device_name",
+    "encrypted_config_filename",
     "itl_filename",
     "mac_in",
     "model_in",
@@ -35,7 +37,7 @@ CTL_FILE: Final = "CTLFile.tlv"
 ITL_FILE: Final = "ITLFile.tlv"
 """The cluster-wide ITL, the fallback after ``ITLSEP<MAC>.tlv``."""
 
-FileKind = Literal["ctl", "itl", "xml", "sgn"]
+FileKind = Literal["ctl", "itl", "xml", "sgn", "enc"]
 
 _MAC_RE = re.compile(r"^[0-9A-F]{12}$")
 _SEP_RE = re.compile(r"SEP([0-9A-Fa-f]{12})")
@@ -43,7 +45,7 @@ _MODEL_RE = re.compile(r"^CP-([0-9A-Za-z]+)-SEP")
 _FILE_RE = re.compile(
     r"^(?:(?P<ctl>CTLSEP(?P<ctlmac>[0-9A-F]{12})\.tlv|CTLFile\.tlv)"
     r"|(?P<itl>ITLSEP(?P<itlmac>[0-9A-F]{12})\.tlv|ITLFile\.tlv)"
-    r"|SEP(?P<mac>[0-9A-F]{12})\.cnf\.xml(?P<sgn>\.sgn)?)$",
+    r"|SEP(?P<mac>[0-9A-F]{12})\.cnf\.xml(?:(?P<enc>\.enc\.sgn)|(?P<sgn>\.sgn))?)$",
     re.IGNORECASE,
 )
 
@@ -89,9 +91,15 @@ def config_filename(mac: str, *, signed: bool) -> str:
     return f"SEP{normalise_mac(mac)}.cnf.xml" + (".sgn" if signed else "")
 
 
+def encrypted_config_filename(mac: str) -> str:
+    """``SEP<MAC>.cnf.xml.enc.sgn``, the encrypted configuration (protocol notes section 9)."""
+    return f"SEP{normalise_mac(mac)}.cnf.xml.enc.sgn"
+
+
 def parse_file_name(name: str) -> tuple[FileKind, str | None] | None:
     """What a TFTP name asks for: ``("ctl", mac|None)``, ``("itl", mac|None)``, ``("xml", mac)``,
-    ``("sgn", mac)``; None for any other name. Case-insensitive; MACs come back upper-case."""
+    ``("sgn", mac)``, ``("enc", mac)``; None for any other name. Case-insensitive; MACs come
+    back upper-case."""
     m = _FILE_RE.match(name.lstrip("/"))
     if m is None:
         return None
@@ -99,6 +107,8 @@ def parse_file_name(name: str) -> tuple[FileKind, str | None] | None:
         return "ctl", (m["ctlmac"] or "").upper() or None
     if m["itl"]:
         return "itl", (m["itlmac"] or "").upper() or None
+    if m["enc"]:
+        return "enc", m["mac"].upper()
     return ("sgn" if m["sgn"] else "xml"), m["mac"].upper()
 
 

@@ -1,11 +1,13 @@
 """The phone's boot sequence as a sans-I/O state machine: actions out, results (and time) in.
 
-Owns the order of the boot (CTL, ITL with its fallback name, configuration, secure SIP
-registration), the trust decisions for each file (first use, held signer with an allowed role,
-cached TVS answer, TVS query with failover), the reason codes and the phone status lines. The
-values it exchanges and produces (actions, results, :class:`BootResult`) live in ``values.py``
-and are re-exported here. Performs no I/O: the driver (``driver.py``) carries out each
-:data:`Action` and hands back a result stamped with the time it finished.
+Owns the order of the boot (CTL, ITL with its fallback name, configuration (with the
+encrypted ``.enc.sgn`` behind a stub, notes section 9), CAPF when the configuration asks for
+it (section 8), secure SIP registration), the trust decisions for each file (first use, held
+signer with an allowed role, cached TVS answer, TVS query with failover), the reason codes and
+the phone status lines. The values it exchanges and produces (actions, results,
+:class:`BootResult`) live in ``values.py`` and are re-exported here. Performs no I/O: the
+driver (``driver.py``) carries out each :data:`Action` and hands back a result stamped with
+the time it finished.
 
     machine = BootMachine(identity, trust, config, now=clock())
     action = machine.start()
@@ -21,7 +23,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tvs import device
 from tvs.certs import Certificate, CertificateError
 from tvs.roles import role_names
 from tvs.tlv import SignerInfo, TlvError, TrustFile, parse_signed_file
@@ -34,7 +38,16 @@ from tvs.wire import (
     encode_message,
 )
 
-from .config import CallManager, ConfigError, PhoneConfig, TvsMember, parse_config
+from .config import CallManager, CapfServer, ConfigError, PhoneConfig, TvsMember, parse_config
+from .encconfig import (
+    EC_LIMITATION,
+    EncryptedStub,
+    OpenFailure,
+    cert_hash,
+    open_encrypted,
+    parse_stub,
+)
+from .enroll import capf_pins, ended_reason, failure_reason, skip_reason
 from .identity import PhoneIdentity
 from .trust import (
     SIGNING_ROLES,
@@ -55,6 +68,9 @@ from .values import (
     BootOptions,
     BootResult,
     BootState,
+    CapfEnded,
+    CapfFailed,
+    CapfIssued,
     ConnectSip,
     FetchFailed,
     FetchFile,
@@ -63,6 +79,7 @@ from .values import (
     Outcome,
     QueryTvs,
     Result,
+    RunCapf,
     SipConnected,
     SipFailed,
     SipRejected,
@@ -82,6 +99,9 @@ __all__ = [
     "BootOptions",
     "BootResult",
     "BootState",
+    "CapfEnded",
+    "CapfFailed",
+    "CapfIssued",
     "ConnectSip",
     "FetchFailed",
     "FetchFile",
@@ -90,6 +110,7 @@ __all__ = [
     "Outcome",
     "QueryTvs",
     "Result",
+    "RunCapf",
     "SipConnected",
     "SipFailed",
     "SipRejected",
@@ -136,6 +157,9 @@ class BootMachine:
         self._done: BootDone | None = None
         self._request_id = FIRST_REQUEST_ID
         self._queries = 0
+        self._capf_wanted: tuple[int, tuple[CapfServer, ...], str] | None = None
+        self._capf_ran = False
+        self._new_identity = False
 
     def start(self) -> Action | BootDone:
         if self._pending is not None or self._done is not None:
@@ -167,8 +191,15 @@ class BootMachine:
         ctl = yield from self._trust_list_step(FileKind.CTL, (self.identity.ctl_filename,))
         itl = yield from self._trust_list_step(FileKind.ITL, self.identity.itl_filenames)
         cfg = yield from self._config_step()
+        capf: tuple[Step, ...] = ()
+        if self._capf_wanted is not None:
+            capf_step = yield from self._capf_step(*self._capf_wanted)
+            capf = (capf_step,)
+            if capf_step.reason == "capf.installed" and cfg.outcome is not Outcome.OK:
+                # the encrypted configuration, now for the certificate CAPF just installed
+                cfg = yield from self._config_step()
         reg = yield from self._register_step()
-        steps = (ctl, itl, cfg, reg)
+        steps = (ctl, itl, cfg, *capf, reg)
         outcomes = {s.outcome for s in steps}
         if Outcome.ERROR in outcomes:
             state = BootState.ERROR
@@ -188,6 +219,7 @@ class BootMachine:
             trust=self.trust,
             config=self.config,
             tvs_queries=self._queries,
+            identity=self.identity if self._new_identity else None,
         )
 
     def _step(self, name: str, started: float, v: _Verdict, **kw: Any) -> Step:
@@ -280,14 +312,130 @@ class BootMachine:
             if verdict.outcome is not Outcome.OK:
                 return self._step("config", started, verdict, signer=signer, **fetched)
             payload = sgn.payload
+            try:
+                stub = parse_stub(payload)
+            except ConfigError as exc:
+                v = _Verdict(Outcome.REJECTED, "config.rejected", str(exc))
+                return self._step("config", started, v, signer=signer, **fetched)
+            if stub is not None:
+                opened = yield from self._encrypted_config(stub, name)
+                fetched["files"] = (*tried, device.encrypted_config_filename(self.identity.mac))
+                if isinstance(opened, _Verdict):
+                    return self._step("config", started, opened, signer=signer, **fetched)
+                payload = opened
         try:
             config = parse_config(payload)
         except ConfigError as exc:
             v = _Verdict(Outcome.REJECTED, "config.rejected", str(exc), attempts=verdict.attempts)
             return self._step("config", started, v, signer=signer, **fetched)
         self.config = attrs.evolve(config, sha256=digest)
+        self._want_capf(self.config, "the configuration asks for it")
         v = attrs.evolve(verdict, reason="config.applied")
         return self._step("config", started, v, signer=signer, **fetched)
+
+    # --- encrypted configuration and CAPF ------------------------------------------------
+    def _want_capf(self, config: PhoneConfig, why: str) -> None:
+        """Remember to run CAPF after the configuration step (once per boot)."""
+        if config.capf_auth_mode and not self._capf_ran:
+            self._capf_wanted = (config.capf_auth_mode, config.capf_servers, why)
+
+    def _encrypted_config(
+        self, stub: EncryptedStub, signed_name: str
+    ) -> Generator[Action, Result, bytes | _Verdict]:
+        """The stub said ``encrConfig``: check certHash, fetch, verify and open the .enc.sgn."""
+        cert = self.identity.lsc or self.identity.mic
+        if cert is not None and not isinstance(cert.public_key, rsa.RSAPublicKey):
+            return _Verdict(Outcome.REJECTED, "config.ec-unsupported", EC_LIMITATION)
+        mine = cert_hash(cert)
+        if not stub.cert_hash or stub.cert_hash != mine:
+            self._want_capf(stub.config, "config.cert-unknown")
+            known = stub.cert_hash or "empty (the cluster knows no certificate of this phone)"
+            return _Verdict(
+                Outcome.REJECTED,
+                "config.cert-unknown",
+                f"certHash {known}, the phone's certificate is {mine or 'none'}",
+            )
+        enc_name = device.encrypted_config_filename(self.identity.mac)
+        data, _, failed = yield from self._fetch(FileKind.CONFIG, (enc_name,))
+        if data is None:
+            assert failed is not None
+            return failed
+        try:
+            f = parse_signed_file(data)
+        except TlvError as exc:
+            return _Verdict(Outcome.REJECTED, "config.malformed", f"{enc_name}: {exc}")
+        verdict = yield from self._authenticate(FileKind.CONFIG, f, _sgn_verifier(f))
+        if verdict.outcome is not Outcome.OK:
+            return verdict
+        opened = open_encrypted(f, self.identity)
+        if isinstance(opened, OpenFailure):
+            if opened.reason == "config.decrypt-failed":
+                self._want_capf(stub.config, opened.reason)
+            return _Verdict(Outcome.REJECTED, opened.reason, opened.detail)
+        return opened
+
+    def _capf_step(
+        self, auth_mode: int, servers: tuple[CapfServer, ...], why: str
+    ) -> Generator[Action, Result, Step]:
+        """Up to ``capf_attempts`` sessions, ``capf_interval`` apart, each failing over the
+        ``capfList``; a new LSC replaces the phone's from then on (TVS, SIP)."""
+        started = self.now
+        self._capf_wanted, self._capf_ran = None, True
+        opts = self.options
+        skip = "capf.disabled" if not opts.capf else skip_reason(auth_mode, opts.capf_auth_string)
+        if skip is not None:
+            v = _Verdict(Outcome.SKIPPED, skip, f"capfAuthMode {auth_mode} ({why})")
+            return self._step("capf", started, v)
+        if not servers:
+            v = _Verdict(Outcome.REJECTED, "capf.no-server", "the configuration has no capfList")
+            return self._step("capf", started, v)
+        pins = capf_pins(self.trust)
+        if not pins:
+            v = _Verdict(
+                Outcome.REJECTED, "capf.server-untrusted", "no CAPF record in the CTL or ITL"
+            )
+            return self._step("capf", started, v)
+        attempts: list[Attempt] = []
+        last = _Verdict(Outcome.ERROR, "capf.unreachable", "no CAPF server answered")
+        for n in range(max(1, opts.capf_attempts)):
+            delay = opts.capf_interval if n else 0.0
+            for server in servers:
+                t0 = self.now
+                res = yield RunCapf(
+                    server,
+                    self.identity.name,
+                    auth_mode,
+                    pins,
+                    auth_string=opts.capf_auth_string if auth_mode == 1 else None,
+                    delay=delay,
+                )
+                delay = 0.0
+                target = str(server)
+                if isinstance(res, CapfIssued):
+                    self.identity = attrs.evolve(self.identity, lsc=res.certificate, key=res.key)
+                    self._new_identity = True
+                    detail = f"new LSC {res.certificate.subject}"
+                    attempts.append(Attempt(target, "capf.installed", t0, self.now, res.detail))
+                    v = _Verdict(Outcome.OK, "capf.installed", detail, attempts=tuple(attempts))
+                    return self._step("capf", started, v)
+                if isinstance(res, CapfEnded):
+                    reason = ended_reason(res.result, res.reason)
+                    attempts.append(Attempt(target, reason, t0, self.now, res.detail))
+                    if res.result != "refused":
+                        v = _Verdict(Outcome.OK, reason, res.detail, attempts=tuple(attempts))
+                        return self._step("capf", started, v)
+                    last = _Verdict(Outcome.REJECTED, reason, res.detail)
+                    if reason == "capf.unknown-device":  # asking again changes nothing
+                        return self._step(
+                            "capf", started, attrs.evolve(last, attempts=tuple(attempts))
+                        )
+                    break  # the server answered: the next attempt, not the next server
+                assert isinstance(res, CapfFailed)
+                reason = failure_reason(res.failure)
+                attempts.append(Attempt(target, reason, t0, self.now, res.detail))
+                outcome = Outcome.REJECTED if reason == "capf.server-untrusted" else Outcome.ERROR
+                last = _Verdict(outcome, reason, res.detail)
+        return self._step("capf", started, attrs.evolve(last, attempts=tuple(attempts)))
 
     def _register_step(self) -> Generator[Action, Result, Step]:
         started = self.now

@@ -1,7 +1,9 @@
 """The phone's configuration: CUCM's ``SEP<MAC>.cnf.xml``, reduced to what the lab needs.
 
 Owns parsing the TVS member list (``<TVS><members><member priority="N"><port>P</port>
-<address>HOST</address>``) and the CallManager group (``<devicePool><callManagerGroup><members>
+<address>HOST</address>``), the CAPF settings (``<capfAuthMode>``, ``<capfList><capf>
+<phonePort>P</phonePort><processNodeName>HOST</processNodeName>``, notes section 8) and the
+CallManager group (``<devicePool><callManagerGroup><members>
 <member priority="N"><callManager><ports><securedSipPort>..</securedSipPort></ports>
 <processNodeName>HOST</processNodeName>``), with CUCM's default ports where an element is
 missing. Does not own signature checks (``boot``) or storage (``persist``).
@@ -17,12 +19,15 @@ from xml.parsers import expat
 import attrs
 
 __all__ = [
+    "CAPF_AUTH_MODES",
+    "DEFAULT_CAPF_PORT",
     "DEFAULT_SECURE_SIP_PORT",
     "DEFAULT_SIP_PORT",
     "DEFAULT_TVS_PORT",
     "MAX_CONFIG_SIZE",
     "MAX_TVS_MEMBERS",
     "CallManager",
+    "CapfServer",
     "ConfigError",
     "PhoneConfig",
     "TvsMember",
@@ -32,6 +37,18 @@ __all__ = [
 DEFAULT_TVS_PORT: Final = 2445
 DEFAULT_SIP_PORT: Final = 5060
 DEFAULT_SECURE_SIP_PORT: Final = 5061
+DEFAULT_CAPF_PORT: Final = 3804
+MAX_CAPF_SERVERS: Final = 5
+"""``capfList`` holds up to five CAPF servers (section 8, Med)."""
+CAPF_AUTH_MODES: Final = {
+    0: "none",
+    1: "auth-string",
+    2: "null-string",
+    3: "lsc-then-mic",
+    4: "mic",
+}
+"""``capfAuthMode``: 0 nothing pending, 1 auth string, 2 null string, 3 existing certificate
+(LSC, then MIC), 4 MIC (section 8, High)."""
 MAX_TVS_MEMBERS: Final = 5
 """Phones use up to five TVS members (protocol notes section 3, rule 4)."""
 MAX_CONFIG_SIZE: Final = 1 << 20
@@ -60,6 +77,16 @@ class CallManager:
     secure_sip_port: int = DEFAULT_SECURE_SIP_PORT
 
 
+@attrs.frozen(order=True)
+class CapfServer:
+    priority: int
+    host: str
+    port: int = DEFAULT_CAPF_PORT
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 @attrs.frozen
 class PhoneConfig:
     """The applied configuration; ``sha256`` names the file bytes it came from."""
@@ -68,9 +95,15 @@ class PhoneConfig:
     callmanagers: tuple[CallManager, ...] = ()
     sha256: bytes = b""
     tvs_from_callmanager_group: bool = False
+    capf_auth_mode: int = 0
+    capf_servers: tuple[CapfServer, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "capf_auth_mode": self.capf_auth_mode,
+            "capf_servers": [
+                {"priority": c.priority, "host": c.host, "port": c.port} for c in self.capf_servers
+            ],
             "tvs_members": [
                 {"priority": m.priority, "address": m.address, "port": m.port}
                 for m in self.tvs_members
@@ -107,6 +140,11 @@ class PhoneConfig:
             ),
             sha256=bytes.fromhex(d["sha256"]),
             tvs_from_callmanager_group=bool(d.get("tvs_from_callmanager_group", False)),
+            capf_auth_mode=int(d.get("capf_auth_mode", 0)),
+            capf_servers=tuple(
+                CapfServer(int(c["priority"]), str(c["host"]), int(c["port"]))
+                for c in d.get("capf_servers", ())
+            ),
         )
 
 
@@ -199,6 +237,21 @@ def _callmanagers(root: ET.Element) -> tuple[CallManager, ...]:
     return tuple(sorted(out))
 
 
+def _capf_servers(root: ET.Element) -> tuple[CapfServer, ...]:
+    out = []
+    for i, c in enumerate(_children(_find(root, "capfList"), "capf")):
+        host = _text(_child(c, "processNodeName"))
+        if host is None:
+            raise ConfigError(f"capfList entry {i}: no <processNodeName>")
+        port = _int(_text(_child(c, "phonePort")), DEFAULT_CAPF_PORT, f"CAPF {host} port", low=1)
+        out.append(CapfServer(i, host, port))
+    return tuple(out[:MAX_CAPF_SERVERS])
+
+
+def _capf_auth_mode(root: ET.Element) -> int:
+    return _int(_text(_find(root, "capfAuthMode")), 0, "capfAuthMode", high=max(CAPF_AUTH_MODES))
+
+
 def _parse_xml(data: bytes) -> ET.Element:
     """Parse without namespace processing: CUCM writes ``xsi:type`` with no declaration."""
     builder = ET.TreeBuilder()
@@ -239,4 +292,6 @@ def parse_config(data: bytes) -> PhoneConfig:
         callmanagers=cms,
         sha256=hashlib.sha256(data).digest(),
         tvs_from_callmanager_group=from_group,
+        capf_auth_mode=_capf_auth_mode(root),
+        capf_servers=_capf_servers(root),
     )

@@ -201,12 +201,46 @@ def _register_lines(w: _Writer, step: Step) -> None:
             )
 
 
+def _capf_lines(w: _Writer, step: Step) -> None:
+    """The CAPF step (section 8): one connect line per attempt, then how it ended."""
+    if step.outcome is Outcome.SKIPPED:
+        w(
+            "NOT",
+            step.finished,
+            f"SECUREAPP-CAPF: certificate operation not started [{step.reason}]",
+        )
+        return
+    w("NOT", step.started, "SECUREAPP-CAPF: certificate operation pending, contacting CAPF")
+    for a in step.attempts:
+        host, _, port = a.target.rpartition(":")
+        w(
+            "INF",
+            a.started,
+            f"SECUREAPP-Attempting connect to CAPF server addr [{host}], mode [IPv4]",
+        )
+        if a.reason in ("capf.connect-failed", "capf.timeout"):
+            w("ERR", a.finished, f"SECUREAPP-TCP connect() failed, [{host}] [{port}]: {a.detail}")
+            continue
+        w("DEB", a.finished, "SECUREAPP-SSL session setup Cert Verification - Role is = 4")
+        if a.reason == "capf.server-untrusted":
+            w("ERR", a.finished, f"SECUREAPP-CAPF: server certificate not trusted: {a.detail}")
+            continue
+        w("NOT", a.finished, f"SECUREAPP-CAPF: session ended [{a.reason}] {a.detail}".rstrip())
+    if step.reason == "capf.installed":
+        w("NOT", step.finished, f"SECUREAPP-CAPF: LSC installed: {step.detail}")
+    elif step.outcome is not Outcome.OK:
+        w("ERR", step.finished, f"SECUREAPP-CAPF: operation failed [{step.reason}]: {step.detail}")
+
+
 def console_lines(result: BootResult, identity: PhoneIdentity, *, server: str = "") -> list[str]:
     """The boot as console lines, numbered from :data:`FIRST_LINE_NUMBER`."""
     w = _Writer(FIRST_LINE_NUMBER)
     for pid, step in enumerate(result.steps, start=_FIRST_PID):
         if step.name == "register":
             _register_lines(w, step)
+            continue
+        if step.name == "capf":
+            _capf_lines(w, step)
             continue
         w("NOT", step.started, "downd-DDFORK - execing [/usr/sbin/dgetfile][-L620][ ]")
         _fetch_lines(w, step, pid, server)

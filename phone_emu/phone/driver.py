@@ -16,7 +16,7 @@ import secrets
 import ssl
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ from .boot import (
     BootMachine,
     BootOptions,
     BootResult,
+    CapfFailed,
+    CapfIssued,
     ConnectSip,
     FetchFailed,
     FetchFile,
@@ -50,6 +52,7 @@ from .boot import (
     FileMissing,
     QueryTvs,
     Result,
+    RunCapf,
     SipConnected,
     SipFailed,
     SipRejected,
@@ -62,7 +65,11 @@ from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
 from .trust import TrustListCache, TrustState
 
-__all__ = ["LEGACY_CIPHER", "NetworkOptions", "Phone", "boot_phone"]
+__all__ = ["LEGACY_CIPHER", "CapfRunner", "NetworkOptions", "Phone", "boot_phone"]
+
+CapfRunner = Callable[[RunCapf, PhoneIdentity, "NetworkOptions"], Awaitable[Result]]
+"""Runs one CAPF session for the phone (TLS, the session, key generation); returns
+:class:`CapfIssued`, :class:`CapfEnded` or :class:`CapfFailed` stamped by the caller's clock."""
 
 LEGACY_CIPHER = "AES256-SHA:@SECLEVEL=0"
 """What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
@@ -96,6 +103,9 @@ class NetworkOptions:
     tftp_blksize: int | None = None
     tftp_bind: str | None = None
     sip_timeout: float = 5.0
+    capf_timeout: float = 10.0
+    capf_runner: CapfRunner | None = attrs.field(default=None, eq=False)
+    """How the phone runs one CAPF session (TLS to the server, the session, its key)."""
     boot: BootOptions = attrs.field(factory=BootOptions)
     lists: TrustListCache | None = attrs.field(default=None, eq=False)
 
@@ -127,9 +137,12 @@ class Phone:
         return cls(identity, loaded.trust, loaded.config, store, loaded.problems)
 
     def apply(self, result: BootResult, *, tftp: tuple[str, int] | None = None) -> list[str]:
-        """Take the boot's trust and configuration; write what changed (raises StateError).
-        ``tftp`` (the DHCP option 150 server the boot used) is recorded in ``phone.json``."""
+        """Take the boot's trust, configuration and (after CAPF) new LSC; write what changed
+        (raises StateError). ``tftp`` (the DHCP option 150 server the boot used) is recorded in
+        ``phone.json``."""
         self.trust, self.config = result.trust, result.config
+        if result.identity is not None:
+            self.identity = result.identity
         if self.store is None:
             return []
         written = self.store.save(self.trust, self.config)
@@ -188,7 +201,22 @@ class _Performer:
             return await self._fetch(action)
         if isinstance(action, QueryTvs):
             return await self._query(action)
+        if isinstance(action, RunCapf):
+            return await self._capf(action)
         return await self._sip(action)
+
+    async def _capf(self, action: RunCapf) -> Result:
+        if action.delay > 0:
+            await trio.sleep(action.delay)
+        runner = self.options.capf_runner
+        if runner is None:
+            detail = "this build has no CAPF client (NetworkOptions.capf_runner)"
+            return CapfFailed(TransportFailure.PROTOCOL, detail, self.clock())
+        res = await runner(action, self.identity, self.options)
+        if isinstance(res, CapfIssued):  # from now on the phone presents its new LSC
+            self.identity = attrs.evolve(self.identity, lsc=res.certificate, key=res.key)
+            self._configs.clear()
+        return attrs.evolve(res, now=self.clock())
 
     async def _fetch(self, action: FetchFile) -> Result:
         host, port = self.tftp

@@ -12,11 +12,12 @@ from typing import Any, Final
 
 import attrs
 
-from tvs.certs import Certificate
+from tvs.certs import Certificate, PrivateKey
 from tvs.roles import role_names
 from tvs.wire import Message, QueryCertRequest, QueryTags
 
-from .config import PhoneConfig, TvsMember
+from .config import CapfServer, PhoneConfig, TvsMember
+from .identity import PhoneIdentity
 from .trust import DEFAULT_TVS_TTL, FileKind, TrustState
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "BootOptions",
     "BootResult",
     "BootState",
+    "CapfEnded",
+    "CapfFailed",
+    "CapfIssued",
     "ConnectSip",
     "FetchFailed",
     "FetchFile",
@@ -36,6 +40,7 @@ __all__ = [
     "Outcome",
     "QueryTvs",
     "Result",
+    "RunCapf",
     "SipConnected",
     "SipFailed",
     "SipRejected",
@@ -48,6 +53,11 @@ __all__ = [
 MAX_TRUST_LIST_SIZE: Final = 64 * 1024
 """A phone fails to load a CTL/ITL over 64 KB (about 39 certificates; protocol notes
 section 2, High)."""
+
+CAPF_ATTEMPTS: Final = 3
+"""A phone tries CAPF up to three times (protocol notes section 8, High)."""
+CAPF_INTERVAL: Final = 0.2
+"""Seconds between CAPF attempts in the lab; a real phone waits 30 s (a lab option)."""
 
 FIRST_REQUEST_ID: Final = 1001
 """Request id of a boot's first TVS query (the seed's phone used 1001)."""
@@ -99,7 +109,22 @@ class ConnectSip:
     pinned: tuple[Certificate, ...]
 
 
-Action = FetchFile | QueryTvs | ConnectSip
+@attrs.frozen
+class RunCapf:
+    """One CAPF session (TLS to ``server``, trusted through ``pinned``: the CAPF records of the
+    CTL/ITL) after waiting ``delay`` seconds. ``auth_mode`` is the configuration's
+    ``capfAuthMode``; the driver proves the phone with its LSC/MIC for 3 and 4, sends
+    ``auth_string`` (or the empty null string) otherwise, and makes the key the server asks for."""
+
+    server: CapfServer
+    device_name: str
+    auth_mode: int
+    pinned: tuple[Certificate, ...]
+    auth_string: str | None = None
+    delay: float = 0.0
+
+
+Action = FetchFile | QueryTvs | ConnectSip | RunCapf
 
 
 # --- results (driver -> machine), each stamped with the clock when it finished ------------------
@@ -163,6 +188,37 @@ class SipRejected:
     now: float
 
 
+@attrs.frozen
+class CapfIssued:
+    """The server stored a new LSC on the phone: the certificate and the key the phone made."""
+
+    certificate: Certificate
+    key: PrivateKey = attrs.field(repr=False)
+    now: float
+    detail: str = ""
+
+
+@attrs.frozen
+class CapfEnded:
+    """The session ended without a new LSC: ``result`` nothing / fetched / deleted / refused,
+    ``reason`` the server's END_SESSION reason code (0 none, 1 success, 7 failure, 9 unknown
+    device)."""
+
+    result: str
+    reason: int
+    detail: str
+    now: float
+
+
+@attrs.frozen
+class CapfFailed:
+    """No session: connect, TLS (a server certificate not in the CTL/ITL), timeout, garbage."""
+
+    failure: TransportFailure
+    detail: str
+    now: float
+
+
 Result = (
     FileFetched
     | FileMissing
@@ -172,11 +228,15 @@ Result = (
     | SipConnected
     | SipFailed
     | SipRejected
+    | CapfIssued
+    | CapfEnded
+    | CapfFailed
 )
 _EXPECTS: Final[dict[type, tuple[type, ...]]] = {
     FetchFile: (FileFetched, FileMissing, FetchFailed),
     QueryTvs: (TvsAnswered, TvsFailed),
     ConnectSip: (SipConnected, SipFailed, SipRejected),
+    RunCapf: (CapfIssued, CapfEnded, CapfFailed),
 }
 
 
@@ -265,6 +325,8 @@ class BootResult:
     trust: TrustState = attrs.field(repr=False)
     config: PhoneConfig | None = attrs.field(repr=False)
     tvs_queries: int = 0
+    identity: PhoneIdentity | None = attrs.field(default=None, repr=False)
+    """The phone's identity after the boot (a new LSC when CAPF installed one), else None."""
 
     @property
     def elapsed(self) -> float:
@@ -278,6 +340,9 @@ class BootResult:
     def exit_code(self) -> int:
         """0 every step passed, 1 the phone rejected something, 2 a server was unreachable."""
         return {BootState.ERROR: 2, BootState.REJECTED: 1}.get(self.state, 0)
+
+    def has_step(self, name: str) -> bool:
+        return any(s.name == name for s in self.steps)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -318,6 +383,10 @@ class BootOptions:
     keep_bytes: bool = False  # keep TVS request/response bytes (console byte dumps)
     query_tags: QueryTags = QueryTags.TAGS_4_5
     max_trust_list: int = MAX_TRUST_LIST_SIZE
+    capf: bool = True  # run CAPF when the configuration asks for it
+    capf_attempts: int = CAPF_ATTEMPTS
+    capf_interval: float = CAPF_INTERVAL
+    capf_auth_string: str | None = None  # what a user would type on the phone (mode 1)
 
 
 @attrs.frozen

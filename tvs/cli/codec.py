@@ -75,7 +75,10 @@ def _encode_query(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     msg = QueryCertRequest(
-        device=args.device, subject=args.subject, issuer=args.issuer, serial=serial,
+        device=args.device,
+        subject=args.subject,
+        issuer=args.issuer,
+        serial=serial,
         request_id=args.id,
     )
     print(encode_message(msg, query_tags=tags).hex())
@@ -99,8 +102,12 @@ def _inspection_dict(ins: Inspection, label: str | None) -> dict[str, Any]:
     elif ins.header is not None:
         h = ins.header
         out["header"] = {
-            "discriminator": h.discriminator, "version": h.version, "type": type_name(h.type),
-            "type_code": h.type, "reserved": h.reserved, "request_id": h.request_id,
+            "discriminator": h.discriminator,
+            "version": h.version,
+            "type": type_name(h.type),
+            "type_code": h.type,
+            "reserved": h.reserved,
+            "request_id": h.request_id,
             "length": h.length,
         }
         out["elements"] = [
@@ -110,7 +117,9 @@ def _inspection_dict(ins: Inspection, label: str | None) -> dict[str, Any]:
         if ins.cut_element is not None:
             tag, declared, present = ins.cut_element
             out["cut_element"] = {
-                "tag": tag, "declared_length": declared, "present": len(present),
+                "tag": tag,
+                "declared_length": declared,
+                "present": len(present),
                 "value": describe_partial_value(tag, present),
             }
     if ins.error:

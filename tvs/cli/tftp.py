@@ -67,9 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--log-format", choices=("console", "json"), default="console",
         help="one line per transfer: console (default) or json",
     )  # fmt: skip
-    serve.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
-    )
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.set_defaults(func=_serve)
 
     get = tftp_sub.add_parser("get", help="download one file")

@@ -77,7 +77,6 @@ MAX_CACHED_CONFIGS: Final = 4096
 """Per-phone ``.sgn`` files kept in memory; the cache is emptied when it grows past this."""
 
 
-
 @attrs.frozen
 class NodeEndpoint:
     """A node as phones see it: the address they are told and the ports actually bound."""
@@ -378,6 +377,8 @@ class ClusterFiles:
         if kind == "itl":
             return self.itl(node)
         assert mac is not None
+        if kind == "enc":
+            return None  # no encrypted-configuration profile yet
         return self.config_xml() if kind == "xml" else self.config_sgn(mac, node)
 
     def files_for(self, mac: str, node: str | None = None) -> dict[str, bytes]:

@@ -18,7 +18,7 @@ from .build import (
 )
 from .describe import describe, describe_record
 from .elements import PADDING_TAG, Element, encode_element, read_element, read_elements
-from .encrypted import decrypt_config, encrypt_config
+from .encrypted import cert_hash, decrypt_config, encrypt_config
 from .errors import (
     DecryptionError,
     FormatError,
@@ -94,7 +94,11 @@ __all__ = [
     "UnknownAlgorithmError",
     "Verification",
     "build_trust_list",
+<<<<<<< HEAD
     "check_file",
+=======
+    "cert_hash",
+>>>>>>> bfadfb4 (Phone: encrypted configuration (stub certHash vs own certificate, fetch/verify/decrypt SEP<MAC>.cnf.xml.enc.sgn, config.cert-unknown / config.decrypt-failed / config.ec-unsupported as a lab limitation) and the CAPF step in the boot machine (capfAuthMode 2/3/4 automatic, 1 with a given auth string; CAPF records of CTL/ITL as pins; 3 attempts with a lab interval; failover over capfList; new LSC used from then on); cluster encconfig builders; device name for .enc.sgn)
     "decrypt_config",
     "describe",
     "describe_record",

@@ -32,6 +32,7 @@ from .model import EncryptionInfo, TrustFile
 __all__ = [
     "AES_KEY_SIZE",
     "PAD_BYTE",
+    "cert_hash",
     "decrypt_config",
     "encrypt_config",
     "pad_plaintext",
@@ -43,6 +44,11 @@ AES_KEY_SIZE: Final = 16
 PAD_BYTE: Final = 0x0D
 """The plaintext is padded with this byte, 1..16 of them (High)."""
 _BLOCK: Final = 16
+
+
+def cert_hash(cert: Certificate | None) -> str:
+    """The stub's ``certHash`` for ``cert``: MD5 of its DER, lower-case hex ('' for None)."""
+    return "" if cert is None else hashlib.md5(cert.der, usedforsecurity=False).hexdigest()
 
 
 def pad_plaintext(plaintext: bytes) -> tuple[bytes, int]:

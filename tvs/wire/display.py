@@ -69,9 +69,7 @@ def message_to_dict(msg: Message) -> dict[str, Any]:
         "reserved": msg.reserved,
     }
     if isinstance(msg, QueryCertRequest):
-        out.update(
-            device=msg.device, subject=msg.subject, issuer=msg.issuer, serial=msg.serial_hex
-        )
+        out.update(device=msg.device, subject=msg.subject, issuer=msg.issuer, serial=msg.serial_hex)
     elif isinstance(msg, VerifyRequest):
         out.update(device=msg.device, certificate=_cert_summary(msg.certificate))
     elif isinstance(msg, QueryCertResponse | VerifyResponse):
