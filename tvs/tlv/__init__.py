@@ -94,11 +94,8 @@ __all__ = [
     "UnknownAlgorithmError",
     "Verification",
     "build_trust_list",
-<<<<<<< HEAD
-    "check_file",
-=======
     "cert_hash",
->>>>>>> bfadfb4 (Phone: encrypted configuration (stub certHash vs own certificate, fetch/verify/decrypt SEP<MAC>.cnf.xml.enc.sgn, config.cert-unknown / config.decrypt-failed / config.ec-unsupported as a lab limitation) and the CAPF step in the boot machine (capfAuthMode 2/3/4 automatic, 1 with a given auth string; CAPF records of CTL/ITL as pins; 3 attempts with a lab interval; failover over capfList; new LSC used from then on); cluster encconfig builders; device name for .enc.sgn)
+    "check_file",
     "decrypt_config",
     "describe",
     "describe_record",
