@@ -9,7 +9,8 @@ Metrics (all prefixed ``tvs_``): ``requests_total{type,status}``,
 ``request_duration_seconds{type}`` (histogram, request read to response sent),
 ``bad_requests_total{reason}``, ``handshake_failures_total{reason}``, ``connections_total``,
 ``connections_rejected_total{reason}``, ``connections_in_use``, ``cache_entries``,
-``cache_reloads_total``.
+``cache_reloads_total``. The HTTP 6970 service's metrics (``tvs_http_*``) are counted by
+:class:`HttpPrometheusObserver`, into the same registry when given it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .http.server import HttpObserver
 from .server.observer import NullObserver
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "HttpPrometheusObserver",
     "MetricsEndpoint",
     "MetricsServer",
     "PrometheusObserver",
@@ -177,3 +180,56 @@ def metrics_endpoint(host: str, port: int, *, workers: int = 1) -> Callable[[], 
     _endpoints.append(server)
     log.info("metrics listening", url=server.url, workers=workers)
     return PrometheusObserver
+
+
+class HttpPrometheusObserver(HttpObserver):
+    """Counts the HTTP 6970 file service's events (``tvs http serve --metrics``, cluster
+    nodes) into ``registry``, beside the TVS metrics when given the TVS observer's registry.
+
+    Metrics: ``tvs_http_requests_total{method,status,outcome}``,
+    ``tvs_http_request_duration_seconds`` (histogram), ``tvs_http_bytes_sent_total``,
+    ``tvs_http_connections_total``, ``tvs_http_connections_rejected_total{reason}`` (busy,
+    idle, slow-request, slow-reader), ``tvs_http_connections_in_use``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "tvs_http_requests", "HTTP requests answered, by method, status and outcome",
+            ["method", "status", "outcome"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "tvs_http_request_duration_seconds", "Time from reading a request to the answer sent",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.bytes_sent = Counter("tvs_http_bytes_sent", "Response body bytes sent", registry=r)
+        self.connections = Counter(
+            "tvs_http_connections", "HTTP connections accepted and served", registry=r
+        )
+        self.rejected = Counter(
+            "tvs_http_connections_rejected", "HTTP connections closed by a limit or deadline",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.in_use = Gauge(
+            "tvs_http_connections_in_use", "HTTP connections being served", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+
+    def connection_opened(self) -> None:
+        self.connections.inc()
+        self.in_use.inc()
+
+    def connection_closed(self) -> None:
+        self.in_use.dec()
+
+    def connection_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason=reason).inc()
+
+    def request_served(
+        self, method: str, status: int, outcome: str, seconds: float, size: int
+    ) -> None:
+        method = method if method in ("GET", "HEAD") else "other"  # bounded label values
+        self.requests.labels(method=method, status=str(status), outcome=outcome).inc()
+        self.latency.observe(seconds)
+        self.bytes_sent.inc(size)

@@ -44,6 +44,7 @@ __all__ = [
     "FileProvider",
     "FileVersion",
     "check_name",
+    "check_path",
 ]
 
 Client = tuple[str, int]
@@ -86,6 +87,18 @@ def check_name(name: str) -> None:
         raise FileRefused("empty file name")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
         raise FileRefused(f"control character in file name {name!r}")
+
+
+def check_path(name: str) -> list[str]:
+    """``check_name`` plus the directory rules: no absolute path (``/x``, ``\\x``, ``C:x``),
+    no ``..`` component. Returns the ``/``-separated parts."""
+    check_name(name)
+    if name.startswith(("/", "\\")) or (name[1:2] == ":" and name[0].isalpha()):
+        raise FileRefused(f"absolute path {name!r}")
+    parts = name.split("/")
+    if ".." in parts:
+        raise FileRefused(f"'..' in {name!r}")
+    return parts
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -133,12 +146,7 @@ class DirectoryProvider:
         return Path(self._resolve(name))
 
     def _resolve(self, name: str) -> str:
-        check_name(name)
-        if name.startswith(("/", "\\")) or (name[1:2] == ":" and name[0].isalpha()):
-            raise FileRefused(f"absolute path {name!r}")
-        parts = name.split("/")
-        if ".." in parts:
-            raise FileRefused(f"'..' in {name!r}")
+        parts = check_path(name)
         real = os.path.realpath(os.path.join(self._root, *[p for p in parts if p]))
         if real != self._root and not real.startswith(self._prefix):
             raise FileRefused(f"{name!r} resolves outside the root to {real!r}")
