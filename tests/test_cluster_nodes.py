@@ -52,8 +52,8 @@ def _config(pki: LabPki, store: Path, **changes: object) -> ClusterConfig:
         name="trio",
         version="11.5.1.10000-6",
         nodes=(
-            NodeConfig("pub", "127.0.7.1", tftp_port=0, tvs_port=0, sip_port=0),
-            NodeConfig("sub1", "127.0.7.2", tftp_port=0, tvs_port=0, sip_port=0),
+            NodeConfig("pub", "127.0.7.1", tftp_port=0, tvs_port=0, sip_port=0, http_port=0),
+            NodeConfig("sub1", "127.0.7.2", tftp_port=0, tvs_port=0, sip_port=0, http_port=0),
             NodeConfig("sub2", "127.0.7.3", tftp=False, tvs_port=0, sip_port=0),
         ),
         pki_dir=pki.root,

@@ -312,3 +312,58 @@ async def test_client_address_reaches_the_provider() -> None:
         await raw_exchange(port, b"GET /n HTTP/1.1\r\nHost:x\r\nConnection: close\r\n\r\n")
     assert seen and seen[0][0] == "127.0.0.1"
     assert isinstance(socket.inet_aton(seen[0][0]), bytes)
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_cli_serve_logs_one_line_per_request_and_stops_on_sigterm(root: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = _free_tcp_port()
+    tvs = Path(sys.executable).with_name("tvs")
+    proc = subprocess.Popen(
+        [str(tvs), "http", "serve", "--root", str(root), "--listen", f"127.0.0.1:{port}",
+         "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    request = f"GET /CTLSEP{MAC}.tlv HTTP/1.1\r\nHost:127.0.0.1\r\nConnection: close\r\n\r\n"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = await raw_exchange(port, request.encode())
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                await trio.sleep(0.05)
+        missing = await raw_exchange(
+            port, b"GET /none HTTP/1.1\r\nHost:x\r\nConnection: close\r\n\r\n"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert answer.split(b"\r\n\r\n", 1)[1] == (root / f"CTLSEP{MAC}.tlv").read_bytes()
+    assert missing.startswith(b"HTTP/1.1 404 ")
+    lines = [line for line in output.splitlines() if b'"http.request"' in line]
+    assert len(lines) == 2 and b'"status": 200' in lines[0] and b'"status": 404' in lines[1]
+
+
+def test_cli_serve_bad_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tvs.cli import main as tvs_main
+
+    assert tvs_main(["http", "serve", "--root", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--root" in err and "Traceback" not in err

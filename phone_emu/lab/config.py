@@ -200,7 +200,14 @@ class LabConfig:
             "version": spec.version,
             "security_mode": spec.security_mode,
             "nodes": [
-                {"name": n.name, "address": n.address, "tftp_port": 0, "tvs_port": 0, "sip_port": 0}
+                {
+                    "name": n.name,
+                    "address": n.address,
+                    "tftp_port": 0,
+                    "tvs_port": 0,
+                    "sip_port": 0,
+                    "http_port": 0,
+                }
                 for n in spec.nodes
             ],
         }

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "tvs.cli.serve",  # serve, reload
     "tvs.cli.store",  # store ...
     "tvs.cli.tftp",  # tftp serve, tftp get
+    "tvs.cli.http",  # http serve
     "tvs.cli.cluster",  # cluster serve
     "tvs.cli.trace",  # trace, trace diff
 )

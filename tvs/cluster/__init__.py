@@ -11,6 +11,7 @@ from ..store import consolidate
 from .cluster import ClusterStats, EmulatedCluster
 from .config import (
     CLIENT_AUTH_MODES,
+    DEFAULT_HTTP_PORT,
     DEFAULT_SIP_PORT,
     DEFAULT_TFTP_PORT,
     DEFAULT_TVS_PORT,
@@ -46,6 +47,7 @@ from .sip import SipListener, SipStats
 __all__ = [
     "CLIENT_AUTH_MODES",
     "CTL_NAME",
+    "DEFAULT_HTTP_PORT",
     "DEFAULT_SIP_PORT",
     "DEFAULT_TFTP_PORT",
     "DEFAULT_TVS_PORT",

@@ -1,4 +1,5 @@
-"""The emulated cluster on Trio: per node a TVS, a TFTP server and a secure-SIP TLS listener.
+"""The emulated cluster on Trio: per node a TVS, a TFTP server (with the HTTP 6970 file service
+beside it, serving the same provider) and a secure-SIP TLS listener.
 
 A thin adapter. Owns the cluster's trust-store directory (its own certificates refreshed from
 the lab PKI at start), the servers' lifetimes, and CUCM's two update rules: imported
@@ -10,6 +11,7 @@ also run when another process changes the store) but TVS answers only after
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -20,6 +22,7 @@ import structlog
 import trio
 
 from ..certs import Certificate
+from ..http import HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
 from ..server import NullObserver, TvsServer, TvsServerConfig
 from ..store import (
@@ -31,7 +34,7 @@ from ..store import (
     read_certificate_file,
 )
 from ..tftp import CallableProvider, TftpServer, TftpServerStats
-from .config import ClusterConfig
+from .config import ClusterConfig, NodeConfig
 from .errors import ClusterError
 from .files import ClusterFiles, FileInputs, NodeEndpoint, endpoints_from_config
 from .sip import SipListener, SipStats
@@ -52,6 +55,7 @@ class ClusterStats:
     tvs_handshake_failures: int
     files_generation: int
     """How many times the generated files were rebuilt."""
+    http: Mapping[str, HttpServerStats] = attrs.field(factory=dict)
 
     @property
     def tftp_transfers(self) -> int:
@@ -123,6 +127,9 @@ class EmulatedCluster:
         self._tvs: dict[str, TvsServer] = {}
         self._tftp: dict[str, TftpServer] = {}
         self._sip: dict[str, SipListener] = {}
+        self._http: dict[str, HttpServer] = {}
+        self._http_ports: dict[str, int] = {}
+        self._closed_ports: list[socket.socket] = []
         self._ready = trio.Event()
 
     # --- stores ---------------------------------------------------------------------------
@@ -226,6 +233,12 @@ class EmulatedCluster:
         return e.address, e.tftp_port
 
     @property
+    def http_address(self) -> tuple[str, int]:
+        """The first TFTP node's HTTP file service (refused when ``http = false``)."""
+        e = next(e for e in self.endpoints if e.tftp)
+        return e.address, self._http_ports.get(e.name, self.config.node(e.name).http_port)
+
+    @property
     def tvs_addresses(self) -> list[tuple[str, int]]:
         return [(e.address, e.tvs_port) for e in self.endpoints]
 
@@ -242,6 +255,7 @@ class EmulatedCluster:
         return ClusterStats(
             tftp=MappingProxyType({n: s.statistics() for n, s in self._tftp.items()}),
             sip=MappingProxyType({n: s.statistics() for n, s in self._sip.items()}),
+            http=MappingProxyType({n: s.statistics() for n, s in self._http.items()}),
             tvs_requests=MappingProxyType(dict(self._observer.by_status)),
             tvs_handshake_failures=self._observer.handshake_failures,
             files_generation=self._files.generation,
@@ -283,9 +297,11 @@ class EmulatedCluster:
                 self._sip[n.name] = sip
                 tftp_port = n.tftp_port
                 if n.tftp:
-                    tftp = TftpServer(self._provider(n.name))
+                    provider = self._provider(n.name)  # one provider: TFTP and HTTP share it
+                    tftp = TftpServer(provider)
                     _, tftp_port = await nursery.start(tftp.serve, n.bind_address, n.tftp_port)
                     self._tftp[n.name] = tftp
+                    await self._start_http(nursery, n, provider)
                 endpoints.append(
                     NodeEndpoint(n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port)
                 )
@@ -299,8 +315,38 @@ class EmulatedCluster:
                 security_mode=cfg.security_mode,
                 tftp=f"{self.tftp_address[0]}:{self.tftp_address[1]}",
                 tvs=[f"{h}:{p}" for h, p in self.tvs_addresses],
+                http=f"{self.http_address[0]}:{self.http_address[1]}" if cfg.http else "stopped",
             )
             task_status.started(self)
+
+    async def _start_http(
+        self, nursery: trio.Nursery, node: NodeConfig, provider: CallableProvider
+    ) -> None:
+        """The node's HTTP file service; when ``http = false`` the port is only reserved
+        (bound, not listening: phones are refused and fall back to TFTP)."""
+        if self.config.http:
+            http = HttpServer(provider)
+            _, port = await nursery.start(http.serve, node.bind_address, node.http_port)
+            self._http[node.name] = http
+        elif node.http_port:
+            port = node.http_port
+        else:
+            family = socket.AF_INET6 if ":" in node.bind_address else socket.AF_INET
+            closed = socket.socket(family, socket.SOCK_STREAM)
+            closed.bind((node.bind_address, 0))
+            if not self._closed_ports:
+                nursery.start_soon(self._release_ports)
+            self._closed_ports.append(closed)
+            port = closed.getsockname()[1]
+        self._http_ports[node.name] = port
+
+    async def _release_ports(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            for sock in self._closed_ports:
+                sock.close()
+            self._closed_ports.clear()
 
     async def _watch_store(self) -> None:
         """Regenerate the files when another process (``tvs store import``) changes the store."""

@@ -19,12 +19,14 @@ TOML shape::
     client_auth = "optional"         # phone certificate at the TVS: none, optional, required
     sip_client_auth = "none"         # phone certificate at the secure SIP port (same choices)
     store_dir = "lab/stores/source"  # the cluster's trust stores (default lab/stores/<name>)
+    http = true                      # HTTP file service on TFTP nodes (false: stopped)
     [[nodes]]
     name = "ucm105pub"               # a node of the lab PKI cluster directory
     address = "127.0.1.1"            # what phones are told (an address or a host name)
     listen = "0.0.0.0"               # optional: bind here instead of ``address``
     tftp = true
     tftp_port = 6969                 # 0 = any free port (the generated files carry the bound ports)
+    http_port = 6970                 # HTTP file service beside TFTP (newer firmware); 0 = any
     tvs_port = 2445
     sip_port = 5061
 """
@@ -45,6 +47,7 @@ from .errors import ClusterConfigError
 
 __all__ = [
     "CLIENT_AUTH_MODES",
+    "DEFAULT_HTTP_PORT",
     "DEFAULT_SIP_PORT",
     "DEFAULT_TFTP_PORT",
     "DEFAULT_TVS_PORT",
@@ -61,6 +64,8 @@ __all__ = [
 DEFAULT_TFTP_PORT: Final = 6969
 """Not 69: an unprivileged port, so the lab runs without root (CUCM itself uses 69)."""
 DEFAULT_TVS_PORT: Final = 2445
+DEFAULT_HTTP_PORT: Final = 6970
+"""CUCM's HTTP file service beside TFTP (protocol notes section 10); served on TFTP nodes."""
 DEFAULT_SIP_PORT: Final = 5061
 DEFAULT_VERSION: Final = "10.5.2.11900-3"
 SECURITY_MODES: Final = ("mixed", "nonsecure")
@@ -139,7 +144,8 @@ def _port(value: int) -> int:
 
 @attrs.frozen
 class NodeConfig:
-    """One CUCM node: where its TFTP, TVS and secure SIP listeners bind and what phones are told.
+    """One CUCM node: where its TFTP (and HTTP 6970), TVS and secure SIP listeners bind and what
+    phones are told.
 
     ``address`` goes into the generated configuration (TVS members, CallManager group) and,
     when it is an IPv4 literal, into the CTL/ITL records; ``listen`` (default: ``address``)
@@ -152,6 +158,7 @@ class NodeConfig:
     tftp_port: int = attrs.field(default=DEFAULT_TFTP_PORT, converter=_port)
     tvs_port: int = attrs.field(default=DEFAULT_TVS_PORT, converter=_port)
     sip_port: int = attrs.field(default=DEFAULT_SIP_PORT, converter=_port)
+    http_port: int = attrs.field(default=DEFAULT_HTTP_PORT, converter=_port)
     listen: str | None = None
 
     @property
@@ -176,6 +183,7 @@ class NodeConfig:
             tftp_port=_int(d, "tftp_port", where, DEFAULT_TFTP_PORT, 0, 65535),
             tvs_port=_int(d, "tvs_port", where, DEFAULT_TVS_PORT, 0, 65535),
             sip_port=_int(d, "sip_port", where, DEFAULT_SIP_PORT, 0, 65535),
+            http_port=_int(d, "http_port", where, DEFAULT_HTTP_PORT, 0, 65535),
             listen=listen.strip() if isinstance(listen, str) else None,
         )
 
@@ -191,7 +199,9 @@ class ClusterConfig:
     own CAPF); ``sip_client_auth`` the secure SIP port's (``none``: no certificate asked;
     ``optional``/``required``: verified against CallManager-trust, CAPF-trust and the own CAPF).
     ``digest`` is the hash the CTL, ITL and ``.sgn`` files are signed with (CUCM: SHA-1 by
-    default, SHA-512 optionally). ``watch_interval``: seconds between checks of the store for
+    default, SHA-512 optionally). ``http``: serve the HTTP file service (port ``http_port``)
+    beside TFTP on every TFTP node (false: the service is stopped, connections are refused).
+    ``watch_interval``: seconds between checks of the store for
     changes made by another process (files are then regenerated; 0 disables the check).
     """
 
@@ -207,6 +217,7 @@ class ClusterConfig:
         converter=Path,
     )
     legacy_tls: bool = False
+    http: bool = True
     client_auth: str = "optional"
     sip_client_auth: str = SIP_CLIENT_AUTH_DEFAULT
     digest: str = "sha1"
@@ -249,6 +260,9 @@ class ClusterConfig:
             for proto, port in (("udp", n.tftp_port if n.tftp else 0), ("tcp", n.tvs_port)):
                 _claim(seen, (proto, n.bind_address, port), f"{n.name} {proto}/{port}", where)
             _claim(seen, ("tcp", n.bind_address, n.sip_port), f"{n.name} tcp/{n.sip_port}", where)
+            if n.tftp:
+                http = ("tcp", n.bind_address, n.http_port)
+                _claim(seen, http, f"{n.name} tcp/{n.http_port}", where)
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -296,12 +310,12 @@ class ClusterConfig:
             if address is not None:
                 changes["address"] = address
             if ports is not None:
-                changes.update(tftp_port=ports, tvs_port=ports, sip_port=ports)
+                changes.update(tftp_port=ports, tvs_port=ports, sip_port=ports, http_port=ports)
             elif port_offset:
                 changes.update(
                     {
                         k: getattr(n, k) + port_offset
-                        for k in ("tftp_port", "tvs_port", "sip_port")
+                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port")
                         if getattr(n, k)
                     }
                 )
@@ -339,6 +353,7 @@ class ClusterConfig:
             tvs_ttl=_int(d, "tvs_ttl", where, DEFAULT_TTL, 0, 0xFFFFFFFF),
             pki_dir=Path(_str(d, "pki_dir", where, "lab/pki")),
             legacy_tls=_bool(d, "legacy_tls", where, False),
+            http=_bool(d, "http", where, True),
             client_auth=_choice(d, "client_auth", where, "optional", CLIENT_AUTH_MODES),
             sip_client_auth=_choice(
                 d, "sip_client_auth", where, SIP_CLIENT_AUTH_DEFAULT, CLIENT_AUTH_MODES

@@ -1,0 +1,122 @@
+"""A phone's HTTP file fetch: ``http_get`` asks for one file the way phone firmware does.
+
+The request bytes are the phone's own, exactly ``GET /<name> HTTP/1.1\\r\\nHost:<ip>:<port>
+\\r\\n\\r\\n`` (no space after ``Host:``, which h11 would add), so this client writes them
+itself; h11 parses the answer with its bounds (a response head over 16 KiB is an error) and
+the body is refused past ``max_size`` (from ``Content-Length`` before reading it, or as it
+arrives). One connection per file; the whole exchange runs under ``timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import quote
+
+import h11
+import trio
+
+from .errors import (
+    HttpConnectError,
+    HttpProtocolError,
+    HttpStatusError,
+    HttpTimeout,
+    HttpTooLarge,
+)
+
+__all__ = ["http_get", "phone_request"]
+
+_RECV = 65536
+_MAX_HEAD = 16 * 1024
+
+
+def phone_request(name: str, host: str, port: int) -> bytes:
+    """The request a phone sends for ``name`` (``Host:`` without a space)."""
+    shown = f"[{host}]" if ":" in host else host
+    path = quote(name, safe="/._-~")
+    return f"GET /{path} HTTP/1.1\r\nHost:{shown}:{port}\r\n\r\n".encode("ascii")
+
+
+async def http_get(
+    host: str,
+    port: int,
+    name: str,
+    *,
+    timeout: float = 10.0,
+    max_size: int = 64 * 1024 * 1024,
+    bind: str | None = None,
+) -> bytes:
+    """Fetch ``name`` from the HTTP file service at (host, port); the body of a 200.
+
+    Raises ``HttpConnectError`` (refused), ``HttpTimeout`` (nothing complete within
+    ``timeout``), ``HttpStatusError`` (404, 503, ...), ``HttpProtocolError``, or
+    ``HttpTooLarge``. ``bind`` is the local address to connect from.
+    """
+    with trio.move_on_after(timeout) as scope:
+        try:
+            stream = await trio.open_tcp_stream(host, port, local_address=bind)
+        except OSError as exc:
+            raise HttpConnectError(f"{host}:{port}: {exc.strerror or exc}") from None
+        async with stream:
+            return await _exchange(stream, phone_request(name, host, port), max_size)
+    assert scope.cancelled_caught
+    raise HttpTimeout(f"no complete answer from {host}:{port} within {timeout:g}s")
+
+
+async def _exchange(stream: trio.SocketStream, request: bytes, max_size: int) -> bytes:
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+    host = _host_of(request)
+    conn.send(
+        h11.Request(method="GET", target=request.split(b" ", 2)[1], headers=[(b"Host", host)])
+    )
+    conn.send(h11.EndOfMessage())  # h11 tracks the exchange; the bytes sent are ours
+    try:
+        await stream.send_all(request)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await stream.receive_some(_RECV)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    raise HttpProtocolError(f"connection broken: {exc}") from None
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                if sum(len(k) + len(v) + 4 for k, v in event.headers) > _MAX_HEAD:
+                    raise HttpProtocolError(f"response head over {_MAX_HEAD} bytes")
+                if event.status_code != 200:
+                    raise HttpStatusError(event.status_code, event.reason.decode("latin-1"))
+                declared = _content_length(event.headers)
+                if declared is not None and declared > max_size:
+                    raise HttpTooLarge(max_size, declared)
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_size:
+                    raise HttpTooLarge(max_size)
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise HttpProtocolError("connection closed before an answer")
+            # InformationalResponse (1xx): keep reading
+    except h11.RemoteProtocolError as exc:
+        raise HttpProtocolError(f"bad answer: {exc}") from None
+    except trio.BrokenResourceError as exc:
+        raise HttpProtocolError(f"connection broken: {exc}") from None
+
+
+def _host_of(request: bytes) -> bytes:
+    for line in request.split(b"\r\n")[1:]:
+        if line.lower().startswith(b"host:"):
+            return line[5:].strip()
+    return b"localhost"
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
