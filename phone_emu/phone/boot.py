@@ -296,6 +296,7 @@ class BootMachine:
         fetched = {"files": tried, "fetched_at": self.now, "size": len(data)}
         digest = hashlib.sha256(data).digest()
         if self.config is not None and self.config.sha256 == digest:
+            self._want_capf(self.config, "the configuration (unchanged) asks for it")
             v = _Verdict(Outcome.OK, "config.unchanged", source="unchanged")
             return self._step("config", started, v, **fetched)
         payload = data

@@ -43,7 +43,6 @@ from .boot import (
     BootMachine,
     BootOptions,
     BootResult,
-    CapfFailed,
     CapfIssued,
     ConnectSip,
     FetchFailed,
@@ -60,6 +59,7 @@ from .boot import (
     TvsAnswered,
     TvsFailed,
 )
+from .capfrun import run_capf
 from .config import PhoneConfig
 from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
@@ -105,7 +105,8 @@ class NetworkOptions:
     sip_timeout: float = 5.0
     capf_timeout: float = 10.0
     capf_runner: CapfRunner | None = attrs.field(default=None, eq=False)
-    """How the phone runs one CAPF session (TLS to the server, the session, its key)."""
+    """How the phone runs one CAPF session (None: :func:`.capfrun.run_capf`, the CAPF client
+    over TLS); tests and benchmarks may put a fake here."""
     boot: BootOptions = attrs.field(factory=BootOptions)
     lists: TrustListCache | None = attrs.field(default=None, eq=False)
 
@@ -208,10 +209,7 @@ class _Performer:
     async def _capf(self, action: RunCapf) -> Result:
         if action.delay > 0:
             await trio.sleep(action.delay)
-        runner = self.options.capf_runner
-        if runner is None:
-            detail = "this build has no CAPF client (NetworkOptions.capf_runner)"
-            return CapfFailed(TransportFailure.PROTOCOL, detail, self.clock())
+        runner = self.options.capf_runner or run_capf
         res = await runner(action, self.identity, self.options)
         if isinstance(res, CapfIssued):  # from now on the phone presents its new LSC
             self.identity = attrs.evolve(self.identity, lsc=res.certificate, key=res.key)
