@@ -18,6 +18,7 @@ from phone_emu.lab.migrate import MigrationError, RunOptions, run_scenario
 from phone_emu.lab.outcome import classify
 from phone_emu.lab.report import failure_chart, migration_chart, render_html
 from phone_emu.lab.scenarios import builtin_scenarios, migration_scenario
+from phone_emu.lab.values import WorkerSettings
 from phone_emu.lab.workers import WorkerError, WorkerPool
 from phone_emu.phone.boot import BootResult, BootState, Outcome, Step
 from phone_emu.phone.config import PhoneConfig, TvsMember
@@ -176,14 +177,12 @@ async def test_worker_processes_run_a_scenario(lab_pki_dir: Path, tmp_path: Path
 async def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
     with pytest.raises(WorkerError, match="not a lab PKI directory"):
         await WorkerPool.start(
-            pki_dir=str(tmp_path / "none"),
-            cluster="source",
-            macs=[(0, "B000B4BA0AEE")],
-            model="8861",
-            shared_key=False,
-            register=True,
-            tftp_blksize=None,
-            concurrency=1,
+            WorkerSettings(
+                pki_dir=str(tmp_path / "none"),
+                cluster="source",
+                macs=[(0, "B000B4BA0AEE")],
+                concurrency=1,
+            )
         )
 
 

@@ -82,7 +82,7 @@ class _Run:
             await self.fleet.aclose()
 
     def report(self, wall: float) -> dict[str, Any]:
-        phones = self.fleet.entries()
+        phones = [p.to_json() for p in self.fleet.entries()]
         checks = self.steps.checks
         final = Counter(p["outcome"] for p in phones)
         reasons = Counter(p["reason"] for p in phones if p["outcome"] in ("stayed", "failed"))

@@ -6,6 +6,7 @@ looks at the phone's boot result and at what the phone held before and after.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from phone_emu.phone.boot import Outcome
@@ -34,7 +35,7 @@ def classify(
     *,
     home: str | None,
     target: str,
-    target_tvs: set[tuple[str, int]] | None = None,
+    target_tvs: AbstractSet[tuple[str, int]] | None = None,
 ) -> tuple[str, str | None, str | None]:
     """(outcome, failing step, reason) of one boot pointed at cluster ``target`` by a phone
     that held ``home``'s files (None: nothing yet).

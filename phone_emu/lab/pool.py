@@ -9,17 +9,15 @@ uses one pool in-process, or one per worker process (``workers.py``) to use ever
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from phone_emu.phone.driver import NetworkOptions, Phone
 from phone_emu.phone.trust import FileKind, TrustList
 
 from .fleet import FleetBoot, boot_fleet
 from .outcome import classify, snapshot
+from .values import BootEntry, BootRequest
 
 __all__ = ["PhonePool", "boot_entry"]
-
-Entry = dict[str, Any]
 
 
 def boot_entry(
@@ -31,34 +29,32 @@ def boot_entry(
     *,
     target: str,
     step: int,
-) -> Entry:
+) -> BootEntry:
     """The report's view of one phone's boot (``phones`` items of the JSON report)."""
     r = b.result
-    entry: Entry = {
-        "index": b.index,
-        "device": b.device,
-        "mac": mac,
-        "outcome": outcome,
-        "step": failed_step,
-        "reason": reason,
-        "cluster": target,
-        "boot_step": step,
-        "state": r.state.value if r else "error",
-        "elapsed": round(b.elapsed, 6),
-        "finished_at": round(b.finished, 6),
-        "tvs_queries": r.tvs_queries if r else 0,
-        "status": list(r.status_lines) if r else [],
-        "steps": {s.name: s.reason for s in r.steps} if r else {},
-        "timings": {s.name: round(s.elapsed, 6) for s in r.steps} if r else {},
-    }
-    if b.error:
-        entry["error"] = b.error
-    return entry
+    return BootEntry(
+        index=b.index,
+        device=b.device,
+        mac=mac,
+        outcome=outcome,
+        step=failed_step,
+        reason=reason,
+        cluster=target,
+        boot_step=step,
+        state=r.state.value if r else "error",
+        elapsed=round(b.elapsed, 6),
+        finished_at=round(b.finished, 6),
+        tvs_queries=r.tvs_queries if r else 0,
+        status=r.status_lines if r else (),
+        steps=tuple((s.name, s.reason) for s in r.steps) if r else (),
+        timings=tuple((s.name, round(s.elapsed, 6)) for s in r.steps) if r else (),
+        error=b.error or None,
+    )
 
 
 class PhonePool:
     """Phones with their fleet indices; ``boot`` reboots every one, ``corrupt_itl`` damages
-    some phones' ITL."""
+    some phones' ITL. A :class:`~phone_emu.lab.values.Pool`."""
 
     def __init__(
         self,
@@ -75,24 +71,25 @@ class PhonePool:
         self.home: dict[int, str | None] = dict.fromkeys(self.indices)
 
     async def boot(
-        self,
-        step: int,
-        target: str,
-        tftp: tuple[str, int],
-        target_tvs: set[tuple[str, int]] | None,
-        on_entry: Callable[[Entry], None] | None = None,
-    ) -> list[Entry]:
-        """Boot every phone against ``tftp`` (cluster ``target``); entries in phone order."""
+        self, request: BootRequest, on_entry: Callable[[BootEntry], None] | None = None
+    ) -> list[BootEntry]:
+        """Boot every phone against the request's TFTP server; entries in phone order."""
+        target, step = request.target, request.step
         pos = {idx: i for i, idx in enumerate(self.indices)}
         before = [snapshot(p.trust, p.config) for p in self.phones]
-        entries: dict[int, Entry] = {}
+        entries: dict[int, BootEntry] = {}
 
         def done(b: FleetBoot) -> None:
             i = pos[b.index]
             phone = self.phones[i]
             after = snapshot(phone.trust, phone.config)
             outcome, failed_step, reason = classify(
-                b, before[i], after, home=self.home[b.index], target=target, target_tvs=target_tvs
+                b,
+                before[i],
+                after,
+                home=self.home[b.index],
+                target=target,
+                target_tvs=request.target_tvs,
             )
             if outcome in ("booted", "migrated"):
                 self.home[b.index] = target
@@ -105,7 +102,7 @@ class PhonePool:
 
         await boot_fleet(
             self.phones,
-            tftp=tftp,
+            tftp=request.tftp,
             concurrency=self.concurrency,
             options=self.network,
             on_done=done,

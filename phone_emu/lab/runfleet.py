@@ -25,13 +25,12 @@ from tvs.pki import Identity
 from .config import LabConfig
 from .fleet import fleet_macs, make_identities, make_phones, shard_range
 from .options import RunOptions
-from .pool import Entry, PhonePool
+from .pool import PhonePool
 from .progress import RunProgress
+from .values import BootEntry, BootRequest, HistoryItem, Pool, WorkerSettings
 from .workers import WorkerPool
 
-__all__ = ["Member", "Pool", "RunFleet"]
-
-Pool = PhonePool | WorkerPool
+__all__ = ["Member", "RunFleet"]
 
 
 @attrs.define
@@ -41,8 +40,8 @@ class Member:
     index: int
     mac: str
     home: str | None = None
-    history: list[dict[str, Any]] = attrs.Factory(list)
-    last: dict[str, Any] | None = None
+    history: list[HistoryItem] = attrs.Factory(list)
+    last: BootEntry | None = None
 
 
 class RunFleet:
@@ -63,6 +62,7 @@ class RunFleet:
         )
         self.macs: list[tuple[int, str]] = []
         self.members: list[Member] = []
+        self._position: dict[int, int] = {}
         self.pools: list[Pool] = []
 
     # --- set-up and tear-down -------------------------------------------------------------
@@ -72,6 +72,7 @@ class RunFleet:
         macs = fleet_macs(self.count, self.settings.mac_start)
         self.macs = macs
         self.members = [Member(i, mac) for i, mac in macs]
+        self._position = {m.index: k for k, m in enumerate(self.members)}
         progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
         if self.workers > 1:
             return
@@ -95,7 +96,7 @@ class RunFleet:
 
         async def start(k: int) -> None:
             part = [self.macs[i] for i in shard_range(len(self.macs), (k + 1, self.workers))]
-            pools[k] = await WorkerPool.start(
+            settings = WorkerSettings(
                 pki_dir=str(pki_dir),
                 cluster=cluster,
                 macs=part,
@@ -104,8 +105,8 @@ class RunFleet:
                 register=self.network.boot.register,
                 tftp_blksize=self.network.tftp_blksize,
                 concurrency=per_worker,
-                log_level=self.log_level,
             )
+            pools[k] = await WorkerPool.start(settings, log_level=self.log_level)
 
         try:
             async with trio.open_nursery() as nursery:
@@ -120,20 +121,15 @@ class RunFleet:
 
     # --- what the steps do with the phones ------------------------------------------------
     async def boot(
-        self,
-        step: int,
-        target: str,
-        tftp: tuple[str, int],
-        target_tvs: set[tuple[str, int]] | None,
-        on_entry: Callable[[Entry], None],
-    ) -> list[Entry]:
+        self, request: BootRequest, on_entry: Callable[[BootEntry], None]
+    ) -> list[BootEntry]:
         """Boot every phone (all pools at once); each phone's entry, in fleet order, also
         recorded in its member's history."""
-        got: dict[int, Entry] = {}
+        got: dict[int, BootEntry] = {}
 
         async def run(pool: Pool) -> None:
-            for entry in await pool.boot(step, target, tftp, target_tvs, on_entry):
-                got[entry["index"]] = entry
+            for entry in await pool.boot(request, on_entry):
+                got[entry.index] = entry
 
         async with trio.open_nursery() as nursery:
             for pool in self.pools:
@@ -141,12 +137,18 @@ class RunFleet:
         entries = []
         for m in self.members:
             entry = got[m.index]
-            if entry["outcome"] in ("booted", "migrated"):
-                m.home = target
-            m.history.append({"step": step, "outcome": entry["outcome"], "reason": entry["reason"]})
+            if entry.landed:
+                m.home = request.target
+            m.history.append(HistoryItem(request.step, entry.outcome, entry.reason))
             m.last = entry
             entries.append(entry)
         return entries
+
+    def record_check(self, index: int, expected: str | None, ok: bool) -> None:
+        """What the scenario expected of phone ``index``'s last boot, and whether it held."""
+        m = self.members[self._position[index]]
+        assert m.last is not None
+        m.last = m.last.with_check(expected, ok)
 
     def away_from(self, target: str) -> bool:
         """Whether some phone holds another cluster's files than ``target``'s."""
@@ -171,14 +173,9 @@ class RunFleet:
             "model": self.settings.model,
         }
 
-    def entries(self) -> list[Entry]:
+    def entries(self) -> list[BootEntry]:
         """Each booted phone's last entry with its history (the report's ``phones``)."""
-        phones = []
-        for m in self.members:
-            if m.last is not None:
-                m.last["history"] = m.history
-                phones.append(m.last)
-        return phones
+        return [m.last.with_history(m.history) for m in self.members if m.last is not None]
 
     def workers_peak_rss_mb(self) -> list[float]:
         return [p.peak_rss_mb for p in self.pools if isinstance(p, WorkerPool)]

@@ -24,10 +24,10 @@ from tvs.tlv import build_trust_list
 
 from .clusters import RunClusters, format_addr
 from .config import CLUSTER_ROLES, LabConfig
-from .pool import Entry
 from .progress import RunProgress
 from .runfleet import RunFleet
 from .scenarios import Check, ScenarioStep, check_outcomes
+from .values import BootEntry, BootRequest
 
 __all__ = ["StepRunner"]
 
@@ -84,11 +84,12 @@ class StepRunner:
             f"step {n}: boot on the {target} ({format_addr(addr)})", self.fleet.count
         )
 
-        def on_entry(entry: Entry) -> None:
-            self.progress.advance(entry["outcome"])
+        def on_entry(entry: BootEntry) -> None:
+            self.progress.advance(entry.outcome)
 
+        request = BootRequest(step=n, target=target, tftp=addr, target_tvs=target_tvs)
         try:
-            entries = await self.fleet.boot(n, target, addr, target_tvs, on_entry)
+            entries = await self.fleet.boot(request, on_entry)
         finally:
             self.progress.end()
         counts: Counter[str] = Counter()
@@ -96,20 +97,17 @@ class StepRunner:
         migrated_times: list[float] = []
         outcomes = []
         for entry in entries:
-            outcome, reason = entry["outcome"], entry["reason"]
+            outcome, reason = entry.outcome, entry.reason
             counts[outcome] += 1
             if outcome in ("stayed", "failed"):
                 not_migrated[reason or "unknown"] += 1
             if outcome == "migrated":
-                migrated_times.append(entry["finished_at"])
-            outcomes.append((entry["index"], entry["device"], outcome, reason))
+                migrated_times.append(entry.finished_at)
+            outcomes.append((entry.index, entry.device, outcome, reason))
         checks = check_outcomes(step, outcomes) if step.expect else []
         self.checks.extend(checks)
-        by_index = {entry["index"]: entry for entry in entries}
         for c in checks:
-            last = by_index[c.index]
-            last["expected"] = c.expected.describe() if c.expected else None
-            last["ok"] = c.ok
+            self.fleet.record_check(c.index, c.expected.describe() if c.expected else None, c.ok)
         return {
             "cluster": target,
             "tftp": format_addr(addr),

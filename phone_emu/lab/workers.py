@@ -1,11 +1,12 @@
 """Phone pools in worker processes, so a migration uses every core.
 
-Owns a tiny protocol over a worker's stdin/stdout, one JSON object per line: ``init`` (issue the
-LSCs of the worker's slice of the fleet from the CAPF in a lab PKI directory), ``boot`` (the
-worker streams one report entry per phone as each boot ends, then ``{"done": true}``),
-``corrupt-itl``; end of input ends the worker. :class:`WorkerPool` is the parent's side with
-the interface of :class:`~phone_emu.lab.pool.PhonePool`; the runner starts one per
-``--workers``.
+Owns a tiny protocol over a worker's stdin/stdout, one JSON object per line: ``init`` (a
+:class:`~phone_emu.lab.values.WorkerSettings`: issue the LSCs of the worker's slice of the fleet
+from the CAPF in a lab PKI directory), ``boot`` (a :class:`~phone_emu.lab.values.BootRequest`;
+the worker streams one :class:`~phone_emu.lab.values.BootEntry` per phone as each boot ends,
+then ``{"done": true}``), ``corrupt-itl``; end of input ends the worker. :class:`WorkerPool` is
+the parent's side, a :class:`~phone_emu.lab.values.Pool` like
+:class:`~phone_emu.lab.pool.PhonePool`; the runner starts one per ``--workers``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from phone_emu.phone.trust import TrustListCache
 from tvs.pki import LabPki
 
 from .fleet import make_identities, make_phones
-from .pool import Entry, PhonePool
+from .pool import PhonePool
+from .values import BootEntry, BootRequest, WorkerSettings
 
 __all__ = ["WorkerError", "WorkerPool", "main"]
 
@@ -84,67 +86,20 @@ class WorkerPool:
         """The worker's peak resident memory, as of its last boot step."""
 
     @classmethod
-    async def start(
-        cls,
-        *,
-        pki_dir: str,
-        cluster: str,
-        macs: Sequence[tuple[int, str]],
-        model: str,
-        shared_key: bool,
-        register: bool,
-        tftp_blksize: int | None,
-        concurrency: int,
-        log_level: str = "error",
-    ) -> WorkerPool:
+    async def start(cls, settings: WorkerSettings, *, log_level: str = "error") -> WorkerPool:
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-c", _WORKER, "--log-level", log_level],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        pool = cls(proc, [i for i, _ in macs])
+        pool = cls(proc, settings.indices)
         try:
-            await pool._init(
-                pki_dir=pki_dir,
-                cluster=cluster,
-                macs=macs,
-                model=model,
-                shared_key=shared_key,
-                register=register,
-                tftp_blksize=tftp_blksize,
-                concurrency=concurrency,
-            )
+            await pool._send({"op": "init", **settings.to_json()})
+            await pool._reply()
         except BaseException:
             await pool.aclose()
             raise
         return pool
-
-    async def _init(
-        self,
-        *,
-        pki_dir: str,
-        cluster: str,
-        macs: Sequence[tuple[int, str]],
-        model: str,
-        shared_key: bool,
-        register: bool,
-        tftp_blksize: int | None,
-        concurrency: int,
-    ) -> None:
-        await self._send(
-            {
-                "op": "init",
-                "pki_dir": pki_dir,
-                "cluster": cluster,
-                "macs": [list(m) for m in macs],
-                "model": model,
-                "shared_key": shared_key,
-                "register": register,
-                "tftp_blksize": tftp_blksize,
-                "concurrency": concurrency,
-            }
-        )
-        await self._reply()
 
     async def _send(self, obj: Any) -> None:
         try:
@@ -162,31 +117,19 @@ class WorkerPool:
         return msg
 
     async def boot(
-        self,
-        step: int,
-        target: str,
-        tftp: tuple[str, int],
-        target_tvs: set[tuple[str, int]] | None,
-        on_entry: Callable[[Entry], None] | None = None,
-    ) -> list[Entry]:
-        await self._send(
-            {
-                "op": "boot",
-                "step": step,
-                "target": target,
-                "tftp": list(tftp),
-                "target_tvs": sorted(list(a) for a in target_tvs) if target_tvs else None,
-            }
-        )
-        got: dict[int, Entry] = {}
+        self, request: BootRequest, on_entry: Callable[[BootEntry], None] | None = None
+    ) -> list[BootEntry]:
+        await self._send({"op": "boot", **request.to_json()})
+        got: dict[int, BootEntry] = {}
         while True:
             msg = await self._reply()
             if msg.get("done"):
                 self.peak_rss_mb = float(msg.get("peak_rss_mb", 0.0))
                 break
-            got[msg["index"]] = msg
+            entry = BootEntry.from_json(msg)
+            got[entry.index] = entry
             if on_entry is not None:
-                on_entry(msg)
+                on_entry(entry)
         return [got[i] for i in self.indices]
 
     async def corrupt_itl(self, indices: Sequence[int], itl: bytes | None) -> list[str]:
@@ -221,34 +164,24 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
     while (msg := await lines.next()) is not None:
         op = msg.get("op")
         if op == "init":
-            capf = LabPki.load(msg["pki_dir"]).cluster(msg["cluster"]).capf
-            macs = [(int(i), str(m)) for i, m in msg["macs"]]
-            ids = make_identities(capf, macs, model=msg["model"], shared_key=msg["shared_key"])
+            s = WorkerSettings.from_json(msg)
+            capf = LabPki.load(s.pki_dir).cluster(s.cluster).capf
+            ids = make_identities(capf, s.macs, model=s.model, shared_key=s.shared_key)
             network = NetworkOptions(
-                boot=BootOptions(register=msg["register"]),
+                boot=BootOptions(register=s.register),
                 lists=TrustListCache(max_entries=64),
-                tftp_blksize=msg["tftp_blksize"],
+                tftp_blksize=s.tftp_blksize,
             )
             pool = PhonePool(
-                make_phones(ids),
-                [i for i, _ in macs],
-                concurrency=msg["concurrency"],
-                network=network,
+                make_phones(ids), s.indices, concurrency=s.concurrency, network=network
             )
             await write.send_all(_line({"ok": True}))
         elif op == "boot" and pool is not None:
-            send, recv = trio.open_memory_channel[Entry](math.inf)
-            tvs = msg["target_tvs"]
+            send, recv = trio.open_memory_channel[BootEntry](math.inf)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stream_entries, recv, write)
                 async with send:
-                    await pool.boot(
-                        msg["step"],
-                        msg["target"],
-                        (msg["tftp"][0], int(msg["tftp"][1])),
-                        {(h, int(p)) for h, p in tvs} if tvs is not None else None,
-                        send.send_nowait,
-                    )
+                    await pool.boot(BootRequest.from_json(msg), send.send_nowait)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             await write.send_all(_line({"done": True, "peak_rss_mb": round(rss, 1)}))
         elif op == "corrupt-itl" and pool is not None:
@@ -260,15 +193,15 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
 
 
 async def _stream_entries(
-    recv: trio.MemoryReceiveChannel[Entry], write: trio.abc.SendStream
+    recv: trio.MemoryReceiveChannel[BootEntry], write: trio.abc.SendStream
 ) -> None:
     """Write entries as they come, batching whatever is already queued."""
     async with recv:
         async for first in recv:
-            batch = [_line(first)]
+            batch = [_line(first.to_json())]
             while True:
                 try:
-                    batch.append(_line(recv.receive_nowait()))
+                    batch.append(_line(recv.receive_nowait().to_json()))
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             await write.send_all(b"".join(batch))
