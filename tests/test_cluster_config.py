@@ -104,8 +104,22 @@ def test_port_zero_never_clashes_and_distinct_addresses_share_ports() -> None:
     c = ClusterConfig.from_dict(
         _base(
             nodes=[
-                {"name": "a", "tftp_port": 0, "tvs_port": 0, "sip_port": 0, "http_port": 0},
-                {"name": "b", "tftp_port": 0, "tvs_port": 0, "sip_port": 0, "http_port": 0},
+                {
+                    "name": "a",
+                    "tftp_port": 0,
+                    "tvs_port": 0,
+                    "sip_port": 0,
+                    "http_port": 0,
+                    "capf_port": 0,
+                },
+                {
+                    "name": "b",
+                    "tftp_port": 0,
+                    "tvs_port": 0,
+                    "sip_port": 0,
+                    "http_port": 0,
+                    "capf_port": 0,
+                },
                 {"name": "c", "address": "127.0.3.2"},
                 {"name": "d", "address": "127.0.3.3", "tftp": False},
             ]

@@ -40,6 +40,7 @@ EXPECTED_FILES = {
     f"{stem}.{ext}"
     for stem in (
         "enterprise-ca",
+        "manufacturing-ca",
         "source/itlrecovery",
         "source/capf",
         "source/nodes/ucm105pub/callmanager",
@@ -445,6 +446,7 @@ def test_cli_recipe_file_and_show_json(tmp_path: Path, capsys: pytest.CaptureFix
     names = [r["name"] for r in json.loads(capsys.readouterr().out)["certificates"]]
     assert names == [
         "enterprise-ca",
+        "manufacturing-ca",
         "solo/capf",
         "solo/itlrecovery",
         "solo/nodes/pub/callmanager",

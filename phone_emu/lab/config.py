@@ -207,6 +207,7 @@ class LabConfig:
                     "tvs_port": 0,
                     "sip_port": 0,
                     "http_port": 0,
+                    "capf_port": 0,
                 }
                 for n in spec.nodes
             ],

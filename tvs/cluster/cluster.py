@@ -1,5 +1,6 @@
 """The emulated cluster on Trio: per node a TVS, a TFTP server (with the HTTP 6970 file service
-beside it, serving the same provider) and a secure-SIP TLS listener.
+beside it, serving the same provider), a secure-SIP TLS listener and a CAPF
+(``tvs.capf.server``, operations in ``store_dir/capf.sqlite3``).
 
 A thin adapter. Owns the cluster's trust-store directory (its own certificates refreshed from
 the lab PKI at start), the servers' lifetimes, and CUCM's two update rules: imported
@@ -21,6 +22,8 @@ import attrs
 import structlog
 import trio
 
+from ..capf.db import CapfDb, capf_auth_mode
+from ..capf.server import CapfServer, CapfServerConfig
 from ..certs import Certificate
 from ..http import HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
@@ -109,10 +112,13 @@ class EmulatedCluster:
         try:
             lab = pki if pki is not None else LabPki.load(config.pki_dir)
             self.pki: ClusterPki = lab.cluster(config.name)
+            mfg = lab.manufacturing_ca
+            self._manufacturing_ca = mfg.cert if mfg is not None else None
         except PkiError as exc:
             raise ClusterError(str(exc)) from None
         self._store = TrustStore.open(config.store_dir, create=True)
         self._refresh_own_certificates()
+        self._capf_db = CapfDb(config.capf_db)
         self._files = ClusterFiles(
             FileInputs(
                 config,
@@ -120,7 +126,8 @@ class EmulatedCluster:
                 endpoints_from_config(config),
                 sast_trust=self._sast_trust(),
                 timestamp=self._now(),
-            )
+            ),
+            capf_mode=self._capf_mode,
         )
         self._signature = self._store.signature()
         self._observer = _TvsCounter()
@@ -130,6 +137,7 @@ class EmulatedCluster:
         self._http: dict[str, HttpServer] = {}
         self._http_ports: dict[str, int] = {}
         self._closed_ports: list[socket.socket] = []
+        self._capf: dict[str, CapfServer] = {}
         self._ready = trio.Event()
 
     # --- stores ---------------------------------------------------------------------------
@@ -151,6 +159,8 @@ class EmulatedCluster:
             store.put_own("TVS", n.name, node.tvs.cert, ttl=ttl)
         store.put_own("ITLRecovery", self.config.name, self.pki.itlrecovery.cert, ttl=ttl)
         store.put_own("CAPF", self.config.name, self.pki.capf.cert, ttl=ttl)
+        if self._manufacturing_ca is not None:  # trusted as CUCM trusts Cisco's MIC roots
+            store.import_certificates("CAPF-trust", [self._manufacturing_ca], ttl=ttl)
 
     def _sast_trust(self) -> tuple[Certificate, ...]:
         return tuple(e.certificate for e in self._store.list(["Phone-SAST-trust"]))
@@ -158,6 +168,28 @@ class EmulatedCluster:
     @property
     def store(self) -> TrustStore:
         return self._store
+
+    # --- CAPF -----------------------------------------------------------------------------
+    @property
+    def capf_db(self) -> CapfDb:
+        """The cluster's CAPF operations (``tvs capf schedule --config`` writes the same file)."""
+        return self._capf_db
+
+    def _capf_mode(self, device_name: str) -> int:
+        return capf_auth_mode(self._capf_db.get(device_name))
+
+    def _capf_issuers(self) -> tuple[Certificate, ...]:
+        """Issuers of LSCs and MICs a phone may prove itself with: CAPF-trust (where the MIC
+        roots and other clusters' CAPFs are) and the own CAPF."""
+        return tuple(self._store.client_ca_certificates())
+
+    @property
+    def capf_addresses(self) -> list[tuple[str, int]]:
+        return [(e.address, e.capf_port) for e in self.endpoints if e.capf_port is not None]
+
+    @property
+    def capf_servers(self) -> Mapping[str, CapfServer]:
+        return MappingProxyType(self._capf)
 
     def regenerate_files(self) -> None:
         """Rebuild the CTL/ITL/configuration from the stores now, as CUCM does after a change."""
@@ -302,8 +334,26 @@ class EmulatedCluster:
                     _, tftp_port = await nursery.start(tftp.serve, n.bind_address, n.tftp_port)
                     self._tftp[n.name] = tftp
                     await self._start_http(nursery, n, provider)
+                capf_port = None
+                if n.capf:
+                    capf = CapfServer(
+                        CapfServerConfig(
+                            chain=(self.pki.capf.cert,),
+                            key=self.pki.capf.key,
+                            db=cfg.capf_db,
+                            host=n.bind_address,
+                            port=n.capf_port,
+                            lsc_issuers=self._capf_issuers(),
+                            mic_issuers=self._capf_issuers(),
+                            legacy_tls=cfg.legacy_tls,
+                        )
+                    )
+                    _, capf_port = await nursery.start(capf.serve)
+                    self._capf[n.name] = capf
                 endpoints.append(
-                    NodeEndpoint(n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port)
+                    NodeEndpoint(
+                        n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port, capf_port
+                    )
                 )
             self._files.update(endpoints=tuple(endpoints), timestamp=self._now())
             self._ready.set()
@@ -316,6 +366,7 @@ class EmulatedCluster:
                 tftp=f"{self.tftp_address[0]}:{self.tftp_address[1]}",
                 tvs=[f"{h}:{p}" for h, p in self.tvs_addresses],
                 http=f"{self.http_address[0]}:{self.http_address[1]}" if cfg.http else "stopped",
+                capf=[f"{h}:{p}" for h, p in self.capf_addresses],
             )
             task_status.started(self)
 

@@ -29,6 +29,8 @@ TOML shape::
     http_port = 6970                 # HTTP file service beside TFTP (newer firmware); 0 = any
     tvs_port = 2445
     sip_port = 5061
+    capf = true                      # this node runs CAPF (phones enroll LSCs from it)
+    capf_port = 3804
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .errors import ClusterConfigError
 
 __all__ = [
     "CLIENT_AUTH_MODES",
+    "DEFAULT_CAPF_PORT",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_SIP_PORT",
     "DEFAULT_TFTP_PORT",
@@ -67,6 +70,7 @@ DEFAULT_TVS_PORT: Final = 2445
 DEFAULT_HTTP_PORT: Final = 6970
 """CUCM's HTTP file service beside TFTP (protocol notes section 10); served on TFTP nodes."""
 DEFAULT_SIP_PORT: Final = 5061
+DEFAULT_CAPF_PORT: Final = 3804
 DEFAULT_VERSION: Final = "10.5.2.11900-3"
 SECURITY_MODES: Final = ("mixed", "nonsecure")
 CLIENT_AUTH_MODES: Final = ("none", "optional", "required")
@@ -160,6 +164,8 @@ class NodeConfig:
     sip_port: int = attrs.field(default=DEFAULT_SIP_PORT, converter=_port)
     http_port: int = attrs.field(default=DEFAULT_HTTP_PORT, converter=_port)
     listen: str | None = None
+    capf: bool = True
+    capf_port: int = attrs.field(default=DEFAULT_CAPF_PORT, converter=_port)
 
     @property
     def bind_address(self) -> str:
@@ -185,6 +191,8 @@ class NodeConfig:
             sip_port=_int(d, "sip_port", where, DEFAULT_SIP_PORT, 0, 65535),
             http_port=_int(d, "http_port", where, DEFAULT_HTTP_PORT, 0, 65535),
             listen=listen.strip() if isinstance(listen, str) else None,
+            capf=_bool(d, "capf", where, True),
+            capf_port=_int(d, "capf_port", where, DEFAULT_CAPF_PORT, 0, 65535),
         )
 
 
@@ -263,6 +271,9 @@ class ClusterConfig:
             if n.tftp:
                 http = ("tcp", n.bind_address, n.http_port)
                 _claim(seen, http, f"{n.name} tcp/{n.http_port}", where)
+            if n.capf:
+                port = n.capf_port
+                _claim(seen, ("tcp", n.bind_address, port), f"{n.name} tcp/{port}", where)
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -276,6 +287,15 @@ class ClusterConfig:
     @property
     def tftp_nodes(self) -> tuple[NodeConfig, ...]:
         return tuple(n for n in self.nodes if n.tftp)
+
+    @property
+    def capf_db(self) -> Path:
+        """The cluster's CAPF operations database (``store_dir/capf.sqlite3``)."""
+        return self.store_dir / "capf.sqlite3"
+
+    @property
+    def capf_nodes(self) -> tuple[NodeConfig, ...]:
+        return tuple(n for n in self.nodes if n.capf)
 
     @property
     def cluster_pki_dir(self) -> Path:
@@ -310,12 +330,18 @@ class ClusterConfig:
             if address is not None:
                 changes["address"] = address
             if ports is not None:
-                changes.update(tftp_port=ports, tvs_port=ports, sip_port=ports, http_port=ports)
+                changes.update(
+                    tftp_port=ports,
+                    tvs_port=ports,
+                    sip_port=ports,
+                    http_port=ports,
+                    capf_port=ports,
+                )
             elif port_offset:
                 changes.update(
                     {
                         k: getattr(n, k) + port_offset
-                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port")
+                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port", "capf_port")
                         if getattr(n, k)
                     }
                 )

@@ -27,6 +27,7 @@ mode, 1 otherwise) and the configuration's other elements.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Final
 from xml.sax.saxutils import escape
 
@@ -87,10 +88,20 @@ class NodeEndpoint:
     tftp_port: int
     tvs_port: int
     sip_port: int
+    capf_port: int | None = None
+    """None when the node runs no CAPF."""
 
     @classmethod
     def from_node(cls, node: NodeConfig) -> NodeEndpoint:
-        return cls(node.name, node.address, node.tftp, node.tftp_port, node.tvs_port, node.sip_port)
+        return cls(
+            node.name,
+            node.address,
+            node.tftp,
+            node.tftp_port,
+            node.tvs_port,
+            node.sip_port,
+            node.capf_port if node.capf else None,
+        )
 
     @property
     def ipv4(self) -> bytes | None:
@@ -264,9 +275,22 @@ def build_itl(inputs: FileInputs, node: str | None = None) -> bytes:
     )
 
 
-def build_config_xml(inputs: FileInputs) -> bytes:
-    """``SEP<MAC>.cnf.xml`` (the same for every phone: auto-registration): the CallManager group
-    and the TVS members are the cluster's nodes, in configured order, with the bound ports."""
+def _capf_list(inputs: FileInputs) -> str:
+    """``<capfList>``: the CAPF nodes (up to 5, as CUCM) with their bound ports."""
+    capfs = [
+        f"<capf><phonePort>{e.capf_port}</phonePort>"
+        f"<processNodeName>{escape(e.address)}</processNodeName></capf>"
+        for e in inputs.endpoints
+        if e.capf_port is not None
+    ][:5]
+    return f"<capfList>{''.join(capfs)}</capfList>\n" if capfs else ""
+
+
+def build_config_xml(inputs: FileInputs, capf_auth_mode: int = 0) -> bytes:
+    """``SEP<MAC>.cnf.xml`` (the same for every phone but ``capf_auth_mode``, the phone's pending
+    CAPF operation: 0 none, 1 auth string, 2 null string, 3 LSC then MIC, 4 MIC): the
+    CallManager group and the TVS members are the cluster's nodes, in configured order, with
+    the bound ports; ``capfList`` names the CAPF nodes."""
     config = inputs.config
     members = []
     tvs = []
@@ -292,7 +316,8 @@ def build_config_xml(inputs: FileInputs) -> bytes:
         f"<members>{''.join(members)}</members></callManagerGroup></devicePool>\n"
         f"<TVS><members>{''.join(tvs)}</members></TVS>\n"
         f"<deviceSecurityMode>{mode}</deviceSecurityMode>\n"
-        "<capfAuthMode>0</capfAuthMode>\n"
+        f"<capfAuthMode>{int(capf_auth_mode)}</capfAuthMode>\n"
+        f"{_capf_list(inputs)}"
         "<loadInformation></loadInformation>\n"
         "</device>\n"
     )
@@ -319,17 +344,26 @@ class ClusterFiles:
     Not thread-safe; the adapter calls it from one Trio thread. ``generation`` counts rebuilds.
     """
 
-    def __init__(self, inputs: FileInputs) -> None:
+    def __init__(
+        self, inputs: FileInputs, *, capf_mode: Callable[[str], int] | None = None
+    ) -> None:
         self._inputs = inputs
         self.generation = 0
+        self.capf_mode = capf_mode
+        """``SEP<MAC>`` -> that phone's ``capfAuthMode`` (the CAPF database, read per file)."""
         self._reset()
 
     def _reset(self) -> None:
         self._ctl: bytes | None = None
         self._ctl_done = False
         self._itl: dict[str, bytes] = {}
-        self._xml: bytes | None = None
-        self._sgn: dict[tuple[str, str], bytes] = {}
+        self._xml: dict[int, bytes] = {}
+        self._sgn: dict[tuple[str, str, int], bytes] = {}
+
+    def _mode(self, mac: str | None) -> int:
+        if mac is None or self.capf_mode is None:
+            return 0
+        return self.capf_mode(device.device_name(mac))
 
     @property
     def inputs(self) -> FileInputs:
@@ -353,17 +387,20 @@ class ClusterFiles:
             self._itl[key] = build_itl(self._inputs, key)
         return self._itl[key]
 
-    def config_xml(self) -> bytes:
-        if self._xml is None:
-            self._xml = build_config_xml(self._inputs)
-        return self._xml
+    def config_xml(self, mac: str | None = None) -> bytes:
+        mode = self._mode(mac)
+        if mode not in self._xml:
+            self._xml[mode] = build_config_xml(self._inputs, mode)
+        return self._xml[mode]
 
     def config_sgn(self, mac: str, node: str | None = None) -> bytes:
-        key = (self._inputs.tftp_node(node), mac.upper())
+        mode = self._mode(mac)
+        key = (self._inputs.tftp_node(node), mac.upper(), mode)
         if key not in self._sgn:
             if len(self._sgn) >= MAX_CACHED_CONFIGS:
                 self._sgn.clear()
-            self._sgn[key] = build_config_sgn(self._inputs, key[1], self.config_xml(), key[0])
+            xml = self.config_xml(mac)
+            self._sgn[key] = build_config_sgn(self._inputs, key[1], xml, key[0])
         return self._sgn[key]
 
     def get(self, name: str, node: str | None = None) -> bytes | None:
@@ -379,7 +416,7 @@ class ClusterFiles:
         assert mac is not None
         if kind == "enc":
             return None  # no encrypted-configuration profile yet
-        return self.config_xml() if kind == "xml" else self.config_sgn(mac, node)
+        return self.config_xml(mac) if kind == "xml" else self.config_sgn(mac, node)
 
     def files_for(self, mac: str, node: str | None = None) -> dict[str, bytes]:
         """What a phone can download, by the names it asks for (no CTL in nonsecure mode)."""

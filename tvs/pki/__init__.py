@@ -13,7 +13,7 @@ from .issue import (
     key_type_of,
     windows_ca_serial,
 )
-from .lab import ENTERPRISE_CA, ClusterPki, LabPki, NodePki, generate
+from .lab import ENTERPRISE_CA, MANUFACTURING_CA, ClusterPki, LabPki, NodePki, generate
 from .recipe import (
     CERT_KINDS,
     KEY_TYPES,
@@ -29,6 +29,7 @@ __all__ = [
     "CERT_KINDS",
     "ENTERPRISE_CA",
     "KEY_TYPES",
+    "MANUFACTURING_CA",
     "ClusterPki",
     "ClusterSpec",
     "EnterpriseCaSpec",

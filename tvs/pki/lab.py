@@ -3,6 +3,7 @@
 Owns the on-disk layout other tools rely on (issue contract)::
 
     DIR/enterprise-ca.{pem,key}
+    DIR/manufacturing-ca.{pem,key}                   (the emulated Cisco MIC root; optional)
     DIR/<cluster>/{itlrecovery,capf}.{pem,key}
     DIR/<cluster>/nodes/<node>/{callmanager,tvs}.{pem,key}
     DIR/<cluster>/phones/SEP<MAC>.{pem,key}          (the phone's LSC)
@@ -36,13 +37,18 @@ from .issue import (
     make_capf,
     make_enterprise_ca,
     make_itlrecovery,
+    make_manufacturing_ca,
     make_tvs,
 )
 from .recipe import ClusterSpec, NodeSpec, PhoneSpec, Recipe
 
-__all__ = ["ENTERPRISE_CA", "ClusterPki", "LabPki", "NodePki", "generate"]
+__all__ = ["ENTERPRISE_CA", "MANUFACTURING_CA", "ClusterPki", "LabPki", "NodePki", "generate"]
 
 ENTERPRISE_CA = "enterprise-ca"
+MANUFACTURING_CA = "manufacturing-ca"
+"""The lab's emulated manufacturing CA: it issues phones' MICs, and clusters trust it (in
+CAPF-trust) as CUCM trusts Cisco's manufacturing roots. Directories generated before it
+existed load without it (``LabPki.manufacturing_ca`` is None)."""
 
 
 @attrs.frozen
@@ -80,6 +86,7 @@ class LabPki:
     clusters: Mapping[str, ClusterPki]
     recipe: Recipe | None = None
     written: frozenset[Path] = frozenset()
+    manufacturing_ca: Identity | None = None
     """Files written by the :func:`generate` call that returned this value (empty after load)."""
 
     @classmethod
@@ -95,6 +102,8 @@ class LabPki:
                 f"{root}: not a lab PKI directory (make one: tvs certs generate --out {root})"
             )
         labels = _recipe_labels(recipe) if recipe is not None else _discover_labels(root)
+        if not _cert_path(root, MANUFACTURING_CA).is_file():  # made before it existed
+            labels = [label for label in labels if label != MANUFACTURING_CA]
         found = {label: _load_identity(root, label) for label in labels}
         return _assemble(root, recipe, found, frozenset())
 
@@ -107,6 +116,8 @@ class LabPki:
     def identities(self) -> Iterator[tuple[str, Identity]]:
         """Every identity with its label (its path below the root, without ``.pem``)."""
         yield ENTERPRISE_CA, self.enterprise_ca
+        if self.manufacturing_ca is not None:
+            yield MANUFACTURING_CA, self.manufacturing_ca
         for c in self.clusters.values():
             yield f"{c.name}/capf", c.capf
             yield f"{c.name}/itlrecovery", c.itlrecovery
@@ -137,7 +148,13 @@ def _plan(recipe: Recipe, now: _dt.datetime) -> list[_Slot]:
     def enterprise_ca(key: PrivateKey, _: Identity | None) -> Certificate:
         return make_enterprise_ca(ca, key, now=now)
 
-    slots = [_Slot(ENTERPRISE_CA, ca.key_type, None, enterprise_ca)]
+    def manufacturing_ca(key: PrivateKey, _: Identity | None) -> Certificate:
+        return make_manufacturing_ca(key, now=now)
+
+    slots = [
+        _Slot(ENTERPRISE_CA, ca.key_type, None, enterprise_ca),
+        _Slot(MANUFACTURING_CA, ca.key_type, None, manufacturing_ca),
+    ]
     for c in recipe.clusters:
         slots += _cluster_slots(c, now)
     return slots
@@ -335,7 +352,7 @@ def _recipe_labels(recipe: Recipe) -> list[str]:
 
 
 def _discover_labels(root: Path) -> list[str]:
-    labels = [ENTERPRISE_CA]
+    labels = [ENTERPRISE_CA, MANUFACTURING_CA]
     for cdir in sorted(p for p in root.iterdir() if (p / "capf.pem").is_file()):
         labels += [f"{cdir.name}/capf", f"{cdir.name}/itlrecovery"]
         nodes = cdir / "nodes"
@@ -356,7 +373,7 @@ def _assemble(
     nodes: dict[str, dict[str, dict[str, Identity]]] = {}
     phones: dict[str, dict[str, Identity]] = {}
     for label, ident in found.items():
-        if label == ENTERPRISE_CA:
+        if label in (ENTERPRISE_CA, MANUFACTURING_CA):
             continue
         parts = label.split("/")
         cname = parts[0]
@@ -388,4 +405,5 @@ def _assemble(
         clusters=MappingProxyType(clusters),
         recipe=recipe,
         written=written,
+        manufacturing_ca=found.get(MANUFACTURING_CA),
     )
