@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import os
@@ -214,7 +215,12 @@ def _untrusted_lsc(pki: LabPki) -> Identity:
 async def test_client_auth_modes(
     nursery: trio.Nursery, store_dir: Path, lab_pki: LabPki, mode: str
 ) -> None:
-    r = await start(nursery, _config(store_dir, lab_pki, client_auth=mode), lab_pki)
+    """none: not asked; optional: asked, an unverified one is logged (whose, why) and still
+    answered; required: an unverified one is refused, and the log says whose and why."""
+    observer = _Unverified()
+    r = await start(
+        nursery, _config(store_dir, lab_pki, client_auth=mode), lab_pki, observer=observer
+    )
     cert = lab_pki.clusters["source"].capf.cert
     stranger = _untrusted_lsc(lab_pki)
     with capture_logs() as logs:
@@ -226,25 +232,103 @@ async def test_client_auth_modes(
         else:
             anon = await tvs_request(r.host, r.port, _query(cert), r.client(lsc=None, key=None))
             assert anon.status == Status.VALID
-        if mode == "none":  # not asked, so not checked
-            resp = await tvs_request(
-                r.host, r.port, _query(cert), r.client(lsc=stranger.cert, key=stranger.key)
-            )
-            assert resp.status == Status.VALID
-        else:
+        strange = r.client(lsc=stranger.cert, key=stranger.key)
+        if mode == "required":
             with pytest.raises(TvsHandshakeError):
-                await tvs_request(
-                    r.host, r.port, _query(cert), r.client(lsc=stranger.cert, key=stranger.key)
-                )
+                await tvs_request(r.host, r.port, _query(cert), strange)
+        else:  # none: not asked, so not checked; optional: logged as unverified, answered
+            resp = await tvs_request(r.host, r.port, _query(cert), strange)
+            assert resp.status == Status.VALID
+        with trio.fail_after(20):  # the server logs the refusal after the client gave up
+            while mode == "required" and len(_failed(logs)) < 2:
+                await trio.sleep(0.01)
     served = [e for e in logs if e["event"] == "request"]
     first = served[0]["client"]
     if mode == "none":
         assert first is None
+        assert all(e.get("client") is None for e in served)
     else:
         assert first is not None and "CN=CP-8861-SEPB000B4BA0AEE" in first
-    if mode != "none":
-        assert any(e["event"] == "handshake failed" for e in logs)
+    unverified = [e for e in logs if e["event"] == "client certificate not verified, accepted"]
+    if mode == "optional":
+        (line,) = unverified
+        assert line["client"] == stranger.cert.subject
+        assert line["client_issuer"] == stranger.cert.issuer
+        assert line["client_serial"] == stranger.cert.serial_hex
+        assert line["client_sha256"] == stranger.cert.sha256.hex()
+        assert "unable to get local issuer certificate" in line["client_unverified"]
+        assert served[-1]["client"] == stranger.cert.subject
+        assert "client_unverified" in served[-1]
+        assert observer.unverified == ["unknown-ca"]
+    else:
+        assert unverified == [] and observer.unverified == []
+    if mode == "required":
+        refused = _failed(logs)[-1]
+        assert "unable to get local issuer certificate" in refused["reason"]
+        assert refused["client"] == stranger.cert.subject
+        assert "none presented" in _failed(logs)[0]["reason"]
     r.server.request_shutdown()
+
+
+class _Unverified(NullObserver):
+    def __init__(self) -> None:
+        self.unverified: list[str] = []
+
+    def client_unverified(self, reason: str) -> None:
+        self.unverified.append(reason)
+
+
+def _failed(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "handshake failed"]
+
+
+@pytest.mark.parametrize("when", ["expired", "not-yet-valid"])
+async def test_refusal_says_why(
+    nursery: trio.Nursery, store_dir: Path, lab_pki: LabPki, when: str
+) -> None:
+    """The log says why a client certificate was refused: expired, not yet valid."""
+    capf = lab_pki.clusters["source"].capf
+    now = datetime.datetime.now(datetime.UTC)
+    span = (
+        (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
+        if when == "expired"
+        else (now + datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+    )
+    phone = _issued_by(capf, *span)
+    r = await start(nursery, _config(store_dir, lab_pki, client_auth="required"), lab_pki)
+    with capture_logs() as logs:
+        with pytest.raises(TvsHandshakeError):
+            await tvs_request(
+                r.host, r.port, _query(capf.cert), r.client(lsc=phone.cert, key=phone.key)
+            )
+        with trio.fail_after(20):
+            while not _failed(logs):
+                await trio.sleep(0.01)
+    reason = _failed(logs)[0]["reason"]
+    expected = "certificate has expired" if when == "expired" else "certificate is not yet valid"
+    assert expected in reason
+    r.server.request_shutdown()
+
+
+def _issued_by(ca: Identity, not_before: Any, not_after: Any) -> Identity:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CP-8861-SEP00AABBCCDD01")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.cert.x509.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Identity(Certificate.from_x509(cert), key)
 
 
 async def test_mic_ca_also_verifies_client_certificates(
@@ -311,7 +395,7 @@ async def test_pinning_fails_the_handshake(running: Running, lab_pki: LabPki) ->
     with trio.fail_after(20):  # the phone's alert reaches the server: a failed handshake there
         while not any(e["event"] == "handshake failed" for e in logs):
             await trio.sleep(0.01)
-    assert "ALERT_UNKNOWN_CA" in next(e for e in logs if e["event"] == "handshake failed")["reason"]
+    assert "alert unknown ca" in _failed(logs)[0]["reason"].lower()
     with pytest.raises(TvsHandshakeError, match="not pinned"):
         await tvs_request(
             running.host, running.port, _query(other), running.client(pinned=(other,))
@@ -484,24 +568,43 @@ async def test_silent_clients_are_dropped_after_the_timeouts(
 async def test_excess_connections_are_closed_and_counted(
     nursery: trio.Nursery, store_dir: Path, lab_pki: LabPki
 ) -> None:
+    """Full of established connections (handshake done): a new one is closed at accept. Full
+    with an idle one (no byte sent): the idle one is shed for the new one."""
     r = await start(
-        nursery, _config(store_dir, lab_pki, max_connections=2, handshake_timeout=30), lab_pki
+        nursery, _config(store_dir, lab_pki, max_connections=2, request_timeout=30), lab_pki
     )
-    holders = [await trio.open_tcp_stream(r.host, r.port) for _ in range(2)]
+    holders = []
+    for _ in range(2):
+        tls = trio.SSLStream(await trio.open_tcp_stream(r.host, r.port), client_context())
+        await tls.do_handshake()  # then waits, established
+        holders.append(tls)
     with trio.fail_after(20):
-        while r.server.active < 2:
+        while r.server.active < 2 or r.server.admission._handshaking or r.server.admission._idle:
             await trio.sleep(0.01)
     extra = await trio.open_tcp_stream(r.host, r.port)
     with trio.fail_after(20):
         with contextlib.suppress(trio.BrokenResourceError):
             assert await extra.receive_some() == b""
     assert r.server.rejected == 1
-    for s in [*holders, extra]:
-        await s.aclose()
+    await extra.aclose()
+    await trio.aclose_forcefully(holders.pop())
     with trio.fail_after(20):
-        while r.server.active:
+        while r.server.active > 1:
             await trio.sleep(0.01)
-    await _still_serving(r)
+    idle = await trio.open_tcp_stream(r.host, r.port)  # takes the free slot, sends nothing
+    with trio.fail_after(20):
+        while r.server.active < 2:
+            await trio.sleep(0.01)
+    with capture_logs() as logs:
+        await _still_serving(r)  # full: the idle one is shed for this one
+    assert any(e["event"] == "connection shed" for e in logs)
+    assert r.server.admission.shed_total == 1 and r.server.rejected == 1
+    with trio.fail_after(20):
+        with contextlib.suppress(trio.BrokenResourceError):
+            assert await idle.receive_some() == b""
+    await idle.aclose()
+    for h in holders:
+        await trio.aclose_forcefully(h)
     r.server.request_shutdown()
 
 

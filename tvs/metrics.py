@@ -7,7 +7,9 @@ several), and :class:`MetricsServer`, the HTTP endpoint serving that registry fr
 
 Metrics (all prefixed ``tvs_``): ``requests_total{type,status}``,
 ``request_duration_seconds{type}`` (histogram, request read to response sent),
-``bad_requests_total{reason}``, ``handshake_failures_total{reason}``, ``connections_total``,
+``bad_requests_total{reason}``, ``handshake_failures_total{reason}``,
+``client_certificates_unverified_total{reason}`` (accepted under ``optional``),
+``connections_total``,
 ``connections_rejected_total{reason}``, ``connections_in_use``, ``cache_entries``,
 ``cache_reloads_total``. The HTTP 6970 service's metrics (``tvs_http_*``) are counted by
 :class:`HttpPrometheusObserver`, into the same registry when given it.
@@ -67,6 +69,11 @@ class PrometheusObserver(NullObserver):
             "tvs_handshake_failures", "TLS handshakes that failed, by reason",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.unverified = Counter(
+            "tvs_client_certificates_unverified",
+            "Client certificates that did not verify but were accepted (client auth optional)",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.connections = Counter(
             "tvs_connections", "TCP connections accepted and served", registry=r
         )
@@ -97,6 +104,9 @@ class PrometheusObserver(NullObserver):
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures.labels(reason=reason).inc()
+
+    def client_unverified(self, reason: str) -> None:
+        self.unverified.labels(reason=reason).inc()
 
     def bad_request(self, reason: str) -> None:
         self.bad_requests.labels(reason=reason).inc()

@@ -1,16 +1,15 @@
-"""TLS contexts for the TVS server and its clients (standard ``ssl``, used through Trio).
+"""TLS settings shared by every side, and the clients' contexts (standard ``ssl``, via Trio).
 
-Server: TLS 1.2+ with Python's modern ciphers, or *legacy* (TLS 1.0+ and ``AES256-SHA``,
-``@SECLEVEL=0`` as OpenSSL 3 needs for old phone firmware); client certificates ``none`` (not
-asked), ``optional`` (asked; a presented certificate must verify) or ``required``, verified
-against the certificates given (CAPF-trust, the cluster's CAPF, an optional manufacturing CA).
-No session tickets (phones never resume; tickets also meet Nagle, notes section 6). A reload
-builds a new context; connections already open keep theirs.
+The one place for the legacy-TLS settings: servers with ``legacy`` also allow TLS 1.0+ and
+``AES256-SHA`` (:data:`LEGACY_CIPHERS`, ``@SECLEVEL=0`` as OpenSSL 3 needs for old phone
+firmware); a client that *forces* old firmware's offer uses :func:`offer_only_legacy` (TLS 1.0,
+``AES256-SHA`` only). Servers are built by :mod:`tvs.tlsserver` (pyOpenSSL) with these
+constants; :class:`ClientAuth` names the client-certificate modes.
 
 Client: presents an optional certificate (a phone's LSC) and does **not** verify the server
 chain in OpenSSL; the caller pins the server certificate after the handshake with
 :func:`certificate_pinned` (the phone's rule: the TVS certificate must be one its ITL names).
-Both sides can write TLS secrets to an SSLKEYLOGFILE for Wireshark.
+Keylog files (SSLKEYLOGFILE format) for Wireshark on both sides.
 """
 
 from __future__ import annotations
@@ -34,16 +33,24 @@ from .certs import Certificate, PrivateKey
 
 __all__ = [
     "LEGACY_CIPHERS",
+    "LEGACY_ONLY_CIPHERS",
+    "MODERN_CIPHERS",
     "ClientAuth",
     "certificate_pinned",
     "client_context",
     "flush_alert",
     "load_identity",
-    "server_context",
+    "offer_only_legacy",
 ]
 
 LEGACY_CIPHERS = "DEFAULT:AES256-SHA:AES128-SHA:@SECLEVEL=0"
 """OpenSSL cipher string for old phones: everything modern plus the RSA-kx CBC suites."""
+LEGACY_ONLY_CIPHERS = "AES256-SHA:@SECLEVEL=0"
+"""What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
+MODERN_CIPHERS = (
+    "@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM"
+)
+"""TLS 1.2 suites without legacy (Python's ``ssl`` default, also given to pyOpenSSL servers)."""
 
 
 _NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME (not named by the ssl module)
@@ -111,6 +118,16 @@ def _identity_dir() -> str:
     return _identity_path
 
 
+def offer_only_legacy(ctx: ssl.SSLContext, *, max_tls10: bool = True) -> None:
+    """Offer only what old firmware offers: ``AES256-SHA``, and TLS 1.0 only unless
+    ``max_tls10`` is False (then up to TLS 1.2)."""
+    ctx.set_ciphers(LEGACY_ONLY_CIPHERS)
+    with warnings.catch_warnings():  # the ssl module deprecates TLS 1.0; old phones speak it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1 if max_tls10 else ssl.TLSVersion.TLSv1_2
+
+
 def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
     if legacy:
         ctx.set_ciphers(LEGACY_CIPHERS)
@@ -119,35 +136,6 @@ def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
             ctx.minimum_version = ssl.TLSVersion.TLSv1
     else:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-
-
-def server_context(
-    cert: Certificate | Sequence[Certificate] | str | Path,
-    key: PrivateKey | str | Path,
-    *,
-    legacy: bool = False,
-    client_auth: ClientAuth | str = ClientAuth.OPTIONAL,
-    client_cas: Iterable[Certificate] = (),
-    keylog: str | Path | None = None,
-) -> ssl.SSLContext:
-    """The TVS server's context; ``client_cas`` verify phone certificates."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _versions(ctx, legacy)
-    load_identity(ctx, cert, key)
-    ctx.num_tickets = 0
-    ctx.options |= ssl.OP_NO_TICKET
-    mode = ClientAuth(client_auth)
-    cas = list({c.der: c for c in client_cas}.values())
-    if cas:
-        ctx.load_verify_locations(cadata=b"".join(c.der for c in cas))
-    ctx.verify_mode = {
-        ClientAuth.NONE: ssl.CERT_NONE,
-        ClientAuth.OPTIONAL: ssl.CERT_OPTIONAL,
-        ClientAuth.REQUIRED: ssl.CERT_REQUIRED,
-    }[mode]
-    if keylog is not None:
-        ctx.keylog_filename = str(keylog)
-    return ctx
 
 
 def client_context(

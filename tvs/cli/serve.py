@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from ..admission import add_admission_arguments
 from ..exitcodes import ExitCode
 from ..metrics import metrics_endpoint
 from ..server import (
@@ -79,7 +80,8 @@ def register(sub: Any) -> None:
         "--client-auth",
         choices=[c.value for c in ClientAuth],
         default="optional",
-        help="phone certificates: not asked, optional (verified if sent), required",
+        help="phone certificates: not asked; optional (asked; one that does not verify is "
+        "logged and still answered); required (one that does not verify is refused)",
     )
     p.add_argument(
         "--mic-ca",
@@ -91,6 +93,7 @@ def register(sub: Any) -> None:
     p.add_argument("--request-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES")
     p.add_argument("--max-connections", type=int, default=1024, metavar="N")
+    add_admission_arguments(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -143,6 +146,9 @@ def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
         request_timeout=args.request_timeout,
         max_message=args.max_message,
         max_connections=args.max_connections,
+        max_handshakes_per_address=args.max_handshakes_per_address,
+        trusted_networks=tuple(args.trusted_networks),
+        first_bytes_timeout=args.first_bytes_timeout,
         watch=args.watch,
         keylog=args.keylog,
     )

@@ -313,6 +313,9 @@ class EmulatedCluster:
                         port=n.tvs_port,
                         legacy_tls=cfg.legacy_tls,
                         client_auth=cfg.client_auth,
+                        max_handshakes_per_address=cfg.max_handshakes_per_address,
+                        trusted_networks=cfg.trusted_networks,
+                        first_bytes_timeout=cfg.first_bytes_timeout,
                     ),
                     observer=self._observer,
                 )
@@ -324,6 +327,7 @@ class EmulatedCluster:
                     legacy_tls=cfg.legacy_tls,
                     client_auth=cfg.sip_client_auth,
                     client_cas=sip_cas,
+                    admission=cfg.admission,
                 )
                 _, sip_port = await nursery.start(sip.serve, n.bind_address, n.sip_port)
                 self._sip[n.name] = sip

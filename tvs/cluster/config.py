@@ -18,6 +18,9 @@ TOML shape::
     pki_dir = "lab/pki"              # the lab PKI; this cluster's certificates are pki_dir/<name>
     client_auth = "optional"         # phone certificate at the TVS: none, optional, required
     sip_client_auth = "none"         # phone certificate at the secure SIP port (same choices)
+    max_handshakes_per_address = 256 # unfinished TLS handshakes per client address (0: no limit)
+    trusted_networks = []            # CIDRs exempt from that limit, e.g. ["10.0.0.0/8"]
+    first_bytes_timeout = 3.0        # seconds from accept to a client's first byte
     store_dir = "lab/stores/source"  # the cluster's trust stores (default lab/stores/<name>)
     http = true                      # HTTP file service on TFTP nodes (false: stopped)
     [[nodes]]
@@ -44,6 +47,12 @@ from typing import Any, Final
 import attrs
 
 from .. import tomlfile
+from ..admission import (
+    DEFAULT_FIRST_BYTES_TIMEOUT,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    AdmissionLimits,
+    parse_networks,
+)
 from ..store.table import DEFAULT_TTL
 from .errors import ClusterConfigError
 
@@ -230,6 +239,9 @@ class ClusterConfig:
     sip_client_auth: str = SIP_CLIENT_AUTH_DEFAULT
     digest: str = "sha1"
     watch_interval: float = 1.0
+    max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
+    trusted_networks: tuple[str, ...] = ()
+    first_bytes_timeout: float = DEFAULT_FIRST_BYTES_TIMEOUT
 
     def __attrs_post_init__(self) -> None:
         self._validate()
@@ -256,6 +268,12 @@ class ClusterConfig:
             raise ClusterConfigError(f"{where}.tvs_ttl: {self.tvs_ttl} outside 0..4294967295")
         if self.watch_interval < 0:
             raise ClusterConfigError(f"{where}.watch_interval: must not be negative")
+        try:
+            parse_networks(self.trusted_networks)
+        except ValueError as exc:
+            raise ClusterConfigError(f"{where}.trusted_networks: {exc}") from None
+        if self.first_bytes_timeout <= 0:
+            raise ClusterConfigError(f"{where}.first_bytes_timeout: must be positive")
         if not self.nodes:
             raise ClusterConfigError(f"{where}: no nodes")
         names = [n.name for n in self.nodes]
@@ -276,6 +294,15 @@ class ClusterConfig:
                 _claim(seen, ("tcp", n.bind_address, port), f"{n.name} tcp/{port}", where)
 
     # --- derived --------------------------------------------------------------------------
+    @property
+    def admission(self) -> AdmissionLimits:
+        """The admission limits of every TVS and secure SIP listener of the cluster."""
+        return AdmissionLimits(
+            max_handshakes_per_address=self.max_handshakes_per_address,
+            trusted_networks=parse_networks(self.trusted_networks),
+            first_bytes_timeout=self.first_bytes_timeout,
+        )
+
     @property
     def version_tuple(self) -> tuple[int, ...]:
         return parse_version(self.version)
@@ -386,6 +413,18 @@ class ClusterConfig:
             ),
             digest=_choice(d, "digest", where, "sha1", DIGESTS),
             watch_interval=float(interval),
+            max_handshakes_per_address=_int(
+                d,
+                "max_handshakes_per_address",
+                where,
+                DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+                0,
+                1 << 30,
+            ),
+            trusted_networks=_networks(d, where),
+            first_bytes_timeout=_seconds(
+                d, "first_bytes_timeout", where, DEFAULT_FIRST_BYTES_TIMEOUT
+            ),
             **extra,
         )
 
@@ -409,6 +448,20 @@ class ClusterConfig:
         if name not in EXAMPLES:
             raise ClusterConfigError(f"no example {name!r} (one of {', '.join(EXAMPLES)})")
         return cls.loads(example_text(name), source=f"example {name}")
+
+
+def _networks(d: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = d.get("trusted_networks", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ClusterConfigError(f"{where}.trusted_networks: expected a list of CIDR strings")
+    return tuple(value)
+
+
+def _seconds(d: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClusterConfigError(f"{where}.{key}: expected seconds, got {value!r}")
+    return float(value)
 
 
 def example_text(name: str) -> str:

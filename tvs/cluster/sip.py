@@ -2,20 +2,21 @@
 
 Owns what a phone's TLS connection to its CallManager meets: the node's CallManager
 certificate as server certificate (what the phone checks against its CTL), the client
-certificate mode (``none``: not asked; ``optional``: asked, a presented one must verify;
-``required``) with the certificates that verify phone LSCs here (the cluster gives
-CallManager-trust, CAPF-trust and its own CAPF), a handshake deadline, and a tiny SIP
+certificate mode (``none``: not asked; ``optional``: asked, one that does not verify is logged
+with whose it was and accepted; ``required``: refused) with the certificates that verify phone
+LSCs here (the cluster gives CallManager-trust, CAPF-trust and its own CAPF), admission limits
+and a first-bytes deadline (:mod:`tvs.admission`), a handshake deadline, and a tiny SIP
 responder so a phone emulator can "register": ``REGISTER`` and ``OPTIONS`` get ``200 OK``,
 other requests ``501 Not Implemented`` (no dialogs, no calls). Under TLS 1.3 a refused
 client certificate is only seen by the phone after its own handshake ended (the alert follows
 its Finished): the phone learns it when it reads the REGISTER answer. The messages (framing,
-the answer) are :mod:`tvs.sip`, shared with the phone; this module is the thin Trio adapter.
-Does not own the certificates or stores.
+the answer) are :mod:`tvs.sip`, shared with the phone; this module is the thin Trio adapter on
+the shared server TLS adapter (:mod:`tvs.tlsserver`). Does not own the certificates or stores.
 """
 
 from __future__ import annotations
 
-import ssl
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -23,9 +24,10 @@ import attrs
 import structlog
 import trio
 
-from ..certs import Certificate, CertificateError, PrivateKey
+from ..admission import Admission, AdmissionLimits, AdmissionRefused
+from ..certs import Certificate, PrivateKey
 from ..sip import SipError, sip_response, split_message
-from ..tlsconfig import flush_alert, server_context
+from ..tlsserver import ServerTls, TlsHandshakeError, TlsStream, server_tls
 
 __all__ = ["SipListener", "SipStats"]
 
@@ -36,6 +38,10 @@ log = structlog.get_logger("tvs.cluster.sip")
 class SipStats:
     handshakes: int = 0
     handshake_failures: int = 0
+    unverified: int = 0
+    """Client certificates accepted without verifying (``optional``)."""
+    rejected: int = 0
+    shed: int = 0
     requests: int = 0
     bad_requests: int = 0
     active: int = 0
@@ -58,19 +64,21 @@ class SipListener:
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         max_connections: int = 1024,
+        admission: AdmissionLimits | None = None,
         responder: Callable[[bytes], bytes] = sip_response,
     ) -> None:
         self.cert, self.key = cert, key
         self.legacy_tls, self.client_auth = legacy_tls, client_auth
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
-        self.max_connections = max_connections
+        limits = admission or AdmissionLimits()
+        self.admission = Admission(attrs.evolve(limits, max_connections=max_connections))
         self.responder = responder
         self.address: tuple[str, int] | None = None
         self._counts = dict.fromkeys(attrs.fields_dict(SipStats), 0)
         self._ctx = self._context(client_cas)
 
-    def _context(self, client_cas: Iterable[Certificate]) -> ssl.SSLContext:
-        return server_context(
+    def _context(self, client_cas: Iterable[Certificate]) -> ServerTls:
+        return server_tls(
             self.cert,
             self.key,
             legacy=self.legacy_tls,
@@ -100,31 +108,61 @@ class SipListener:
             task_status.started(self.address)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        if self._counts["active"] >= self.max_connections:
-            log.warning("sip.rejected", reason=f"max connections ({self.max_connections})")
+        try:
+            host = str(stream.socket.getpeername()[0])
+            sock = socket.socket(fileno=stream.socket.detach())
+        except OSError:  # the peer already went away
             await trio.aclose_forcefully(stream)
             return
-        self._counts["active"] += 1
-        tls = trio.SSLStream(stream, self._ctx, server_side=True)
         try:
-            try:
-                with trio.fail_after(self.handshake_timeout):
-                    await tls.do_handshake()
-            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._counts["handshake_failures"] += 1
-                log.warning("sip.handshake_failed", reason=_reason(exc))
-                await flush_alert(tls)  # the phone learns why ("unknown ca"), not just EOF
-                return
-            self._counts["handshakes"] += 1
-            log.debug("sip.handshake", version=tls.version(), client=_client(tls))
-            await self._requests(tls)
+            slot = self.admission.admit(host)
+        except AdmissionRefused as exc:
+            self._counts["rejected"] += 1
+            log.warning("sip.rejected", peer=host, reason=exc.reason)
+            sock.close()
+            return
+        self._counts["active"] += 1
+        tls: TlsStream | None = None
+        try:
+            with slot:
+                tls = TlsStream(sock, self._ctx)
+                if not await self.admission.first_bytes(sock, slot):
+                    self._counts["handshake_failures"] += 1
+                    timeout = self.admission.limits.first_bytes_timeout
+                    log.warning("sip.handshake_failed", reason=f"no ClientHello within {timeout}s")
+                    return
+                try:
+                    with trio.fail_after(self.handshake_timeout):
+                        peer = await tls.do_handshake()
+                except trio.TooSlowError:
+                    self._counts["handshake_failures"] += 1
+                    log.warning("sip.handshake_failed", reason="handshake timeout")
+                    return
+                except TlsHandshakeError as exc:
+                    self._counts["handshake_failures"] += 1
+                    fields = exc.peer.log_fields() if exc.peer is not None else {}
+                    log.warning("sip.handshake_failed", reason=exc.reason, **fields)
+                    if exc.kind != "eof":  # the phone learns why ("unknown ca"), not just EOF
+                        await tls.linger_close(1.0)
+                    return
+                slot.established()
+                self._counts["handshakes"] += 1
+                if peer is not None and not peer.verified:
+                    self._counts["unverified"] += 1
+                    log.warning("sip.client_unverified", **peer.log_fields())
+                log.debug("sip.handshake", version=tls.version(), client=_client(tls))
+                await self._requests(tls)
+            if slot.shed:
+                self._counts["shed"] += 1
+                log.warning("sip.shed", peer=host, reason="idle handshake, listener full")
         finally:
             self._counts["active"] -= 1
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await trio.aclose_forcefully(tls)
+            if tls is not None:
+                tls.close()
+            else:
+                sock.close()
 
-    async def _requests(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+    async def _requests(self, tls: TlsStream) -> None:
         buffer = b""
         while True:
             try:
@@ -142,32 +180,20 @@ class SipListener:
                 self._counts["bad_requests"] += 1
                 log.warning("sip.bad_request", reason=str(exc))
                 return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except OSError:
                 return
             self._counts["requests"] += 1
             try:
                 with trio.fail_after(self.idle_timeout):
                     await tls.send_all(reply)
-            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.TooSlowError, OSError):
                 return
 
 
-def _client(tls: trio.SSLStream[trio.SocketStream]) -> str:
-    """The verified client certificate's subject (a certificate is only kept when it was
-    asked for and verified), or why there is none."""
-    der = tls.getpeercert(binary_form=True)
-    if not der:
-        return "none presented" if tls.context.verify_mode != ssl.CERT_NONE else "not asked"
-    try:
-        return f"verified: {Certificate.from_der(der).subject}"
-    except CertificateError:
-        return "verified: unreadable certificate"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, trio.TooSlowError):
-        return "handshake timeout"
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS: {cause.reason or cause}"
-    return "connection closed during handshake"
+def _client(tls: TlsStream) -> str:
+    """The client certificate's subject and whether it verified, or why there is none."""
+    peer = tls.peer
+    if peer is None:
+        return "none presented" if tls.client_auth != "none" else "not asked"
+    state = "verified" if peer.verified else f"unverified ({peer.failure})"
+    return f"{state}: {peer.subject}"

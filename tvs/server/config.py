@@ -6,6 +6,13 @@ from pathlib import Path
 
 import attrs
 
+from ..admission import (
+    DEFAULT_FIRST_BYTES_TIMEOUT,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    AdmissionLimits,
+    Network,
+    parse_networks,
+)
 from ..certs import Certificate, PrivateKey
 from ..tlsconfig import ClientAuth
 from ..wire import DEFAULT_MAX_MESSAGE
@@ -33,7 +40,14 @@ class TvsServerConfig:
     """Seconds a connected client has to send its whole request after the handshake."""
     max_message: int = DEFAULT_MAX_MESSAGE
     max_connections: int = 1024
-    """Connections served at once; more are closed at accept and counted."""
+    """Connections served at once; when full, the oldest idle unfinished handshake is shed,
+    or (none left) the new connection is closed at accept and counted."""
+    max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
+    """Unfinished handshakes per client address (0: unlimited); see :mod:`tvs.admission`."""
+    trusted_networks: tuple[Network, ...] = attrs.field(default=(), converter=parse_networks)
+    """Client networks exempt from the per-address limit."""
+    first_bytes_timeout: float = DEFAULT_FIRST_BYTES_TIMEOUT
+    """Seconds from accept to the client's first byte (its ClientHello)."""
     backlog: int = 4096
     reuse_port: bool = False
     """SO_REUSEPORT, so several worker processes can share the port."""
@@ -44,6 +58,15 @@ class TvsServerConfig:
     keylog: Path | None = None
     shutdown_grace: float = 15.0
     """At shutdown, seconds in-flight connections get before they are cancelled."""
+
+    @property
+    def admission(self) -> AdmissionLimits:
+        return AdmissionLimits(
+            max_connections=self.max_connections,
+            max_handshakes_per_address=self.max_handshakes_per_address,
+            trusted_networks=self.trusted_networks,
+            first_bytes_timeout=self.first_bytes_timeout,
+        )
 
     @property
     def address(self) -> str:

@@ -1,18 +1,20 @@
-"""One TVS connection on Trio: TLS handshake with a deadline, one request read incrementally
-with a deadline, the answer from :func:`handle_request`, one log line.
+"""One TVS connection on Trio: a deadline for the client's first bytes, the TLS handshake with a
+deadline, one request read incrementally with a deadline, the answer from
+:func:`handle_request`, one log line.
 
 The decoder (``tvs.wire.Decoder``) frames the request and judges the end of stream; this
-adapter keeps no buffer. Every failure (handshake, timeout, malformed or truncated request, a
-response type sent to the server) ends in one warning with the reason and an observer call; a
-decode fault's stable ``reason`` (``truncated``, ``bad-discriminator``, ``too-large``, ...) is
-the warning's ``fault`` and the metric label. The caller closes the connection. Knows nothing
-about accepting, limits on connection counts, or reloads.
+adapter keeps no buffer. Every failure (silence, handshake, refused client certificate,
+timeout, malformed or truncated request, a response type sent to the server) ends in one
+warning with the reason and an observer call; a decode fault's stable ``reason``
+(``truncated``, ``bad-discriminator``, ``too-large``, ...) is the warning's ``fault`` and the
+metric label. A client certificate accepted without verifying (``optional``) is logged with
+whose it was and why. The caller closes the connection. Knows nothing about accepting,
+connection-count limits (:mod:`tvs.admission`) or reloads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +22,10 @@ from typing import Any
 import attrs
 import trio
 
+from ..admission import Admission, Slot
 from ..certs import Certificate, CertificateError
 from ..store import CertificateCache
+from ..tlsserver import TlsHandshakeError, TlsStream
 from ..wire import (
     DecodeError,
     Decoder,
@@ -33,7 +37,6 @@ from ..wire import (
 )
 from .handler import HandlerResult, handle_request
 from .observer import ServerObserver
-from .tlsio import TlsConnection
 
 __all__ = ["Connection", "Limits"]
 
@@ -63,37 +66,44 @@ class Connection:
     observer: ServerObserver
     log: Any
     subject_of: Callable[[bytes], str]
+    unverified: str | None = None
+    """Why the client certificate did not verify, when it was accepted anyway (optional)."""
 
-    async def run(self, tls: TlsConnection) -> None:
+    async def run(self, tls: TlsStream, admission: Admission, slot: Slot) -> None:
+        if not await admission.first_bytes(tls.socket, slot):
+            timeout = admission.limits.first_bytes_timeout
+            self.log.warning("handshake failed", reason=f"no ClientHello within {timeout}s")
+            self.observer.handshake_failed("first-bytes-timeout")
+            return
         client_subject = await self._handshake(tls)
+        slot.established()
         if client_subject is not None:
             await self._exchange(tls, client_subject)
 
-    async def _handshake(self, tls: TlsConnection) -> str | None:
+    async def _handshake(self, tls: TlsStream) -> str | None:
         """Handshake with a deadline; returns the client certificate subject ("" if none);
         None when the handshake failed (already logged)."""
         try:
             with trio.fail_after(self.limits.handshake_timeout):
-                await tls.do_handshake()
+                peer = await tls.do_handshake()
         except trio.TooSlowError:
             self.log.warning(
                 "handshake failed", reason=f"timeout after {self.limits.handshake_timeout}s"
             )
             self.observer.handshake_failed("timeout")
             return None
-        except ssl.SSLError as exc:
-            self.log.warning("handshake failed", reason=f"TLS: {exc.reason or exc.strerror or exc}")
-            self.observer.handshake_failed("tls")
-            await tls.linger_close(LINGER)
+        except TlsHandshakeError as exc:
+            fields = exc.peer.log_fields() if exc.peer is not None else {}
+            self.log.warning("handshake failed", reason=exc.reason, **fields)
+            self.observer.handshake_failed(exc.kind)
+            if exc.kind != "eof":
+                await tls.linger_close(LINGER)
             return None
-        except OSError as exc:
-            self.log.warning(
-                "handshake failed", reason=f"connection closed during handshake ({exc})"
-            )
-            self.observer.handshake_failed("eof")
-            return None
-        der = tls.peer_certificate()
-        subject = self.subject_of(der) if der else ""
+        subject = self.subject_of(peer.certificate.der) if peer is not None else ""
+        if peer is not None and not peer.verified:
+            self.log.warning("client certificate not verified, accepted", **peer.log_fields())
+            self.observer.client_unverified(peer.failure_kind or "other")
+            self.unverified = peer.failure
         self.log.debug(
             "handshake done",
             cipher=tls.cipher(),
@@ -102,7 +112,7 @@ class Connection:
         )
         return subject
 
-    async def _read_request(self, tls: TlsConnection) -> Frame:
+    async def _read_request(self, tls: TlsStream) -> Frame:
         """The request and its bytes; the decoder frames it and judges the end of stream."""
         decoder = Decoder(max_size=self.limits.max_message)
         try:
@@ -117,12 +127,10 @@ class Connection:
             ) from None
         except DecodeError as exc:  # the fault's stable reason is the metric label
             raise _BadRequest(exc.reason, f"{type(exc).__name__}: {exc}") from None
-        except ssl.SSLError as exc:
-            raise _BadRequest("truncated", f"connection broken: TLS: {exc.reason or exc}") from None
         except OSError as exc:
             raise _BadRequest("truncated", f"connection broken: {exc}") from None
 
-    async def _exchange(self, tls: TlsConnection, client_subject: str) -> None:
+    async def _exchange(self, tls: TlsStream, client_subject: str) -> None:
         started = time.perf_counter()
         try:
             frame = await self._read_request(tls)
@@ -158,6 +166,8 @@ class Connection:
         type_name = MessageType(msg.type).name
         status = result.response.status.name
         details = _request_details(msg)
+        if self.unverified is not None:
+            details["client_unverified"] = self.unverified
         self.log.info(
             "request",
             type=type_name,

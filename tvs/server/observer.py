@@ -20,10 +20,16 @@ class ServerObserver(Protocol):
         """A served connection ended (for any reason)."""
 
     def connection_rejected(self, reason: str) -> None:
-        """A connection was closed at once without being served (``max-connections``)."""
+        """A connection was closed without being served: at accept (``max-connections``,
+        ``per-address``) or shed for a newer one while idle (``shed``)."""
 
     def handshake_failed(self, reason: str) -> None:
-        """The TLS handshake failed or timed out (reason: ``timeout``, ``tls``, ``eof``)."""
+        """The TLS handshake failed or timed out (reason: ``first-bytes-timeout``,
+        ``timeout``, ``tls``, ``eof``, ``refused-certificate``)."""
+
+    def client_unverified(self, reason: str) -> None:
+        """Under ``optional`` client auth, a client certificate that did not verify was
+        accepted (reason: ``expired``, ``not-yet-valid``, ``unknown-ca``, ...)."""
 
     def bad_request(self, reason: str) -> None:
         """The request could not be read (``timeout``, ``malformed``, ``truncated``, ...)."""
@@ -48,6 +54,9 @@ class NullObserver:
         pass
 
     def handshake_failed(self, reason: str) -> None:
+        pass
+
+    def client_unverified(self, reason: str) -> None:
         pass
 
     def bad_request(self, reason: str) -> None:

@@ -1,9 +1,12 @@
 """The TVS server on Trio: TLS on 2445, one request and one response per connection.
 
-A thin adapter around :func:`tvs.server.handler.handle_request`. Accepting never waits on a
-client: each connection gets its own task with a handshake deadline and a request deadline;
-beyond ``max_connections`` connections are closed at accept and counted. The decoder is fed
-incrementally. Any bad input ends in one log line with the reason and a closed connection.
+A thin adapter around :func:`tvs.server.handler.handle_request`, on the shared server TLS
+adapter (:mod:`tvs.tlsserver`) and admission control (:mod:`tvs.admission`). Accepting never
+waits on a client: each connection gets its own task with deadlines for its first bytes, its
+handshake and its request; unfinished handshakes are limited per client address, and when
+``max_connections`` are in use the oldest idle handshake is shed (or, none left, the new
+connection is closed at accept and counted). The decoder is fed incrementally. Any bad input
+ends in one log line with the reason and a closed connection.
 
 The certificate cache and the TLS context are snapshots, rebuilt only by :meth:`TvsServer.reload`
 (``SIGHUP``, ``tvs reload``, or ``watch``), like CUCM's TVS cache.
@@ -14,19 +17,19 @@ from __future__ import annotations
 import errno
 import signal
 import socket as _socket
-import ssl
 from pathlib import Path
 
 import structlog
 import trio
+from OpenSSL import SSL
 
+from ..admission import Admission, AdmissionRefused, Slot
 from ..certs import Certificate, CertificateError, load_certificates
 from ..store import CertificateCache, StoreError, TrustStore
-from ..tlsconfig import server_context
+from ..tlsserver import ServerTls, TlsStream, server_tls
 from .config import TvsServerConfig
 from .connection import Connection, Limits
 from .observer import NullObserver, ServerObserver
-from .tlsio import TlsConnection
 
 __all__ = ["TvsServer", "serve_tvs", "serve_until_signalled"]
 
@@ -49,8 +52,8 @@ class TvsServer:
         self.attempted = 0
         self.accepted = 0
         self.rejected = 0
-        self.active = 0
-        self._ssl: ssl.SSLContext | None = None
+        self.admission = Admission(config.admission)
+        self._tls: ServerTls | None = None
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._accept_scope: trio.CancelScope | None = None
         self._stop_requested = False
@@ -68,7 +71,7 @@ class TvsServer:
         cas = self.store.client_ca_certificates()
         if self.config.mic_ca is not None:
             cas += _read_pem_certs(self.config.mic_ca)
-        self._ssl = server_context(
+        self._tls = server_tls(
             self.config.cert,
             self.config.key,
             legacy=self.config.legacy_tls,
@@ -87,8 +90,13 @@ class TvsServer:
             try:
                 if self.store.signature() != self._signature:
                     self.reload()
-            except (OSError, StoreError, CertificateError, ssl.SSLError) as exc:
+            except (OSError, StoreError, CertificateError, SSL.Error, ValueError) as exc:
                 log.error("reload failed", reason=str(exc))
+
+    @property
+    def active(self) -> int:
+        """Connections being served."""
+        return self.admission.active
 
     def _subject_of(self, der: bytes) -> str:
         """A client certificate's subject, CUCM style (memoised: phones come back)."""
@@ -180,40 +188,46 @@ class TvsServer:
                     raise
                 self.attempted += 1
                 peer = f"{addr[0]}:{addr[1]}"
-                if self.active >= self.config.max_connections:
+                shed_before = self.admission.shed_total
+                try:
+                    slot = self.admission.admit(str(addr[0]))
+                except AdmissionRefused as exc:
                     self.rejected += 1
-                    log.warning(
-                        "connection rejected",
-                        peer=peer,
-                        reason=f"max connections ({self.config.max_connections}) reached",
-                    )
-                    self.observer.connection_rejected("max-connections")
+                    log.warning("connection rejected", peer=peer, reason=exc.reason)
+                    self.observer.connection_rejected(exc.kind)
                     sock.close()
                     continue
+                if self.admission.shed_total != shed_before:
+                    self.observer.connection_rejected("shed")
                 self.accepted += 1
-                self.active += 1
-                conns.start_soon(self._connection, sock, peer, self.accepted)
+                conns.start_soon(self._connection, sock, peer, self.accepted, slot)
             await trio.lowlevel.checkpoint()
 
-    async def _connection(self, sock: _socket.socket, peer: str, conn_no: int) -> None:
+    async def _connection(self, sock: _socket.socket, peer: str, conn_no: int, slot: Slot) -> None:
         clog = log.bind(conn=conn_no, peer=peer)  # one real logger per connection
         self.observer.connection_opened()
         try:
-            assert self._ssl is not None
-            tls = TlsConnection(sock, self._ssl)
-        except (OSError, ValueError) as exc:  # the peer already went away
-            sock.close()
-            self.active -= 1
-            clog.warning("handshake failed", reason=f"socket: {exc}")
-            self.observer.connection_closed()
-            return
-        handler = Connection(self._limits, self.cache, self.observer, clog, self._subject_of)
-        try:
-            clog.debug("connection accepted", attempted=self.attempted, accepted=self.accepted)
-            await handler.run(tls)
+            with slot:
+                assert self._tls is not None
+                try:
+                    tls = TlsStream(sock, self._tls)
+                except (OSError, ValueError, SSL.Error) as exc:  # the peer already went away
+                    sock.close()
+                    clog.warning("handshake failed", reason=f"socket: {exc}")
+                    return
+                handler = Connection(
+                    self._limits, self.cache, self.observer, clog, self._subject_of
+                )
+                try:
+                    clog.debug(
+                        "connection accepted", attempted=self.attempted, accepted=self.accepted
+                    )
+                    await handler.run(tls, self.admission, slot)
+                finally:
+                    tls.close()
+            if slot.shed:
+                clog.warning("connection shed", reason="idle handshake, listener full")
         finally:
-            tls.close()
-            self.active -= 1
             self.observer.connection_closed()
 
 
@@ -246,7 +260,7 @@ async def serve_until_signalled(
                 if signum == signal.SIGHUP:
                     try:
                         server.reload()
-                    except (OSError, StoreError, CertificateError, ssl.SSLError) as exc:
+                    except (OSError, StoreError, CertificateError, SSL.Error, ValueError) as exc:
                         log.error("reload failed", reason=str(exc))
                     continue
                 log.info("signal received", signal=signal.Signals(signum).name)
