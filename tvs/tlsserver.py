@@ -254,6 +254,13 @@ class TlsStream:
         self.peer: PeerCertificate | None = None
         self._closed = False
 
+    @classmethod
+    def from_trio(cls, stream: trio.SocketStream, tls: ServerTls) -> TlsStream:
+        """Take over the socket of a ``trio.SocketStream`` (from ``trio.serve_tcp``/
+        ``open_tcp_listeners``); the stream must not be used afterwards. Raises ``OSError``
+        when the peer already went away."""
+        return cls(socket.socket(fileno=stream.socket.detach()), tls)
+
     async def _io(self, fn: Callable[..., T], *args: object, handshake: bool = False) -> T:
         while True:
             try:
