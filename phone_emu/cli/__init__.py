@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "phone_emu.cli.migrate",  # migrate
     "phone_emu.cli.fleet",  # fleet
     "phone_emu.cli.scenarios",  # scenarios list, scenarios run
+    "phone_emu.cli.report",  # report merge
 )
 
 

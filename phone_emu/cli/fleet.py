@@ -3,14 +3,17 @@
 Owns the command's flags (``--tftp``, ``--phones``, ``--shard I/N`` so N processes share one
 fleet, the lab PKI whose CAPF issues the LSCs, ``--state-dir``), the boot storm's summary
 (states, first failing reasons, LSC and boot times, peak memory) on stdout or as JSON, and the
-per-phone ``--report``. Does not own booting (``phone_emu.lab.fleet``). Exit 0 every phone
-booted, 1 some phone rejected something, 2 a server was unreachable or usage error.
+per-phone ``--report`` (one shard's report, ``phone_emu.lab.shards``); ``--shards N`` takes the
+slice JOB_COMPLETION_INDEX names (a Kubernetes Indexed Job). Does not own booting
+(``phone_emu.lab.fleet``). Exit 0 every phone booted, 1 some phone rejected something, 2 a
+server was unreachable or usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +27,9 @@ from tvs.pki import LabPki, PkiError
 
 from ..lab.fleet import FleetBoot, FleetError, boot_fleet, fleet_macs, make_identities, make_phones
 from ..lab.migrate import peak_rss_mb
+from ..lab.outcome import snapshot
 from ..lab.report import write_json
+from ..lab.shards import fleet_entry, fleet_report, shard_from_index
 from ..phone.boot import BootOptions
 from ..phone.driver import NetworkOptions
 from ..phone.identity import IdentityError
@@ -38,6 +43,7 @@ from .lab_options import (
     add_phones,
     fail,
     hostport,
+    positive,
     progress_for,
     setup_logging,
     shard,
@@ -67,9 +73,15 @@ def register(sub: Any) -> None:
     f.add_argument(
         "--shard",
         type=shard,
-        default=(1, 1),
         metavar="I/N",
         help="boot only the I-th of N slices (1-based; default 1/1)",
+    )
+    f.add_argument(
+        "--shards",
+        type=positive,
+        metavar="N",
+        help="one of N slices, the one JOB_COMPLETION_INDEX names (0-based, as a Kubernetes "
+        "Indexed Job sets it); --shard I/N wins when both are given",
     )
     f.add_argument(
         "--pki",
@@ -97,20 +109,40 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="keep each phone's state in DIR/SEP<MAC> (default: in memory)",
     )
-    f.add_argument("--report", type=Path, metavar="FILE.json", help="write per-phone results")
+    f.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.json",
+        help="write this shard's report (per phone, and a summary; `phone-emu report merge` "
+        "combines shards); - prints it on stdout as one JSON document",
+    )
     f.add_argument("--json", action="store_true", help="print the JSON summary on stdout")
     add_boot_options(f)
     f.set_defaults(func=_fleet)
 
 
+def _which_shard(args: argparse.Namespace) -> tuple[int, int]:
+    """``--shard I/N``; else ``--shards N`` and JOB_COMPLETION_INDEX; else 1/1."""
+    if args.shard is not None:
+        return args.shard  # type: ignore[no-any-return]
+    if args.shards is not None:
+        return shard_from_index(args.shards, os.environ.get("JOB_COMPLETION_INDEX"))
+    return 1, 1
+
+
 def _fleet(args: argparse.Namespace) -> int:
     setup_logging(args)
+    try:
+        args.shard = _which_shard(args)
+    except FleetError as exc:
+        return fail(str(exc))
     try:
         pki = LabPki.load(args.pki)
         capf = pki.cluster(args.cluster).capf
         macs = fleet_macs(args.phones, args.mac_start, args.shard)
     except (PkiError, FleetError) as exc:
         return fail(str(exc))
+    to_stdout = args.report is not None and str(args.report) == "-"
     progress = progress_for(args)
     t0 = time.monotonic()
     try:
@@ -125,13 +157,25 @@ def _fleet(args: argparse.Namespace) -> int:
         tftp_blksize=args.tftp_blksize,
     )
     i, n = args.shard
+    mac_of = {x: m for x, m in macs}
+    befores = [(snapshot(p.trust, p.config), p.config) for p in phones]
+    entries: list[dict[str, Any]] = []
+    target = f"{args.tftp[0]}:{args.tftp[1]}"
     progress.begin(
         f"shard {i}/{n}: {len(phones)} phones -> {args.tftp[0]}:{args.tftp[1]}", len(phones)
     )
 
+    pos = {x: k for k, (x, _) in enumerate(macs)}
+
     def done(b: FleetBoot) -> None:
+        k = pos[b.index]
+        phone = phones[k]
+        after = snapshot(phone.trust, phone.config)
+        before, config_before = befores[k]
+        entries.append(fleet_entry(b, mac_of[b.index], before, after, config_before, target))
         progress.advance(b.result.state.value if b.result else "error")
 
+    started_at = time.time()
     t1 = time.monotonic()
     try:
         boots = trio.run(
@@ -161,8 +205,36 @@ def _fleet(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     if args.report:
-        write_json(args.report, {**summary, "phones_detail": [_detail(b) for b in boots]})
-    if args.json:
+        fleet = {
+            "phones": args.phones,
+            "phones_in_shard": len(boots),
+            "shard": [i, n],
+            "concurrency": args.concurrency or 64,
+            "register": not args.no_register,
+            "tftp_blksize": args.tftp_blksize,
+            "mac_start": args.mac_start,
+            "model": args.model,
+        }
+        extra = {k: summary[k] for k in ("reasons", "lsc_issue_time", "boot_time")}
+        extra["boots_per_second"] = summary["boots_per_second"]
+        extra["peak_rss_mb"] = summary["peak_rss_mb"]
+        report = fleet_report(
+            entries,
+            target=target,
+            shard=(i, n),
+            started_at=started_at,
+            boot_time=boot_time,
+            fleet=fleet,
+            extra_summary=extra,
+        )
+        report["phones_detail"] = [_detail(b) for b in boots]
+        if to_stdout:
+            print(json.dumps(report, indent=2))
+        else:
+            write_json(args.report, report)
+    if to_stdout:
+        pass  # stdout holds the one JSON document
+    elif args.json:
         print(json.dumps(summary, indent=2))
     else:
         Console().print(_table(summary, reasons, issue_time, boot_time))
