@@ -21,7 +21,7 @@ from phone_emu.phone.config import PhoneConfig
 
 from .fleet import FleetBoot, FleetError
 from .outcome import Snapshot, classify
-from .pool import Entry, boot_entry
+from .pool import boot_entry
 
 __all__ = [
     "FLEET_TOOL",
@@ -72,7 +72,7 @@ def fleet_entry(
     after: Snapshot,
     config_before: PhoneConfig | None,
     target: str,
-) -> Entry:
+) -> dict[str, Any]:
     """One phone's entry: ``booted`` (first boot, or same cluster), ``migrated`` (its
     configuration now names another TVS than before), ``stayed`` or ``failed``."""
     after_key = _tvs_key(b.result.config) if b.result is not None else None
@@ -80,7 +80,7 @@ def fleet_entry(
     outcome, step, reason = classify(
         b, before, after, home=home, target=after_key or home or "", target_tvs=None
     )
-    entry = boot_entry(b, mac, outcome, step, reason, target=target, step=1)
+    entry = boot_entry(b, mac, outcome, step, reason, target=target, step=1).to_json()
     entry["moved"] = home is not None and after_key is not None and home != after_key
     return entry
 
@@ -124,7 +124,7 @@ def _boot_step(phones: Sequence[Mapping[str, Any]], target: str, elapsed: float)
 
 
 def fleet_report(
-    entries: Sequence[Entry],
+    entries: Sequence[Mapping[str, Any]],
     *,
     target: str,
     shard: tuple[int, int],
