@@ -12,6 +12,7 @@ __all__ = ["build_parser", "main"]
 
 _COMMAND_MODULES = (
     "phone_emu.cli.query",  # query
+    "phone_emu.cli.capf",  # capf
     "phone_emu.cli.boot",  # boot, show
     "phone_emu.cli.migrate",  # migrate
     "phone_emu.cli.fleet",  # fleet

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "tvs.cli.tftp",  # tftp serve, tftp get
     "tvs.cli.http",  # http serve
     "tvs.cli.cluster",  # cluster serve
+    "tvs.cli.capf",  # capf serve, schedule, list, show
     "tvs.cli.trace",  # trace, trace diff
 )
 
