@@ -37,6 +37,8 @@ from tvs.server import (
 from tvs.store import STORE_ROLES, TRUST_STORES, TrustStore
 from tvs.tlsconfig import client_context
 from tvs.wire import (
+    Decoder,
+    Frame,
     QueryCertRequest,
     QueryCertResponse,
     QueryTags,
@@ -773,3 +775,20 @@ async def test_missing_store_directory_is_created_empty(
     )
     assert resp.status == Status.INVALID
     r.server.request_shutdown()
+
+
+async def test_a_session_ticket_follows_the_handshake(running: Running) -> None:
+    """Issue 12 item 3: under TLS 1.3 the server sends a session ticket after the handshake,
+    so a client that leaves Nagle on gets the ACK of its Finished at once and its request is
+    not held ~40 ms (the mechanism is tested, not the time; benchmarks/tvs_load.py times it)."""
+    tls = trio.SSLStream(await trio.open_tcp_stream(running.host, running.port), client_context())
+    try:
+        await tls.send_all(_request_bytes(running))
+        dec = Decoder()
+        while not isinstance(frame := dec.next_frame(), Frame):
+            dec.receive_data(await tls.receive_some(65536))
+        assert isinstance(frame.message, QueryCertResponse)
+        assert tls.version() == "TLSv1.3"
+        assert tls.session is not None and tls.session.has_ticket
+    finally:
+        await trio.aclose_forcefully(tls)

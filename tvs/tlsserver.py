@@ -18,9 +18,12 @@ Owns two things:
 
 The Nagle stall (notes section 6): in TLS 1.3 the client's Finished is the last handshake
 flight; a client with Nagle on holds its request until that Finished is acknowledged, and a
-server with nothing to send would delay that ACK by ~40 ms. The stream sets ``TCP_QUICKACK``
-each time it waits for the peer during the handshake, so the Finished is acknowledged at once;
-no session tickets are sent (phones never resume). Every listener built on this module gets it.
+server with nothing to send would delay that ACK by ~40 ms (Python's ``ssl`` server with
+``num_tickets = 0`` did). Here OpenSSL sends its TLS 1.3 session tickets right after the
+handshake (stateful ones, a few dozen bytes; the session cache is off, so they never resume
+anything), which carry the ACK at once; and the stream sets ``TCP_QUICKACK`` each time it
+waits for the peer during the handshake, so the ACK goes out even without them. Every listener
+built on this module gets both.
 
 Usage (any listener)::
 
