@@ -1,8 +1,9 @@
 """``tvs decode`` and ``tvs encode``: TVS messages from and to hex.
 
 ``decode`` takes plain hex, or pasted CUCM TVS trace / phone console text with ``HEX_DUMP``
-rows (a dump cut short is decoded as far as it goes). ``encode`` builds a QUERY_CERT_REQ or
-VERIFY_REQUEST and prints it as one line of lower-case hex.
+rows (a dump cut short is decoded as far as it goes); bytes starting with 0x55 are CAPF
+messages (TCP 3804), decoded by :mod:`tvs.capf` (TVS starts with 0x57). ``encode`` builds a
+QUERY_CERT_REQ or VERIFY_REQUEST and prints it as one line of lower-case hex.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from ..capf.describe import CapfInspection, capf_to_dict, format_capf, inspect_capf, is_capf
 from ..certs import Certificate, CertificateError
 from ..hexdump import extract_hex_dumps, parse_hex
 from ..roles import role_names
@@ -36,9 +38,10 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "decode",
-        help="decode a TVS message from hex or from pasted trace lines",
+        help="decode a TVS (or CAPF) message from hex or from pasted trace lines",
         description="Decode a TVS message given as hex, or every TVS message in pasted CUCM "
-        "TVS trace / phone console text containing HEX_DUMP byte rows.",
+        "TVS trace / phone console text containing HEX_DUMP byte rows. Bytes starting with "
+        "0x55 are decoded as CAPF (TCP 3804) messages, 0x57 as TVS.",
     )
     p.add_argument("input", nargs="?", default="-", help="hex string, or - for standard input")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -161,13 +164,15 @@ def _print_inspection(d: dict[str, Any]) -> None:
 
 def _decode(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.input == "-" else args.input
-    results: list[tuple[Inspection, str | None]] = []
+    results: list[tuple[Inspection | CapfInspection, str | None]] = []
     if "HEX_DUMP" in text or "byte dump" in text:
         for dump in extract_hex_dumps(text):
             if dump.data[:1] == bytes([DISCRIMINATOR]):
                 results.append((inspect_message(dump.data), dump.label or None))
+            elif is_capf(dump.data):
+                results.append((inspect_capf(dump.data), dump.label or None))
         if not results:
-            return _fail("no TVS message found in the dumps (none starts with 0x57)")
+            return _fail("no TVS (0x57) or CAPF (0x55) message found in the dumps")
     else:
         try:
             data = parse_hex(text)
@@ -175,8 +180,8 @@ def _decode(args: argparse.Namespace) -> int:
             return _fail(f"cannot read input as hex: {exc}")
         if not data:
             return _fail("no input")
-        results.append((inspect_message(data), None))
-    dicts = [_inspection_dict(ins, label) for ins, label in results]
+        results.append((inspect_capf(data) if is_capf(data) else inspect_message(data), None))
+    dicts = [_result_dict(ins, label) for ins, label in results]
     if args.json:
         json.dump(dicts if len(dicts) > 1 else dicts[0], sys.stdout, indent=2)
         print()
@@ -184,6 +189,16 @@ def _decode(args: argparse.Namespace) -> int:
         for i, (ins, label) in enumerate(results):
             if i:
                 print()
+            if isinstance(ins, CapfInspection):
+                if label:
+                    print(f"== {label} ({ins.length} bytes)")
+                if ins.message is not None:
+                    for line in format_capf(ins.message):
+                        print(line)
+                else:
+                    print("protocol:    CAPF")
+                    print(f"note:        {ins.error}")
+                continue
             if ins.message is not None:
                 if label:
                     print(f"== {label} ({ins.length} bytes)")
@@ -193,4 +208,20 @@ def _decode(args: argparse.Namespace) -> int:
                     print(f"note:        {ins.error}")
             else:
                 _print_inspection(dicts[i])
-    return 0 if all(ins.readable for ins, _ in results) else 1
+    readable = all(
+        ins.message is not None if isinstance(ins, CapfInspection) else ins.readable
+        for ins, _ in results
+    )
+    return 0 if readable else 1
+
+
+def _result_dict(ins: Inspection | CapfInspection, label: str | None) -> dict[str, Any]:
+    if not isinstance(ins, CapfInspection):
+        return _inspection_dict(ins, label)
+    out: dict[str, Any] = {"label": label, "bytes": ins.length, "complete": ins.message is not None}
+    if ins.message is not None:
+        out["message"] = capf_to_dict(ins.message)
+    else:
+        out["protocol"] = "capf"
+        out["note"] = ins.error
+    return out

@@ -1,4 +1,4 @@
-"""What a (possibly cut-short) TVS message dump says, as timeline fields and display lines.
+"""What a (possibly cut-short) TVS or CAPF message dump says, as timeline fields and lines.
 
 Owns turning one dump's bytes into :class:`~tvs.trace.model.MessageBytes` and the flat
 ``fields`` a timeline event carries (type, request id, device, signer, status, roles, TTL).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..capf.describe import CapfInspection, capf_to_dict, format_capf, inspect_capf, is_capf
 from ..hexdump import HexDump
 from ..roles import role_names
 from ..wire import (
@@ -27,10 +28,38 @@ __all__ = ["message_bytes", "message_fields", "message_lines", "tag_label"]
 
 
 def message_bytes(dump: HexDump) -> MessageBytes:
-    """The dump as a TVS message; bytes that do not start with 0x57 are kept undecoded."""
+    """The dump as a TVS message (0x57), or a CAPF message (0x55); other bytes are kept
+    undecoded."""
     data = dump.data
+    if is_capf(data):
+        return MessageBytes(
+            data=data,
+            declared_length=dump.declared_length,
+            inspection=None,
+            capf=inspect_capf(data),
+        )
     inspection = inspect_message(data) if data[:1] == bytes([DISCRIMINATOR]) else None
     return MessageBytes(data=data, declared_length=dump.declared_length, inspection=inspection)
+
+
+def _capf_fields(ci: CapfInspection) -> dict[str, Any]:
+    """Flat fields of a CAPF dump: ``protocol``, ``type`` (the command), ``session_id`` and
+    the device, reason and certificate when present."""
+    out: dict[str, Any] = {"protocol": "capf"}
+    if ci.message is None:
+        out["note"] = ci.error
+        return out
+    d = capf_to_dict(ci.message)
+    out.update(type=d["command"], session_id=d["session_id"])
+    for el in d["elements"]:
+        name, value = el["name"], el["value"]
+        if name == "device_name":
+            out["device"] = value
+        elif name == "reason":
+            out["reason"] = value["name"]
+        elif name == "certificate" and isinstance(value, dict) and "subject" in value:
+            out["certificate_subject"] = value["subject"]
+    return out
 
 
 def tag_label(tag: int) -> str:
@@ -65,6 +94,8 @@ def message_fields(mb: MessageBytes) -> dict[str, Any]:
     }
     if mb.declared_length is not None:
         out["length"] = mb.declared_length
+    if mb.capf is not None:
+        return {**out, **_capf_fields(mb.capf)}
     ins = mb.inspection
     if ins is None or ins.header is None:
         if ins is not None and ins.error:
@@ -102,6 +133,10 @@ def message_fields(mb: MessageBytes) -> dict[str, Any]:
 
 def message_lines(mb: MessageBytes) -> list[str]:
     """Display lines: the decoded message, or the header and the elements before the cut."""
+    if mb.capf is not None:
+        if mb.capf.message is None:
+            return [f"CAPF message, unreadable: {mb.capf.error}"]
+        return format_capf(mb.capf.message)
     ins = mb.inspection
     if ins is None:
         if not mb.data:

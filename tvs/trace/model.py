@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..capf.describe import CapfInspection
 from ..wire import Inspection
 
 __all__ = ["CORE_KINDS", "Event", "Kind", "MessageBytes", "Source", "Timeline"]
@@ -70,7 +71,10 @@ class MessageBytes:
     data: bytes
     declared_length: int | None
     inspection: Inspection | None
-    """None when the dump holds no bytes at all (the phone console prints only the length)."""
+    """None when the dump holds no bytes at all (the phone console prints only the length),
+    or when the bytes are a CAPF message (then ``capf``)."""
+    capf: CapfInspection | None = None
+    """The dump read as CAPF (discriminator 0x55, TCP 3804)."""
 
     @property
     def truncated(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..capf.describe import capf_to_dict
 from ..wire import message_to_dict
 from .diff import Divergence, TraceDiff
 from .model import Event, Timeline
@@ -33,6 +34,11 @@ def event_to_dict(ev: Event, index: int | None = None) -> dict[str, Any]:
             "hex": mb.data.hex(),
         }
         ins = mb.inspection
+        if mb.capf is not None:
+            if mb.capf.message is not None:
+                msg["decoded"] = capf_to_dict(mb.capf.message)
+            else:
+                msg["note"] = mb.capf.error
         if ins is not None and ins.message is not None:
             msg["decoded"] = message_to_dict(ins.message)
         elif ins is not None and ins.header is not None:
