@@ -22,9 +22,10 @@ import attrs
 import structlog
 import trio
 
+from .. import device
 from ..capf.db import CapfDb, capf_auth_mode
 from ..capf.server import CapfServer, CapfServerConfig
-from ..certs import Certificate
+from ..certs import Certificate, CertificateError
 from ..http import HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
 from ..server import NullObserver, TvsServer, TvsServerConfig
@@ -128,6 +129,8 @@ class EmulatedCluster:
                 timestamp=self._now(),
             ),
             capf_mode=self._capf_mode,
+            encrypted=self._encrypted_config,
+            known_certificate=self.known_phone_certificate,
         )
         self._signature = self._store.signature()
         self._observer = _TvsCounter()
@@ -177,6 +180,24 @@ class EmulatedCluster:
 
     def _capf_mode(self, device_name: str) -> int:
         return capf_auth_mode(self._capf_db.get(device_name))
+
+    def known_phone_certificate(self, device_name: str) -> Certificate | None:
+        """The phone certificate this cluster knows (encrypted configuration's certHash and
+        key): the LSC its CAPF issued, else, for the lab's pre-provisioned phones, their LSC
+        from the lab PKI (as if installed by this CAPF before the lab started). None: unknown."""
+        issued = self._capf_db.certificate(device_name)
+        if issued is not None:
+            try:
+                return Certificate.from_der(issued.der)
+            except CertificateError:
+                return None
+        mac = device.mac_in(device_name)
+        phone = self.pki.phones.get(mac) if mac is not None else None
+        return phone.cert if phone is not None else None
+
+    def _encrypted_config(self, device_name: str) -> bool:
+        """Whether the phone's security profile has ``tftp_encrypted_config``."""
+        return False
 
     def _capf_issuers(self) -> tuple[Certificate, ...]:
         """Issuers of LSCs and MICs a phone may prove itself with: CAPF-trust (where the MIC

@@ -32,7 +32,7 @@ from typing import Final
 from xml.sax.saxutils import escape
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .. import device
 from ..certs import Certificate
@@ -40,6 +40,7 @@ from ..pki import ClusterPki, Identity
 from ..roles import Role
 from ..tlv import SIGNER_VERSION_EC, SIGNER_VERSION_RSA, RecordSpec, build_trust_list, sign_file
 from .config import ClusterConfig, NodeConfig
+from .encconfig import build_encrypted_config, build_stub
 from .errors import ClusterError
 
 __all__ = [
@@ -345,12 +346,22 @@ class ClusterFiles:
     """
 
     def __init__(
-        self, inputs: FileInputs, *, capf_mode: Callable[[str], int] | None = None
+        self,
+        inputs: FileInputs,
+        *,
+        capf_mode: Callable[[str], int] | None = None,
+        encrypted: Callable[[str], bool] | None = None,
+        known_certificate: Callable[[str], Certificate | None] | None = None,
     ) -> None:
         self._inputs = inputs
         self.generation = 0
         self.capf_mode = capf_mode
         """``SEP<MAC>`` -> that phone's ``capfAuthMode`` (the CAPF database, read per file)."""
+        self.encrypted = encrypted
+        """``SEP<MAC>`` -> whether the phone's security profile has ``tftp_encrypted_config``:
+        its ``.cnf.xml.sgn`` is then the stub and ``.cnf.xml.enc.sgn`` the configuration."""
+        self.known_certificate = known_certificate
+        """``SEP<MAC>`` -> the phone certificate the cluster knows (certHash, encryption)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -359,6 +370,8 @@ class ClusterFiles:
         self._itl: dict[str, bytes] = {}
         self._xml: dict[int, bytes] = {}
         self._sgn: dict[tuple[str, str, int], bytes] = {}
+        self._enc: dict[tuple[str, str, int, bytes], bytes] = {}
+        self._stub: dict[tuple[str, str, int, bytes], bytes] = {}
 
     def _mode(self, mac: str | None) -> int:
         if mac is None or self.capf_mode is None:
@@ -393,7 +406,71 @@ class ClusterFiles:
             self._xml[mode] = build_config_xml(self._inputs, mode)
         return self._xml[mode]
 
+    def is_encrypted(self, mac: str) -> bool:
+        """Whether the phone's profile asks for encrypted configuration (section 9)."""
+        return self.encrypted is not None and self.encrypted(device.device_name(mac))
+
+    def _known(self, mac: str) -> Certificate | None:
+        if self.known_certificate is None:
+            return None
+        return self.known_certificate(device.device_name(mac))
+
+    def config_stub(self, mac: str, node: str | None = None) -> bytes:
+        """The signed stub ``SEP<MAC>.cnf.xml.sgn`` of an encrypted-configuration phone."""
+        mode, known = self._mode(mac), self._known(mac)
+        tftp = self._inputs.tftp_node(node)
+        key = (tftp, mac.upper(), mode, known.sha256 if known is not None else b"")
+        cached = self._stub.get(key)
+        if cached is not None:
+            return cached
+        if len(self._stub) >= MAX_CACHED_CONFIGS:
+            self._stub.clear()
+        signer = self._inputs.pki.nodes[tftp].callmanager
+        capfs = [(e.address, e.capf_port) for e in self._inputs.endpoints if e.capf_port]
+        self._stub[key] = stub = build_stub(
+            mac,
+            known=known,
+            signer=signer.cert,
+            key=signer.key,
+            capf_auth_mode=mode,
+            capf_servers=capfs[:5],
+            digest=self._inputs.config.digest,
+            timestamp=self._inputs.timestamp,
+            signer_version=_signer_version(self._inputs.config, signer),
+        )
+        return stub
+
+    def config_enc(self, mac: str, node: str | None = None) -> bytes | None:
+        """``SEP<MAC>.cnf.xml.enc.sgn`` encrypted to the certificate the cluster knows; None
+        when the phone's profile is not encrypted, no certificate is known, or it is not RSA
+        (key wrapping is RSA only: a lab limitation, the phone says so)."""
+        if not self.is_encrypted(mac):
+            return None
+        known = self._known(mac)
+        if known is None or not isinstance(known.public_key, rsa.RSAPublicKey):
+            return None
+        mode = self._mode(mac)
+        tftp = self._inputs.tftp_node(node)
+        key = (tftp, mac.upper(), mode, known.sha256)
+        if key not in self._enc:
+            if len(self._enc) >= MAX_CACHED_CONFIGS:
+                self._enc.clear()
+            signer = self._inputs.pki.nodes[tftp].callmanager
+            self._enc[key] = build_encrypted_config(
+                mac,
+                self.config_xml(mac),
+                known=known,
+                signer=signer.cert,
+                key=signer.key,
+                digest=self._inputs.config.digest,
+                timestamp=self._inputs.timestamp,
+                signer_version=_signer_version(self._inputs.config, signer),
+            )
+        return self._enc[key]
+
     def config_sgn(self, mac: str, node: str | None = None) -> bytes:
+        if self.is_encrypted(mac):
+            return self.config_stub(mac, node)
         mode = self._mode(mac)
         key = (self._inputs.tftp_node(node), mac.upper(), mode)
         if key not in self._sgn:
@@ -415,7 +492,7 @@ class ClusterFiles:
             return self.itl(node)
         assert mac is not None
         if kind == "enc":
-            return None  # no encrypted-configuration profile yet
+            return self.config_enc(mac, node)
         return self.config_xml(mac) if kind == "xml" else self.config_sgn(mac, node)
 
     def files_for(self, mac: str, node: str | None = None) -> dict[str, bytes]:
@@ -426,6 +503,7 @@ class ClusterFiles:
             ITL_NAME,
             device.config_filename(mac, signed=False),
             device.config_filename(mac, signed=True),
+            device.encrypted_config_filename(mac),
         ]
         out: dict[str, bytes] = {}
         for name in names:
