@@ -37,8 +37,12 @@ local role_names = {
     [2] = "CCM+TFTP",
     [3] = "TFTP",
     [4] = "CAPF",
+    [5] = "SRST",
+    [6] = "FIREWALL",
     [7] = "APP-SERVER",
+    [20] = "CA",
     [21] = "TVS",
+    [26] = "VPN",
 }
 local status_names = { [0] = "valid", [1] = "invalid" }
 

@@ -3,6 +3,7 @@ rollback, imports, bulk certificate management, the secure SIP listener, two clu
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tvs.cluster import (
     EmulatedCluster,
     consolidate,
 )
-from tvs.pki import LabPki
+from tvs.pki import LabPki, issue_lsc
 from tvs.roles import Role
 from tvs.store import TrustStore
 from tvs.tftp import TftpRemoteError, tftp_get
@@ -202,9 +203,16 @@ async def test_bulk_certificate_management(make_cluster: Factory, tmp_path: Path
     assert _cm(source).subject in [r.subject for r in back.records]
 
 
+def _phone_context(cluster: EmulatedCluster) -> ssl.SSLContext:
+    """A phone's TLS context with an LSC from ``cluster``'s CAPF (the secure SIP port of an
+    authenticated profile requires it)."""
+    lsc = issue_lsc(cluster.pki.capf, mac=MAC, model="8861")
+    return client_context(cert=lsc.cert, key=lsc.key)
+
+
 async def test_sip_listener_presents_callmanager(source: EmulatedCluster) -> None:
     host, port = source.sip_addresses[0]
-    ctx = client_context()
+    ctx = _phone_context(source)
     with trio.fail_after(10):
         stream = await trio.open_tcp_stream(host, port)
         tls = trio.SSLStream(stream, ctx, server_side=False)
@@ -230,7 +238,7 @@ async def test_sip_listener_survives_a_bad_handshake(source: EmulatedCluster) ->
         while await stream.receive_some(4096):
             pass
         await stream.aclose()
-        ctx = client_context()
+        ctx = _phone_context(source)
         tls = trio.SSLStream(await trio.open_tcp_stream(host, port), ctx, server_side=False)
         await tls.do_handshake()
         await tls.aclose()

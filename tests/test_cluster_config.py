@@ -111,6 +111,7 @@ def test_port_zero_never_clashes_and_distinct_addresses_share_ports() -> None:
                     "sip_port": 0,
                     "http_port": 0,
                     "capf_port": 0,
+                    "sip_tcp_port": 0,
                 },
                 {
                     "name": "b",
@@ -119,6 +120,7 @@ def test_port_zero_never_clashes_and_distinct_addresses_share_ports() -> None:
                     "sip_port": 0,
                     "http_port": 0,
                     "capf_port": 0,
+                    "sip_tcp_port": 0,
                 },
                 {"name": "c", "address": "127.0.3.2"},
                 {"name": "d", "address": "127.0.3.3", "tftp": False},

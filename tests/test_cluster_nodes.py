@@ -134,6 +134,7 @@ async def test_legacy_tls_offers_aes256_sha(
     config = (
         ClusterConfig.example("source")
         .evolve(pki_dir=lab_pki_dir, store_dir=tmp_path / "s", watch_interval=0, legacy_tls=True)
+        .evolve(sip_client_auth="none")  # the cipher is under test, not the phone certificate
         .with_nodes(ports=0)
     )
     cluster: EmulatedCluster = await nursery.start(EmulatedCluster(config, pki=lab_pki).serve)

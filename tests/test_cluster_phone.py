@@ -61,6 +61,8 @@ async def test_manual_migration_needs_import_and_tvs_restart(
     dst_cm = destination.pki.publisher.callmanager.cert
     source.import_certificates("Phone-SAST-trust", [dst_cm])
     source.import_certificates("CallManager-trust", [dst_cm])
+    # the destination's SIP port must trust the phone's LSC (the source CAPF): upload_capf
+    destination.import_certificates("CAPF-trust", [source.pki.capf.cert])
     not_restarted = await _boot(phone, destination)
     assert not_restarted.state is BootState.REJECTED  # stale TVS cache
 

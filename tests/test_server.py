@@ -28,6 +28,7 @@ from phone_emu.tvs_client import (
 from tvs.certs import Certificate
 from tvs.hexdump import extract_hex_dumps
 from tvs.pki import Identity, LabPki, issue_lsc
+from tvs.roles import Role
 from tvs.server import (
     NullObserver,
     TvsServer,
@@ -420,7 +421,7 @@ async def test_import_without_reload_keeps_old_answer(running: Running, lab_pki:
     assert stale.status == Status.INVALID  # "imported but TVS not restarted"
     assert running.server.reload() == 5
     fresh = await tvs_request(running.host, running.port, _query(cert), running.client())
-    assert fresh.status == Status.VALID and fresh.roles == (0,)
+    assert fresh.status == Status.VALID and fresh.roles == (0, 3)  # Phone-SAST-trust: SAST+TFTP
 
 
 async def test_watch_reloads_on_change(
@@ -428,12 +429,12 @@ async def test_watch_reloads_on_change(
 ) -> None:
     r = await start(nursery, _config(store_dir, lab_pki, watch=True, watch_interval=0.05), lab_pki)
     cert = _dest_cm(lab_pki)
-    TrustStore.open(store_dir).import_certificates("CallManager-trust", [cert])
+    TrustStore.open(store_dir).import_certificates("Phone-trust", [cert])
     with trio.fail_after(20):
         while len(r.server.cache) != 5:
             await trio.sleep(0.05)
     resp = await tvs_request(r.host, r.port, _query(cert), r.client())
-    assert resp.status == Status.VALID and resp.roles == (3,)
+    assert resp.status == Status.VALID and resp.roles == (int(Role.APP_SERVER),)
     r.server.request_shutdown()
 
 
@@ -761,7 +762,7 @@ async def test_debug_logs_in_json_and_console(running: Running, lab_pki: LabPki,
         events = [json.loads(line) for line in text.splitlines()]
         request = next(e for e in events if e["event"] == "request")
         assert request["status"] == "VALID" and request["type"] == "QUERY_CERT_REQ"
-        assert "CP-8861-SEPB000B4BA0AEE" in request["client"]
+        assert request["client"] is None  # the TVS does not ask for it by default (item 7)
 
 
 async def test_missing_store_directory_is_created_empty(

@@ -25,7 +25,7 @@ from phone_emu.phone.boot import BootResult, BootState
 from phone_emu.phone.console import console_lines
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
 from phone_emu.phone.identity import PhoneIdentity
-from phone_emu.tvs_client import TvsClientConfig
+from phone_emu.tvs_client import TvsClientConfig, tvs_request
 from tvs.cluster import ClusterConfig, ClusterConfigError, EmulatedCluster
 from tvs.pki import Identity, LabPki, issue_lsc
 from tvs.sip import (
@@ -37,6 +37,7 @@ from tvs.sip import (
 )
 from tvs.tlsconfig import client_context
 from tvs.tlsserver import ServerTls, server_tls
+from tvs.wire import QueryCertRequest, Status
 
 MAC = "B000B4BA0AEE"
 DEVICE = f"SEP{MAC}"
@@ -126,11 +127,15 @@ def test_any_bytes_give_a_status_or_sip_response_error(data: bytes) -> None:
 
 def test_sip_client_auth_is_its_own_setting() -> None:
     base = {"name": "c", "nodes": [{"name": "n"}]}
-    assert ClusterConfig.from_dict(base).sip_client_auth == "none"
-    assert ClusterConfig.from_dict(base).client_auth == "optional"
-    c = ClusterConfig.from_dict({**base, "sip_client_auth": "Required", "client_auth": "none"})
-    assert (c.sip_client_auth, c.client_auth) == ("required", "none")
-    assert ClusterConfig.example("destination").sip_client_auth == "none"
+    default = ClusterConfig.from_dict(base)
+    # unset: follow the profiles (5061 serves modes 2 and 3 only: the certificate is required)
+    assert default.sip_client_auth is None
+    assert default.sip_requires_client_certificate == "required"
+    assert default.client_auth == "none"  # the TVS does not ask (section 7, Low)
+    c = ClusterConfig.from_dict({**base, "sip_client_auth": "None", "client_auth": "optional"})
+    assert (c.sip_client_auth, c.client_auth) == ("none", "optional")
+    assert c.sip_requires_client_certificate == "none"
+    assert ClusterConfig.example("destination").sip_client_auth is None
     with pytest.raises(ClusterConfigError, match="sip_client_auth"):
         ClusterConfig.from_dict({**base, "sip_client_auth": "maybe"})
 
@@ -225,10 +230,12 @@ async def _refused_after_handshake(host: str, port: int, ctx: ssl.SSLContext, he
         await trio.aclose_forcefully(tls)
 
 
-async def test_callmanager_trust_capf_verifies_at_sip_not_at_tvs(
+async def test_callmanager_trust_capf_verifies_at_sip_and_at_a_verifying_tvs(
     lab_pki: LabPki, lab_pki_dir: Path, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    cluster = _cluster(lab_pki, lab_pki_dir, tmp_path, sip_client_auth="required")
+    """One phone issuing set for every server: a remote CAPF in CallManager-trust (bulk import)
+    verifies the phone at the SIP port and at a TVS asked to check client certificates."""
+    cluster = _cluster(lab_pki, lab_pki_dir, tmp_path, client_auth="required")
     source = await nursery.start(cluster.serve)
     remote_capf = lab_pki.clusters["destination"].capf
     lsc = issue_lsc(remote_capf, mac=MAC)
@@ -236,13 +243,20 @@ async def test_callmanager_trust_capf_verifies_at_sip_not_at_tvs(
     (sip_host, sip_port), (tvs_host, tvs_port) = source.sip_addresses[0], source.tvs_addresses[0]
     options = b"OPTIONS sip:x SIP/2.0\r\nCall-ID: 1\r\nContent-Length: 0\r\n\r\n"
     assert await _refused_after_handshake(sip_host, sip_port, ctx, options)
+    assert await _refused_after_handshake(tvs_host, tvs_port, ctx, b"\x00" * 10)
 
     source.import_certificates("CallManager-trust", [remote_capf.cert])  # what bulk import does
     await source.restart_tvs()
-    assert remote_capf.cert in source.store.sip_client_ca_certificates()
-    assert remote_capf.cert not in source.store.client_ca_certificates()
+    assert remote_capf.cert in source.store.phone_issuer_certificates()
     assert not await _refused_after_handshake(sip_host, sip_port, ctx, options)
-    assert await _refused_after_handshake(tvs_host, tvs_port, ctx, b"\x00" * 10)
+    cm = lab_pki.clusters["source"].publisher.callmanager.cert
+    query = QueryCertRequest(f"CP-8861-SEP{MAC}", cm.subject, cm.issuer, cm.serial)
+    pinned = [n.tvs.cert for n in lab_pki.clusters["source"].nodes.values()]
+    with trio.fail_after(10):
+        answer = await tvs_request(
+            tvs_host, tvs_port, query, TvsClientConfig(pinned=pinned, lsc=lsc.cert, key=lsc.key)
+        )
+    assert answer.status is Status.VALID  # the TVS verified the same LSC against the same set
 
     r = await _boot(_phone(lsc, tmp_path / "phone"), source)
     assert r.state is BootState.REGISTERED, r.to_dict()
@@ -253,14 +267,16 @@ async def test_callmanager_trust_capf_verifies_at_sip_not_at_tvs(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["optional", "required"])
-@pytest.mark.parametrize(("method", "migrates"), [("bulk", True), ("manual", False)])
+@pytest.mark.parametrize(
+    ("method", "migrates"), [("bulk", True), ("manual", True), ("manual-without-capf", False)]
+)
 async def test_migration_with_a_verifying_sip_port(
     mode: str, method: str, migrates: bool, lab_pki_dir: Path, tmp_path: Path
 ) -> None:
-    """Bulk import carries the source CAPF into the destination's CallManager-trust, so the
-    migrated phones' LSCs verify at the destination's SIP port; the manual method does not:
-    ``required`` refuses the phones' LSCs, ``optional`` logs them as unverified and lets the
-    phones register (issue 10 item 5: what operators expect of ``optional``)."""
+    """Bulk import carries the source CAPF into the destination's CallManager-trust and the
+    manual method uploads it into CAPF-trust (``upload_capf``), so the migrated phones' LSCs
+    verify at the destination's SIP port; without the upload ``required`` refuses the phones'
+    LSCs and ``optional`` logs them as unverified and lets the phones register."""
     verifying = {"sip_client_auth": mode}
     scenario = attrs.evolve(
         next(s for s in builtin_scenarios() if s.name == method),
@@ -271,13 +287,12 @@ async def test_migration_with_a_verifying_sip_port(
     )
     phones = report["phones"]
     assert len(phones) == 2
-    if migrates:
-        assert report["passed"] is True
-        assert {p["outcome"] for p in phones} == {"migrated"}
-    elif mode == "optional":
+    if migrates or mode == "optional":
+        # manual-without-capf expects a refusal that ``optional`` does not make
+        assert report["passed"] is migrates
         assert {p["outcome"] for p in phones} == {"migrated"}
     else:
-        assert report["passed"] is False
+        assert report["passed"] is True  # manual-without-capf expects the refusal
         assert {(p["outcome"], p["step"], p["reason"]) for p in phones} == {
             ("failed", "register", "register.handshake-failed")
         }

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from tvs.certs import Certificate
 from tvs.names import parse_name
 from tvs.pki import LabPki, issue_lsc
-from tvs.roles import Role
+from tvs.roles import Role, parse_role, role_names
 from tvs.store import (
     BULK_IMPORT_MAP,
+    OWN_STORES,
+    PHONE_ISSUER_STORES,
     STORE_ROLES,
     TRUST_STORES,
     CertificateCache,
@@ -52,17 +54,58 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 # --- the one roles table ------------------------------------------------------------------
 
 
-def test_roles_table_matches_protocol_notes() -> None:
-    assert STORE_ROLES["Phone-SAST-trust"] == (Role.SAST,)
-    assert STORE_ROLES["CallManager-trust"] == (Role.TFTP,)
-    assert STORE_ROLES["Phone-trust"] == (Role.APP_SERVER,)
+def test_roles_table_matches_protocol_notes_section_7() -> None:
+    assert STORE_ROLES["Phone-SAST-trust"] == (Role.SAST, Role.TFTP)
+    assert STORE_ROLES["CallManager-trust"] == ()
+    assert STORE_ROLES["CAPF-trust"] == ()
+    for store in ("tomcat-trust", "Phone-trust", "Phone-CTL-trust", "tomcat"):
+        assert STORE_ROLES[store] == (Role.APP_SERVER,)
+    assert STORE_ROLES["Phone-VPN-trust"] == (Role.VPN,)
+    assert int(Role.VPN) == 26
     assert set(STORE_ROLES["CallManager"]) == {Role.SAST, Role.CCM_TFTP}
     assert STORE_ROLES["TVS"] == (Role.TVS,)
     assert STORE_ROLES["ITLRecovery"] == (Role.SAST,)
     assert STORE_ROLES["CAPF"] == (Role.CAPF,)
     assert set(TRUST_STORES) <= set(STORE_ROLES)
+    assert set(OWN_STORES) <= set(STORE_ROLES)
     assert BULK_IMPORT_MAP["CallManager"] == ("Phone-SAST-trust", "CallManager-trust")
     assert BULK_IMPORT_MAP["CAPF"] == ("CallManager-trust",)
+
+
+def test_role_codes_from_cucms_database_have_names() -> None:
+    assert [(int(r), r.label) for r in (Role.SRST, Role.FIREWALL, Role.CA, Role.VPN)] == [
+        (5, "SRST"),
+        (6, "FIREWALL"),
+        (20, "CA"),
+        (26, "VPN"),
+    ]
+    assert role_names([0, 3, 26, 99]) == ["SAST", "TFTP", "VPN", "role-99"]
+    assert parse_role("vpn") is Role.VPN and parse_role("20") is Role.CA
+
+
+def test_phone_issuer_set_is_own_capf_capf_trust_and_callmanager_trust(
+    source_store: TrustStore, lab_pki: LabPki
+) -> None:
+    assert set(PHONE_ISSUER_STORES) == {"CAPF", "CAPF-trust", "CallManager-trust"}
+    src_capf = lab_pki.clusters["source"].capf.cert
+    assert source_store.phone_issuer_certificates() == [src_capf]
+    other = _dest_cm(lab_pki)
+    source_store.import_certificates("CallManager-trust", [other])
+    source_store.import_certificates(
+        "Phone-SAST-trust", [lab_pki.clusters["destination"].capf.cert]
+    )
+    assert set(source_store.phone_issuer_certificates()) == {src_capf, other}
+    # the servers' older names are the same set
+    assert source_store.client_ca_certificates() == source_store.phone_issuer_certificates()
+    assert source_store.sip_client_ca_certificates() == source_store.phone_issuer_certificates()
+
+
+def test_a_certificate_only_in_callmanager_trust_is_answered_invalid(
+    source_store: TrustStore, lab_pki: LabPki
+) -> None:
+    capf = lab_pki.clusters["destination"].capf.cert  # where bulk import puts a remote CAPF
+    source_store.import_certificates("CallManager-trust", [capf])
+    assert source_store.load_cache().find_by_serial_issuer(capf.serial, capf.issuer) is None
 
 
 # --- init, import, list -------------------------------------------------------------------
@@ -327,8 +370,10 @@ def test_bulk_export_consolidate_import_both_ways(
     assert entry.roles == (0, 3)  # remote CallManager: Phone-SAST-trust + CallManager-trust
     itl = src_cache.find_by_sha256(d.itlrecovery.cert.sha256)
     assert itl is not None and itl.roles == (0, 3)
-    capf = src_cache.find_by_sha256(d.capf.cert.sha256)
-    assert capf is not None and capf.roles == (3,)
+    # the remote CAPF lands in CallManager-trust: no TVS role (section 7), but it now
+    # verifies the destination's phone certificates (the phone issuing set)
+    assert src_cache.find_by_sha256(d.capf.cert.sha256) is None
+    assert d.capf.cert in src.phone_issuer_certificates()
     # and back: the destination now vouches for the source (migrating back works)
     back = dst_cache.find_by_sha256(s.nodes["ucm105pub"].callmanager.cert.sha256)
     assert back is not None and back.roles == (0, 3)

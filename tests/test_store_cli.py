@@ -66,7 +66,7 @@ def test_import_list_json_and_expiry(
     code, out, _ = _run(capsys, "store", "list", "--store", str(store), "--json")
     rows = json.loads(out)
     by_store = {r["store"]: r for r in rows}
-    assert by_store["Phone-SAST-trust"]["roles"] == ["SAST"]
+    assert by_store["Phone-SAST-trust"]["roles"] == ["SAST", "TFTP"]
     assert by_store["Phone-trust"] == by_store["Phone-trust"] | {
         "expired": True,
         "ttl": 60,

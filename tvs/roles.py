@@ -1,6 +1,7 @@
 """Certificate role codes as carried in CTL/ITL records and TVS answers.
 
-Owns the numeric codes (protocol notes section 2, High confidence) and their display names.
+Owns the numeric codes (protocol notes sections 2 and 7, High confidence: CUCM's database also
+has 5 SRST, 6 firewall (ASA), 20 CA and 22-27, of which 26 is VPN) and their display names.
 The mapping from CUCM trust stores to roles lives with the store, not here.
 """
 
@@ -18,8 +19,12 @@ class Role(enum.IntEnum):
     CCM_TFTP = 2
     TFTP = 3
     CAPF = 4
+    SRST = 5
+    FIREWALL = 6
     APP_SERVER = 7
+    CA = 20
     TVS = 21
+    VPN = 26
 
     @property
     def label(self) -> str:
@@ -33,8 +38,12 @@ _LABELS = {
     Role.CCM_TFTP: "CCM+TFTP",
     Role.TFTP: "TFTP",
     Role.CAPF: "CAPF",
+    Role.SRST: "SRST",
+    Role.FIREWALL: "FIREWALL",
     Role.APP_SERVER: "APP-SERVER",
+    Role.CA: "CA",
     Role.TVS: "TVS",
+    Role.VPN: "VPN",
 }
 
 

@@ -32,7 +32,9 @@ Does not run anything (``migrate.Lab`` does). File shape::
 
 Actions: ``boot``; ``move`` (``to`` = source | destination); ``import`` (``method``,
 ``restart``, ``reverse``: also upload the source's certificates to the destination, manual
-only); ``restart-tvs`` (``cluster`` = source | destination | both); ``set-rollback``
+only; ``upload_capf``, manual only, default true: the source CAPF certificate into the
+destination's CAPF-trust, so the destination's SIP port trusts the phones' LSCs);
+``restart-tvs`` (``cluster`` = source | destination | both); ``set-rollback``
 (``cluster``, ``value``: "Prepare Cluster for Rollback to pre 8.0"); ``corrupt-itl``
 (``phones``: indices, ``mode`` = stale | erase). Outcomes: ``booted`` (holds the files of the
 cluster it was already on, or its first), ``migrated`` (accepted another cluster's files),
@@ -70,7 +72,7 @@ CLUSTERS: Final = ("source", "destination")
 _PARAMS: Final[Mapping[str, Mapping[str, Any]]] = {
     "boot": {},
     "move": {"to": "destination"},
-    "import": {"method": "bulk", "restart": True, "reverse": False},
+    "import": {"method": "bulk", "restart": True, "reverse": False, "upload_capf": True},
     "restart-tvs": {"cluster": "source"},
     "set-rollback": {"cluster": "source", "value": True},
     "corrupt-itl": {"phones": [0], "mode": "stale"},

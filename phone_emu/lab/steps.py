@@ -153,8 +153,12 @@ class StepRunner:
         else:
             detail = _manual(dst, src)
             restart = [src]
+            if step.params.get("upload_capf", True):
+                detail += "; " + _upload_capf(src, dst)
             if step.params["reverse"]:
                 detail += "; reverse: " + _manual(src, dst)
+                if step.params.get("upload_capf", True):
+                    detail += "; " + _upload_capf(dst, src)
                 restart.append(dst)
         if step.params["restart"]:
             for c in restart:
@@ -210,6 +214,13 @@ def _manual(frm: EmulatedCluster, into: EmulatedCluster) -> str:
         f"{len(cms)} CallManager.pem + ITLRecovery.pem of {frm.config.name} uploaded to "
         f"{into.config.name}"
     )
+
+
+def _upload_capf(frm: EmulatedCluster, into: EmulatedCluster) -> str:
+    """CAPF.pem of ``frm`` -> CAPF-trust of ``into``: the security guide's fix for "a secure
+    phone moved to another cluster is not trusted because its LSC came from another CAPF"."""
+    into.import_certificates("CAPF-trust", [frm.pki.capf.cert])
+    return f"CAPF.pem of {frm.config.name} uploaded to {into.config.name} CAPF-trust"
 
 
 def _check_dict(c: Check) -> dict[str, Any]:

@@ -443,19 +443,27 @@ class BootMachine:
         if not self.options.register:
             v = _Verdict(Outcome.SKIPPED, "register.skipped", "--no-register: handshake not tried")
             return self._step("register", started, v)
-        if self.trust.ctl is None:
+        secure = self.config.secure_sip if self.config is not None else None
+        if secure is None and self.trust.ctl is None:
             v = _Verdict(Outcome.SKIPPED, "register.non-secure", "no CTL: no secure registration")
+            return self._step("register", started, v)
+        if secure and self.trust.ctl is None:  # a secure profile, but nothing to check CUCM with
+            v = _Verdict(
+                Outcome.SKIPPED, "register.non-secure", "secure profile but no CTL: not registered"
+            )
             return self._step("register", started, v)
         cms: tuple[CallManager, ...] = self.config.callmanagers if self.config else ()
         if not cms:
             v = _Verdict(Outcome.REJECTED, "register.no-callmanager", "no CallManager group")
             return self._step("register", started, v)
-        pins = self.trust.sip_pins()
+        tls = secure is not False  # mode 1: SIP over TCP to sipPort
+        pins = self.trust.sip_pins() if tls else ()
         attempts: list[Attempt] = []
         for cm in cms:
             t0 = self.now
-            res = yield ConnectSip(cm.host, cm.secure_sip_port, pins)
-            target = f"{cm.host}:{cm.secure_sip_port}"
+            port = cm.secure_sip_port if tls else cm.sip_port
+            res = yield ConnectSip(cm.host, port, pins, secure=tls)
+            target = f"{cm.host}:{port}"
             if isinstance(res, SipConnected):
                 attempts.append(Attempt(target, "register.passed", t0, self.now, res.detail))
                 v = _Verdict(Outcome.OK, "register.passed", target, attempts=tuple(attempts))

@@ -6,7 +6,10 @@ Owns parsing the TVS member list (``<TVS><members><member priority="N"><port>P</
 CallManager group (``<devicePool><callManagerGroup><members>
 <member priority="N"><callManager><ports><securedSipPort>..</securedSipPort></ports>
 <processNodeName>HOST</processNodeName>``), with CUCM's default ports where an element is
-missing. Does not own signature checks (``boot``) or storage (``persist``).
+missing, and ``deviceSecurityMode`` (1 non-secure: SIP over TCP; 2 authenticated and 3
+encrypted: TLS to the secured SIP port; absent: None, the phone then registers securely when
+it holds a CTL, as before profiles were emulated). Does not own signature checks (``boot``)
+or storage (``persist``).
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ class PhoneConfig:
     tvs_from_callmanager_group: bool = False
     capf_auth_mode: int = 0
     capf_servers: tuple[CapfServer, ...] = ()
+    device_security_mode: int | None = None
+
+    @property
+    def secure_sip(self) -> bool | None:
+        """True for modes 2 and 3, False for mode 1, None when the configuration says nothing."""
+        if self.device_security_mode is None:
+            return None
+        return self.device_security_mode >= 2
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -119,6 +130,7 @@ class PhoneConfig:
                 for c in self.callmanagers
             ],
             "sha256": self.sha256.hex(),
+            "device_security_mode": self.device_security_mode,
         }
 
     @classmethod
@@ -144,6 +156,9 @@ class PhoneConfig:
             capf_servers=tuple(
                 CapfServer(int(c["priority"]), str(c["host"]), int(c["port"]))
                 for c in d.get("capf_servers", ())
+            ),
+            device_security_mode=(
+                int(d["device_security_mode"]) if d.get("device_security_mode") else None
             ),
         )
 
@@ -287,6 +302,8 @@ def parse_config(data: bytes) -> PhoneConfig:
             TvsMember(i, cm.host, DEFAULT_TVS_PORT) for i, cm in enumerate(cms[:MAX_TVS_MEMBERS])
         )
         from_group = True
+    mode_text = _text(_find(root, "deviceSecurityMode"))
+    mode = None if mode_text is None else _int(mode_text, 1, "deviceSecurityMode", low=1, high=3)
     return PhoneConfig(
         tvs_members=tvs,
         callmanagers=cms,
@@ -294,4 +311,5 @@ def parse_config(data: bytes) -> PhoneConfig:
         tvs_from_callmanager_group=from_group,
         capf_auth_mode=_capf_auth_mode(root),
         capf_servers=_capf_servers(root),
+        device_security_mode=mode,
     )

@@ -175,13 +175,17 @@ def _register_lines(w: _Writer, step: Step) -> None:
         w("NOT", step.finished, f"SIPCC-Secure registration not attempted [{step.reason}]")
         return
     for a in step.attempts:
-        w("INF", a.started, f"SIPCC-Opening TLS connection to CallManager {a.target}")
+        plain = a.detail == "TCP" or a.detail.startswith("TCP; ")  # security mode 1
+        kind = "TCP" if plain else "TLS"
+        w("INF", a.started, f"SIPCC-Opening {kind} connection to CallManager {a.target}")
         if a.reason in ("register.passed", "register.rejected"):
             tls, _, status = a.detail.partition("; ")
             w(
                 "NOT",
                 a.finished,
-                f"SIPCC-TLS connection to CallManager {a.target} established "
+                f"SIPCC-TCP connection to CallManager {a.target} established (non-secure profile)"
+                if plain
+                else f"SIPCC-TLS connection to CallManager {a.target} established "
                 f"({tls}), certificate found in CTL",
             )
             if a.reason == "register.passed":
@@ -196,7 +200,7 @@ def _register_lines(w: _Writer, step: Step) -> None:
             w(
                 "ERR",
                 a.finished,
-                f"SIPCC-TLS connection to CallManager {a.target} not "
+                f"SIPCC-{kind} connection to CallManager {a.target} not "
                 f"established [{a.reason}]: {a.detail}",
             )
 

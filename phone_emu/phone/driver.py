@@ -254,6 +254,8 @@ class _Performer:
         return TvsAnswered(exchange.response, self.clock(), detail)
 
     async def _sip(self, action: ConnectSip) -> Result:
+        if not action.secure:
+            return await self._sip_tcp(action)
         try:
             ctx = self._tvs_config(action.pinned).ssl_context()
         except TvsClientError as exc:
@@ -293,9 +295,29 @@ class _Performer:
                 scope.shield = True
                 await trio.aclose_forcefully(tls)
 
+    async def _sip_tcp(self, action: ConnectSip) -> Result:
+        """Security mode 1: REGISTER over plain TCP (no TLS, no certificate)."""
+        where = f"{action.host}:{action.port}"
+        try:
+            with trio.fail_after(self.options.sip_timeout):
+                stream = await trio.open_tcp_stream(action.host, action.port)
+        except trio.TooSlowError:
+            return SipFailed(
+                TransportFailure.TIMEOUT, f"connect to {where} timed out", self.clock()
+            )
+        except OSError as exc:
+            detail = f"connect to {where}: {exc.strerror or exc}"
+            return SipFailed(TransportFailure.CONNECT, detail, self.clock())
+        try:
+            return await self._register(stream, stream, action, "TCP")
+        finally:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await trio.aclose_forcefully(stream)
+
     async def _register(
         self,
-        tls: trio.SSLStream[trio.SocketStream],
+        tls: trio.SSLStream[trio.SocketStream] | trio.SocketStream,
         stream: trio.SocketStream,
         action: ConnectSip,
         tls_detail: str,
@@ -306,6 +328,7 @@ class _Performer:
         request = register_request(
             action.host,
             self.identity.device_name,
+            transport="tls" if action.secure else "tcp",
             local=(str(local[0]), int(local[1])),
             call_id=f"{secrets.token_hex(8)}@{local[0]}",
             tag=secrets.token_hex(4),

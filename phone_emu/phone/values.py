@@ -107,6 +107,8 @@ class ConnectSip:
     host: str
     port: int
     pinned: tuple[Certificate, ...]
+    secure: bool = True
+    """False: SIP over TCP (security mode 1), no TLS, no certificates."""
 
 
 @attrs.frozen

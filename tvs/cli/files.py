@@ -63,8 +63,9 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="ROLE=CERT",
-        help="a record: role (SAST, CCM, CCM+TFTP, TFTP, CAPF, APP-SERVER, TVS or a number) "
-        "and a PEM/DER certificate file; repeat for more; none gives a blank trust list",
+        help="a record: role (SAST, CCM, CCM+TFTP, TFTP, CAPF, SRST, FIREWALL, APP-SERVER, CA, "
+        "TVS, VPN or a number) and a PEM/DER certificate file; repeat for more; none gives a "
+        "blank trust list",
     )
     p.add_argument(
         "--filename",

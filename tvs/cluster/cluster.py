@@ -141,6 +141,7 @@ class EmulatedCluster:
         self._http_ports: dict[str, int] = {}
         self._closed_ports: list[socket.socket] = []
         self._capf: dict[str, CapfServer] = {}
+        self._sip_tcp: dict[str, SipListener] = {}
         self._ready = trio.Event()
 
     # --- stores ---------------------------------------------------------------------------
@@ -216,7 +217,7 @@ class EmulatedCluster:
         """Rebuild the CTL/ITL/configuration from the stores now, as CUCM does after a change."""
         self._signature = self._store.signature()
         self._files.update(sast_trust=self._sast_trust(), timestamp=self._now())
-        cas = self._store.sip_client_ca_certificates()
+        cas = self._store.phone_issuer_certificates()
         for sip in self._sip.values():
             sip.set_client_cas(cas)
         self._log.info(
@@ -320,7 +321,7 @@ class EmulatedCluster:
     ) -> None:
         """Bind every node's TVS, secure SIP and TFTP listeners, then report ``self``."""
         cfg = self.config
-        sip_cas = self._store.sip_client_ca_certificates()
+        sip_cas = self._store.phone_issuer_certificates()
         async with trio.open_nursery() as nursery:
             endpoints: list[NodeEndpoint] = []
             for n in cfg.nodes:
@@ -346,12 +347,15 @@ class EmulatedCluster:
                     ident.callmanager.cert,
                     ident.callmanager.key,
                     legacy_tls=cfg.legacy_tls,
-                    client_auth=cfg.sip_client_auth,
+                    client_auth=cfg.sip_requires_client_certificate,
                     client_cas=sip_cas,
                     admission=cfg.admission,
                 )
                 _, sip_port = await nursery.start(sip.serve, n.bind_address, n.sip_port)
                 self._sip[n.name] = sip
+                sip_tcp = SipListener(ident.callmanager.cert, ident.callmanager.key, tls=False)
+                _, sip_tcp_port = await nursery.start(sip_tcp.serve, n.bind_address, n.sip_tcp_port)
+                self._sip_tcp[n.name] = sip_tcp
                 tftp_port = n.tftp_port
                 if n.tftp:
                     provider = self._provider(n.name)  # one provider: TFTP and HTTP share it
@@ -377,7 +381,7 @@ class EmulatedCluster:
                     self._capf[n.name] = capf
                 endpoints.append(
                     NodeEndpoint(
-                        n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port, capf_port
+                        n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port, capf_port, sip_tcp_port
                     )
                 )
             self._files.update(endpoints=tuple(endpoints), timestamp=self._now())

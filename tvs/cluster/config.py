@@ -16,11 +16,19 @@ TOML shape::
     rollback_pre80 = false           # "Prepare Cluster for Rollback to pre 8.0"
     tvs_ttl = 86400
     pki_dir = "lab/pki"              # the lab PKI; this cluster's certificates are pki_dir/<name>
-    client_auth = "optional"         # phone certificate at the TVS: none, optional, required
-    sip_client_auth = "none"         # phone certificate at the secure SIP port (same choices)
-    max_handshakes_per_address = 256 # unfinished TLS handshakes per client address (0: no limit)
+        max_handshakes_per_address = 256 # unfinished TLS handshakes per client address (0: no limit)
     trusted_networks = []            # CIDRs exempt from that limit, e.g. ["10.0.0.0/8"]
     first_bytes_timeout = 3.0        # seconds from accept to a client's first byte
+    client_auth = "none"             # phone certificate at the TVS: none, optional, required
+    # sip_client_auth = "required"   # unset: follow the phones' security profiles (5061 only
+                                     # serves modes 2 and 3, so it requires the certificate)
+    tvs_refresh = "restart"          # TVS cache: "restart" (on restart/SIGHUP) or "notify"
+    tvs_refresh_delay = 8            # notify: seconds after a store or CTL change
+    default_security_profile = "authenticated"   # see tvs.cluster.profiles
+    [[security_profiles]]            # optional, see tvs.cluster.profiles
+    name = "lab-non-secure"
+    device_security_mode = 1
+    phones = ["B000B4BA0AF0-B000B4BA0AFF"]
     store_dir = "lab/stores/source"  # the cluster's trust stores (default lab/stores/<name>)
     http = true                      # HTTP file service on TFTP nodes (false: stopped)
     [[nodes]]
@@ -34,6 +42,8 @@ TOML shape::
     sip_port = 5061
     capf = true                      # this node runs CAPF (phones enroll LSCs from it)
     capf_port = 3804
+    sip_port = 5061                  # secure SIP (TLS): phones in security modes 2 and 3
+    sip_tcp_port = 5060              # SIP over TCP: phones in mode 1 (non-secure)
 """
 
 from __future__ import annotations
@@ -55,12 +65,23 @@ from ..admission import (
 )
 from ..store.table import DEFAULT_TTL
 from .errors import ClusterConfigError
+from .profiles import (
+    BUILTIN_PROFILES,
+    DeviceModels,
+    SecurityProfile,
+    default_profile_name,
+    find_profile,
+    parse_devices,
+    parse_profiles,
+    select_profile,
+)
 
 __all__ = [
     "CLIENT_AUTH_MODES",
     "DEFAULT_CAPF_PORT",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_SIP_PORT",
+    "DEFAULT_SIP_TCP_PORT",
     "DEFAULT_TFTP_PORT",
     "DEFAULT_TVS_PORT",
     "DEFAULT_VERSION",
@@ -68,6 +89,8 @@ __all__ = [
     "EXAMPLES",
     "SECURITY_MODES",
     "SIP_CLIENT_AUTH_DEFAULT",
+    "TVS_REFRESH_DELAY",
+    "TVS_REFRESH_MODES",
     "ClusterConfig",
     "NodeConfig",
     "parse_version",
@@ -80,13 +103,20 @@ DEFAULT_HTTP_PORT: Final = 6970
 """CUCM's HTTP file service beside TFTP (protocol notes section 10); served on TFTP nodes."""
 DEFAULT_SIP_PORT: Final = 5061
 DEFAULT_CAPF_PORT: Final = 3804
+DEFAULT_SIP_TCP_PORT: Final = 5060
 DEFAULT_VERSION: Final = "10.5.2.11900-3"
 SECURITY_MODES: Final = ("mixed", "nonsecure")
 CLIENT_AUTH_MODES: Final = ("none", "optional", "required")
-SIP_CLIENT_AUTH_DEFAULT: Final = "none"
-"""Low confidence, depends on the phone security profile: CUCM's SIP port asks for a certificate
-but accepts one it cannot verify on a non-secure/authenticated profile. The ``ssl`` module
-cannot ask without refusing an unverifiable answer, so the emulation does not ask by default."""
+CLIENT_AUTH_DEFAULT: Final = "none"
+"""The TVS does not ask for the phone certificate by default (section 7, Low: no public source
+shows TVS verifying it; ``optional``/``required`` stay as options)."""
+SIP_CLIENT_AUTH_DEFAULT: Final = None
+"""Unset: the secure SIP port follows the security profiles. Only phones in modes 2 and 3 use
+5061 and CUCM requires and verifies their certificate there (section 7, Med), so unset means
+``required`` against the phone issuing set; set, it overrides for every phone."""
+TVS_REFRESH_MODES: Final = ("restart", "notify")
+TVS_REFRESH_DELAY: Final = 8.0
+"""Seconds after a certificate import before CUCM's TVS cache follows it (section 7, Med)."""
 DIGESTS: Final = ("sha1", "sha256", "sha512")
 EXAMPLES: Final = ("source", "destination")
 """Names of the packaged example configurations (``tvs/cluster/examples/<name>.toml``)."""
@@ -146,6 +176,10 @@ def _choice(
     return value
 
 
+def _profiles(profiles: Iterable[SecurityProfile]) -> tuple[SecurityProfile, ...]:
+    return tuple(profiles)
+
+
 def _port(value: int) -> int:
     if isinstance(value, bool) or not 0 <= value <= 65535:
         raise ClusterConfigError(f"port {value!r} outside 0..65535")
@@ -175,6 +209,7 @@ class NodeConfig:
     listen: str | None = None
     capf: bool = True
     capf_port: int = attrs.field(default=DEFAULT_CAPF_PORT, converter=_port)
+    sip_tcp_port: int = attrs.field(default=DEFAULT_SIP_TCP_PORT, converter=_port)
 
     @property
     def bind_address(self) -> str:
@@ -199,6 +234,7 @@ class NodeConfig:
             tvs_port=_int(d, "tvs_port", where, DEFAULT_TVS_PORT, 0, 65535),
             sip_port=_int(d, "sip_port", where, DEFAULT_SIP_PORT, 0, 65535),
             http_port=_int(d, "http_port", where, DEFAULT_HTTP_PORT, 0, 65535),
+            sip_tcp_port=_int(d, "sip_tcp_port", where, DEFAULT_SIP_TCP_PORT, 0, 65535),
             listen=listen.strip() if isinstance(listen, str) else None,
             capf=_bool(d, "capf", where, True),
             capf_port=_int(d, "capf_port", where, DEFAULT_CAPF_PORT, 0, 65535),
@@ -212,9 +248,12 @@ class ClusterConfig:
     ``security_mode`` ``mixed`` serves a tokenless CTL; ``nonsecure`` serves none.
     ``rollback_pre80`` blanks the ITL (signed, no records) and leaves the CTL alone.
     ``tvs_ttl`` is the TTL TVS answers carry for the cluster's own and imported certificates.
-    ``client_auth`` is the TVS's client-certificate mode (verified against CAPF-trust and the
-    own CAPF); ``sip_client_auth`` the secure SIP port's (``none``: no certificate asked;
-    ``optional``/``required``: verified against CallManager-trust, CAPF-trust and the own CAPF).
+    ``client_auth`` is the TVS's client-certificate mode (default ``none``); ``sip_client_auth``
+    the secure SIP port's (None: follow the profiles, i.e. ``required``). Both verify against
+    the phone issuing set (``tvs.store.table.PHONE_ISSUER_STORES``). ``tvs_refresh``:
+    ``restart`` (TVS answers change on :meth:`EmulatedCluster.restart_tvs` only, the seed's
+    caution) or ``notify`` (the TVS follows store and CTL changes ``tvs_refresh_delay`` s later).
+    ``security_profiles``/``default_security_profile``/``devices``: :mod:`.profiles`.
     ``digest`` is the hash the CTL, ITL and ``.sgn`` files are signed with (CUCM: SHA-1 by
     default, SHA-512 optionally). ``http``: serve the HTTP file service (port ``http_port``)
     beside TFTP on every TFTP node (false: the service is stopped, connections are refused).
@@ -235,13 +274,18 @@ class ClusterConfig:
     )
     legacy_tls: bool = False
     http: bool = True
-    client_auth: str = "optional"
-    sip_client_auth: str = SIP_CLIENT_AUTH_DEFAULT
+    client_auth: str = CLIENT_AUTH_DEFAULT
+    sip_client_auth: str | None = SIP_CLIENT_AUTH_DEFAULT
     digest: str = "sha1"
     watch_interval: float = 1.0
     max_handshakes_per_address: int = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS
     trusted_networks: tuple[str, ...] = ()
     first_bytes_timeout: float = DEFAULT_FIRST_BYTES_TIMEOUT
+    tvs_refresh: str = "restart"
+    tvs_refresh_delay: float = TVS_REFRESH_DELAY
+    security_profiles: tuple[SecurityProfile, ...] = attrs.field(default=(), converter=_profiles)
+    default_security_profile: str | None = None
+    devices: DeviceModels = attrs.field(factory=DeviceModels)
 
     def __attrs_post_init__(self) -> None:
         self._validate()
@@ -259,7 +303,10 @@ class ClusterConfig:
             ("client_auth", CLIENT_AUTH_MODES),
             ("sip_client_auth", CLIENT_AUTH_MODES),
             ("digest", DIGESTS),
+            ("tvs_refresh", TVS_REFRESH_MODES),
         ):
+            if key == "sip_client_auth" and self.sip_client_auth is None:
+                continue  # unset: follow the profiles
             if getattr(self, key) not in allowed:
                 raise ClusterConfigError(
                     f"{where}.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
@@ -274,6 +321,17 @@ class ClusterConfig:
             raise ClusterConfigError(f"{where}.trusted_networks: {exc}") from None
         if self.first_bytes_timeout <= 0:
             raise ClusterConfigError(f"{where}.first_bytes_timeout: must be positive")
+        if self.tvs_refresh_delay < 0:
+            raise ClusterConfigError(f"{where}.tvs_refresh_delay: must not be negative")
+        if (
+            self.default_security_profile is not None
+            and find_profile(self.default_security_profile, self.security_profiles) is None
+        ):
+            known = ", ".join(p.name for p in (*self.security_profiles, *BUILTIN_PROFILES))
+            raise ClusterConfigError(
+                f"{where}.default_security_profile: no profile "
+                f"{self.default_security_profile!r} (known: {known})"
+            )
         if not self.nodes:
             raise ClusterConfigError(f"{where}: no nodes")
         names = [n.name for n in self.nodes]
@@ -285,7 +343,8 @@ class ClusterConfig:
         for n in self.nodes:
             for proto, port in (("udp", n.tftp_port if n.tftp else 0), ("tcp", n.tvs_port)):
                 _claim(seen, (proto, n.bind_address, port), f"{n.name} {proto}/{port}", where)
-            _claim(seen, ("tcp", n.bind_address, n.sip_port), f"{n.name} tcp/{n.sip_port}", where)
+            for port in (n.sip_port, n.sip_tcp_port):
+                _claim(seen, ("tcp", n.bind_address, port), f"{n.name} tcp/{port}", where)
             if n.tftp:
                 http = ("tcp", n.bind_address, n.http_port)
                 _claim(seen, http, f"{n.name} tcp/{n.http_port}", where)
@@ -310,6 +369,24 @@ class ClusterConfig:
     @property
     def mixed_mode(self) -> bool:
         return self.security_mode == "mixed"
+
+    @property
+    def default_profile(self) -> SecurityProfile:
+        """The profile of a phone no configured profile is assigned to."""
+        name = self.default_security_profile or default_profile_name(self.mixed_mode)
+        found = find_profile(name, self.security_profiles)
+        assert found is not None  # checked in _validate
+        return found
+
+    def profile_for(self, mac: str) -> SecurityProfile:
+        """The security profile of the phone with ``mac`` (see :mod:`.profiles`)."""
+        return select_profile(mac, self.security_profiles, self.default_profile, self.devices)
+
+    @property
+    def sip_requires_client_certificate(self) -> str:
+        """The secure SIP port's client-certificate mode: ``sip_client_auth`` when set, else
+        ``required`` (only phones in modes 2 and 3 come to 5061, and CUCM verifies them)."""
+        return self.sip_client_auth or "required"
 
     @property
     def tftp_nodes(self) -> tuple[NodeConfig, ...]:
@@ -363,12 +440,13 @@ class ClusterConfig:
                     sip_port=ports,
                     http_port=ports,
                     capf_port=ports,
+                    sip_tcp_port=ports,
                 )
             elif port_offset:
                 changes.update(
                     {
                         k: getattr(n, k) + port_offset
-                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port", "capf_port")
+                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port", "capf_port", "sip_tcp_port")
                         if getattr(n, k)
                     }
                 )
@@ -391,9 +469,8 @@ class ClusterConfig:
         nodes = tuple(
             NodeConfig.from_dict(n, f"{where}.nodes[{i}]") for i, n in enumerate(raw_nodes)
         )
-        interval = d.get("watch_interval", 1.0)
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise ClusterConfigError(f"{where}.watch_interval: expected seconds, got {interval!r}")
+        interval = _seconds(d, "watch_interval", where, 1.0)
+        delay = _seconds(d, "tvs_refresh_delay", where, TVS_REFRESH_DELAY)
         extra: dict[str, Any] = {}
         if "store_dir" in d:
             extra["store_dir"] = Path(_str(d, "store_dir", where))
@@ -407,9 +484,11 @@ class ClusterConfig:
             pki_dir=Path(_str(d, "pki_dir", where, "lab/pki")),
             legacy_tls=_bool(d, "legacy_tls", where, False),
             http=_bool(d, "http", where, True),
-            client_auth=_choice(d, "client_auth", where, "optional", CLIENT_AUTH_MODES),
-            sip_client_auth=_choice(
-                d, "sip_client_auth", where, SIP_CLIENT_AUTH_DEFAULT, CLIENT_AUTH_MODES
+            client_auth=_choice(d, "client_auth", where, CLIENT_AUTH_DEFAULT, CLIENT_AUTH_MODES),
+            sip_client_auth=(
+                _choice(d, "sip_client_auth", where, "required", CLIENT_AUTH_MODES)
+                if "sip_client_auth" in d
+                else None
             ),
             digest=_choice(d, "digest", where, "sha1", DIGESTS),
             watch_interval=float(interval),
@@ -425,6 +504,17 @@ class ClusterConfig:
             first_bytes_timeout=_seconds(
                 d, "first_bytes_timeout", where, DEFAULT_FIRST_BYTES_TIMEOUT
             ),
+            tvs_refresh=_choice(d, "tvs_refresh", where, "restart", TVS_REFRESH_MODES),
+            tvs_refresh_delay=delay,
+            security_profiles=parse_profiles(
+                d.get("security_profiles"), f"{where}.security_profiles"
+            ),
+            default_security_profile=(
+                _str(d, "default_security_profile", where)
+                if "default_security_profile" in d
+                else None
+            ),
+            devices=parse_devices(d.get("devices"), f"{where}.devices"),
             **extra,
         )
 

@@ -20,8 +20,9 @@ before 10.5(2)                publisher CallManager   the TFTP node's CallManage
 ============================  ======================  ==========================================
 
 Low confidence, kept as named constants: the header's signer-version element (absent before
-CUCM 11, :data:`SIGNER_VERSION_FROM`), ``deviceSecurityMode`` in the configuration (3 in mixed
-mode, 1 otherwise) and the configuration's other elements.
+CUCM 11, :data:`SIGNER_VERSION_FROM`) and the configuration's other elements. The
+configuration's ``deviceSecurityMode`` is the phone's security profile
+(:meth:`ClusterConfig.profile_for`; section 7, Med), so the XML is one per profile.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ..tlv import SIGNER_VERSION_EC, SIGNER_VERSION_RSA, RecordSpec, build_trust
 from .config import ClusterConfig, NodeConfig
 from .encconfig import build_encrypted_config, build_stub
 from .errors import ClusterError
+from .profiles import SecurityProfile
 
 __all__ = [
     "CTL_NAME",
@@ -71,10 +73,6 @@ ITLRECOVERY_SIGNS_FROM: Final = (12, 0)
 """From CUCM 12.0 ITLRecovery signs the CTL and the ITL (High)."""
 SIGNER_VERSION_FROM: Final = (11, 0)
 """Files of CUCM 10.5 carry no signer-version element (High); later ones do (Low: from which)."""
-DEVICE_SECURITY_MIXED: Final = 3
-"""``deviceSecurityMode`` written in mixed mode (3 = encrypted; Low: a phone security profile)."""
-DEVICE_SECURITY_NONSECURE: Final = 1
-NONSECURE_SIP_PORT: Final = 5060
 MAX_CACHED_CONFIGS: Final = 4096
 """Per-phone ``.sgn`` files kept in memory; the cache is emptied when it grows past this."""
 
@@ -91,6 +89,7 @@ class NodeEndpoint:
     sip_port: int
     capf_port: int | None = None
     """None when the node runs no CAPF."""
+    sip_tcp_port: int = 5060
 
     @classmethod
     def from_node(cls, node: NodeConfig) -> NodeEndpoint:
@@ -102,6 +101,7 @@ class NodeEndpoint:
             node.tvs_port,
             node.sip_port,
             node.capf_port if node.capf else None,
+            node.sip_tcp_port,
         )
 
     @property
@@ -287,18 +287,22 @@ def _capf_list(inputs: FileInputs) -> str:
     return f"<capfList>{''.join(capfs)}</capfList>\n" if capfs else ""
 
 
-def build_config_xml(inputs: FileInputs, capf_auth_mode: int = 0) -> bytes:
-    """``SEP<MAC>.cnf.xml`` (the same for every phone but ``capf_auth_mode``, the phone's pending
-    CAPF operation: 0 none, 1 auth string, 2 null string, 3 LSC then MIC, 4 MIC): the
-    CallManager group and the TVS members are the cluster's nodes, in configured order, with
-    the bound ports; ``capfList`` names the CAPF nodes."""
+def build_config_xml(
+    inputs: FileInputs, capf_auth_mode: int = 0, profile: SecurityProfile | None = None
+) -> bytes:
+    """``SEP<MAC>.cnf.xml`` (the same for every phone of one security profile but
+    ``capf_auth_mode``, the phone's pending CAPF operation: 0 none, 1 auth string, 2 null
+    string, 3 LSC then MIC, 4 MIC): the CallManager group and the TVS members are the
+    cluster's nodes, in configured order, with the bound ports; ``capfList`` names the CAPF
+    nodes; ``deviceSecurityMode`` is the profile's (None: the cluster's default profile)."""
     config = inputs.config
+    profile = profile if profile is not None else config.default_profile
     members = []
     tvs = []
     for i, e in enumerate(inputs.endpoints):
         members.append(
             f'<member priority="{i}"><callManager><name>{escape(e.name)}</name><ports>'
-            f"<ethernetPhonePort>2000</ethernetPhonePort><sipPort>{NONSECURE_SIP_PORT}</sipPort>"
+            f"<ethernetPhonePort>2000</ethernetPhonePort><sipPort>{e.sip_tcp_port}</sipPort>"
             f"<securedSipPort>{e.sip_port}</securedSipPort></ports>"
             f"<processNodeName>{escape(e.address)}</processNodeName></callManager></member>"
         )
@@ -306,7 +310,7 @@ def build_config_xml(inputs: FileInputs, capf_auth_mode: int = 0) -> bytes:
             f'<member priority="{i}"><port>{e.tvs_port}</port>'
             f"<address>{escape(e.address)}</address></member>"
         )
-    mode = DEVICE_SECURITY_MIXED if config.mixed_mode else DEVICE_SECURITY_NONSECURE
+    mode = profile.device_security_mode
     text = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         "<device>\n"
@@ -368,7 +372,7 @@ class ClusterFiles:
         self._ctl: bytes | None = None
         self._ctl_done = False
         self._itl: dict[str, bytes] = {}
-        self._xml: dict[int, bytes] = {}
+        self._xml: dict[tuple[str, int], bytes] = {}
         self._sgn: dict[tuple[str, str, int], bytes] = {}
         self._enc: dict[tuple[str, str, int, bytes], bytes] = {}
         self._stub: dict[tuple[str, str, int, bytes], bytes] = {}
@@ -400,11 +404,19 @@ class ClusterFiles:
             self._itl[key] = build_itl(self._inputs, key)
         return self._itl[key]
 
+    def profile_for(self, mac: str | None) -> SecurityProfile:
+        """The security profile of the phone with ``mac`` (None: the default profile)."""
+        config = self._inputs.config
+        return config.default_profile if mac is None else config.profile_for(mac)
+
     def config_xml(self, mac: str | None = None) -> bytes:
-        mode = self._mode(mac)
-        if mode not in self._xml:
-            self._xml[mode] = build_config_xml(self._inputs, mode)
-        return self._xml[mode]
+        """The configuration of the phone with ``mac`` (one per security profile and pending
+        CAPF operation)."""
+        profile, mode = self.profile_for(mac), self._mode(mac)
+        key = (profile.name, mode)
+        if key not in self._xml:
+            self._xml[key] = build_config_xml(self._inputs, mode, profile)
+        return self._xml[key]
 
     def is_encrypted(self, mac: str) -> bool:
         """Whether the phone's profile asks for encrypted configuration (section 9)."""

@@ -1,4 +1,5 @@
-"""The TLS listener standing for a node's secure SIP port (5061): handshakes, and a minimal SIP.
+"""The listeners standing for a node's SIP ports: secure SIP (TLS, 5061) and SIP over TCP
+(5060, phones in security mode 1, ``tls=False``): handshakes, and a minimal SIP.
 
 Owns what a phone's TLS connection to its CallManager meets: the node's CallManager
 certificate as server certificate (what the phone checks against its CTL), the client
@@ -66,7 +67,9 @@ class SipListener:
         max_connections: int = 1024,
         admission: AdmissionLimits | None = None,
         responder: Callable[[bytes], bytes] = sip_response,
+        tls: bool = True,
     ) -> None:
+        self.tls = tls
         self.cert, self.key = cert, key
         self.legacy_tls, self.client_auth = legacy_tls, client_auth
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
@@ -77,7 +80,9 @@ class SipListener:
         self._counts = dict.fromkeys(attrs.fields_dict(SipStats), 0)
         self._ctx = self._context(client_cas)
 
-    def _context(self, client_cas: Iterable[Certificate]) -> ServerTls:
+    def _context(self, client_cas: Iterable[Certificate]) -> ServerTls | None:
+        if not self.tls:
+            return None  # SIP over TCP (security mode 1)
         return server_tls(
             self.cert,
             self.key,
@@ -102,12 +107,19 @@ class SipListener:
         listeners = await trio.open_tcp_listeners(port, host=host)
         sockname = listeners[0].socket.getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
-        log.info("sip.listening", address=f"{self.address[0]}:{self.address[1]}")
+        log.info(
+            "sip.listening",
+            address=f"{self.address[0]}:{self.address[1]}",
+            transport="tls" if self.tls else "tcp",
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._connection, listeners)
             task_status.started(self.address)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        if self._ctx is None:
+            await self._plain_connection(stream)
+            return
         try:
             host = str(stream.socket.getpeername()[0])
             sock = socket.socket(fileno=stream.socket.detach())
@@ -162,7 +174,26 @@ class SipListener:
             else:
                 sock.close()
 
-    async def _requests(self, tls: TlsStream) -> None:
+    async def _plain_connection(self, stream: trio.SocketStream) -> None:
+        """SIP over TCP (phones in security mode 1): admission, then requests; no TLS."""
+        try:
+            host = str(stream.socket.getpeername()[0])
+            slot = self.admission.admit(host)
+        except (OSError, AdmissionRefused) as exc:
+            self._counts["rejected"] += 1
+            log.warning("sip.rejected", reason=getattr(exc, "reason", str(exc)))
+            await trio.aclose_forcefully(stream)
+            return
+        self._counts["active"] += 1
+        try:
+            with slot:
+                slot.established()
+                await self._requests(_PlainStream(stream))
+        finally:
+            self._counts["active"] -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _requests(self, tls: TlsStream | _PlainStream) -> None:
         buffer = b""
         while True:
             try:
@@ -188,6 +219,25 @@ class SipListener:
                     await tls.send_all(reply)
             except (trio.TooSlowError, OSError):
                 return
+
+
+class _PlainStream:
+    """A TCP stream with the TLS adapter's error convention (OSError), for :meth:`_requests`."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(max_bytes))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise OSError(str(exc)) from exc
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise OSError(str(exc)) from exc
 
 
 def _client(tls: TlsStream) -> str:

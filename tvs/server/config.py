@@ -32,7 +32,9 @@ class TvsServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     legacy_tls: bool = False
-    client_auth: ClientAuth = attrs.field(default=ClientAuth.OPTIONAL, converter=ClientAuth)
+    client_auth: ClientAuth = attrs.field(default=ClientAuth.NONE, converter=ClientAuth)
+    """Phone certificate: not asked by default (section 7, Low: no public source shows TVS
+    verifying it); ``optional``/``required`` verify it against the phone issuing set."""
     mic_ca: Path | None = None
     """Manufacturing CA certificate(s) (PEM) that verify phone MICs, besides CAPF-trust."""
     handshake_timeout: float = 10.0

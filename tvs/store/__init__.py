@@ -2,8 +2,8 @@
 
 Public API: :class:`TrustStore` (``open``, ``init_from_pki``, ``import_certificates``,
 ``list``, ``remove``, ``load_cache``), :class:`CertificateCache`, the one roles table
-(``STORE_ROLES``), PKCS#12 helpers and the bulk functions (``bulk_export``, ``consolidate``,
-``bulk_import``).
+(``STORE_ROLES``), the phone issuing set (``PHONE_ISSUER_STORES``), PKCS#12 helpers and the
+bulk functions (``bulk_export``, ``consolidate``, ``bulk_import``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from .pkcs12 import LabelledCertificate, dump_pkcs12, load_pkcs12, read_certific
 from .table import (
     ALL_STORES,
     BULK_IMPORT_MAP,
-    CLIENT_AUTH_STORES,
     DEFAULT_TTL,
     OWN_STORES,
-    SIP_CLIENT_AUTH_STORES,
+    PHONE_ISSUER_STORES,
     STORE_ROLES,
     TRUST_STORES,
     roles_for_stores,
@@ -28,10 +27,9 @@ from .trust_store import StoreEntry, TrustStore
 __all__ = [
     "ALL_STORES",
     "BULK_IMPORT_MAP",
-    "CLIENT_AUTH_STORES",
     "DEFAULT_TTL",
     "OWN_STORES",
-    "SIP_CLIENT_AUTH_STORES",
+    "PHONE_ISSUER_STORES",
     "STORE_ROLES",
     "TRUST_STORES",
     "BulkImportResult",

@@ -42,20 +42,21 @@ class BulkImportResult:
 def bulk_export(
     store: TrustStore, shared_dir: str | Path, password: str = DEFAULT_PASSWORD
 ) -> list[Path]:
-    """Write one PKCS#12 per node of ``store``'s cluster: the node's CallManager certificate,
-    and on the first node the cluster-wide ITLRecovery and CAPF certificates."""
+    """Write one PKCS#12 per node of ``store``'s cluster: the node's CallManager (and tomcat,
+    when the store holds one) certificate, and on the first node the cluster-wide ITLRecovery
+    and CAPF certificates."""
     if not store.cluster:
         raise StoreError(f"{store.root}: store has no cluster identity (run `tvs store init`)")
     out_dir = Path(shared_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    own = store.list(["CallManager", "ITLRecovery", "CAPF"])
+    own = store.list(["CallManager", "tomcat", "ITLRecovery", "CAPF"])
     nodes = list(store.nodes) or sorted({e.path.stem for e in own if e.store == "CallManager"})
     written = []
     for i, node in enumerate(nodes):
         items = [
             LabelledCertificate(e.certificate, e.store, store.cluster, node)
             for e in own
-            if (e.store == "CallManager" and e.path.stem == node)
+            if (e.store in ("CallManager", "tomcat") and e.path.stem == node)
             or (i == 0 and e.store in ("ITLRecovery", "CAPF"))
         ]
         if not items:

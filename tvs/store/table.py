@@ -1,14 +1,18 @@
-"""The ONE table from CUCM stores to the roles TVS answers with, and the bulk-import mapping.
+"""The ONE table from CUCM stores to the roles TVS answers with, the bulk-import mapping, and
+the one set of stores whose certificates issue phone certificates.
 
 Owns the store names (trust stores an administrator imports into, and the cluster's own
-certificate kinds), which roles a certificate in each store carries in a TVS answer (protocol
-notes section 5), and where bulk certificate import puts each remote certificate kind. Nothing
-else in the code base may decide roles from a store name.
+certificate kinds), which roles a certificate in each store carries in a TVS answer, where
+bulk certificate import puts each remote certificate kind, and :data:`PHONE_ISSUER_STORES`.
+Nothing else in the code base may decide roles from a store name, or which stores verify a
+phone's certificate.
 
-Confidence (notes section 5): Phone-SAST-trust, CallManager-trust, own CallManager and
-Phone-trust are Low-Med (inferred from traces; the seed's destination CallManager imported
-into Phone-SAST-trust + CallManager-trust answers {SAST, TFTP}). The rows for CAPF-trust,
-tomcat-trust and Phone-VPN-trust are **Low**: our pick, named here so a lab can change them.
+The roles are Cisco's own map (protocol notes section 7, TAC 210541, **High**): Phone-SAST-trust
+gives {SAST, TFTP} (the seed's answer comes wholly from it); CallManager-trust and CAPF-trust
+give none (a certificate only there is answered invalid); tomcat-trust, Phone-trust and
+Phone-CTL-trust give APP-SERVER; Phone-VPN-trust gives VPN (26); the cluster's own
+CallManager {SAST, CCM+TFTP}, TVS {TVS}, CAPF {CAPF}, tomcat {APP-SERVER}. ITLRecovery is not
+in CUCM's printed map: {SAST} is our pick (Low), as the CTL and ITL list it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from ..roles import Role
 __all__ = [
     "ALL_STORES",
     "BULK_IMPORT_MAP",
-    "CLIENT_AUTH_STORES",
     "DEFAULT_TTL",
     "OWN_STORES",
-    "SIP_CLIENT_AUTH_STORES",
+    "PHONE_ISSUER_STORES",
     "STORE_ROLES",
     "TRUST_STORES",
     "roles_for_stores",
@@ -36,41 +39,44 @@ TRUST_STORES: tuple[str, ...] = (
     "CallManager-trust",
     "Phone-SAST-trust",
     "Phone-trust",
+    "Phone-CTL-trust",
     "Phone-VPN-trust",
     "CAPF-trust",
     "tomcat-trust",
 )
 """Stores an administrator imports other parties' certificates into."""
 
-OWN_STORES: tuple[str, ...] = ("CallManager", "TVS", "ITLRecovery", "CAPF")
+OWN_STORES: tuple[str, ...] = ("CallManager", "TVS", "ITLRecovery", "CAPF", "tomcat")
 """The cluster's own certificates (filled by ``tvs store init``; answered without import)."""
 
 ALL_STORES: tuple[str, ...] = TRUST_STORES + OWN_STORES
 
 STORE_ROLES: dict[str, tuple[Role, ...]] = {
-    # trust stores
-    "Phone-SAST-trust": (Role.SAST,),  # Low-Med (seed)
-    "CallManager-trust": (Role.TFTP,),  # Low-Med (seed)
-    "Phone-trust": (Role.APP_SERVER,),  # Low-Med
-    "Phone-VPN-trust": (Role.APP_SERVER,),  # Low: our pick (VPN gateway certs as app servers)
-    "CAPF-trust": (),  # Low: our pick; not answered, only trust anchors for phone LSCs
-    "tomcat-trust": (),  # Low: our pick; not answered by TVS
-    # the cluster's own certificates
-    "CallManager": (Role.SAST, Role.CCM_TFTP),  # Low-Med
+    # trust stores (section 7, High)
+    "Phone-SAST-trust": (Role.SAST, Role.TFTP),
+    "CallManager-trust": (),
+    "Phone-trust": (Role.APP_SERVER,),
+    "Phone-CTL-trust": (Role.APP_SERVER,),
+    "Phone-VPN-trust": (Role.VPN,),
+    "CAPF-trust": (),
+    "tomcat-trust": (Role.APP_SERVER,),
+    # the cluster's own certificates (section 7, High; ITLRecovery Low: our pick)
+    "CallManager": (Role.SAST, Role.CCM_TFTP),
     "TVS": (Role.TVS,),
     "ITLRecovery": (Role.SAST,),
     "CAPF": (Role.CAPF,),
+    "tomcat": (Role.APP_SERVER,),
 }
 """Roles a certificate in each store carries; one in several stores gets the union.
 A store mapping to no roles is not answered by TVS (the certificate is unknown to it)."""
 
-CLIENT_AUTH_STORES: tuple[str, ...] = ("CAPF-trust", "CAPF")
-"""Stores whose certificates verify phone LSCs presented to the TVS as TLS client certificates."""
-
-SIP_CLIENT_AUTH_STORES: tuple[str, ...] = ("CallManager-trust", "CAPF-trust", "CAPF")
-"""Stores whose certificates verify phone LSCs at the secure SIP port: CUCM also trusts
-CallManager-trust there, where bulk import puts a remote cluster's CAPF (Medium: Cisco's
-migration guides rely on it; the TVS does not use CallManager-trust for client certificates)."""
+PHONE_ISSUER_STORES: tuple[str, ...] = ("CAPF", "CAPF-trust", "CallManager-trust")
+"""The stores whose certificates issue phone certificates: the cluster's own CAPF, CAPF-trust,
+and CallManager-trust, where bulk import puts other clusters' CAPFs and where CUCM keeps the
+manufacturing (MIC) roots. Every server that checks a phone certificate verifies it against
+exactly this set: the TVS (when ``client_auth`` asks), the secure SIP port and CAPF
+(``TrustStore.phone_issuer_certificates``). Section 7, Med; which of CAPF-trust or
+CallManager-trust CUCM really reads is Low, so both are in."""
 
 BULK_IMPORT_MAP: dict[str, tuple[str, ...]] = {
     "CallManager": ("Phone-SAST-trust", "CallManager-trust"),

@@ -8,6 +8,7 @@ Layout of a store directory::
     DIR/TVS/<node>.pem
     DIR/ITLRecovery/<cluster>.pem
     DIR/CAPF/<cluster>.pem
+    DIR/tomcat/<node>.pem
 
 Each PEM file starts with ``# key: value`` comment lines (subject, issuer, serial, ``ttl``);
 the ``ttl`` line is the certificate's TVS TTL. Every write is atomic (``atomic``): a crash
@@ -33,10 +34,9 @@ from .cache import CertificateCache
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
 from .table import (
     ALL_STORES,
-    CLIENT_AUTH_STORES,
     DEFAULT_TTL,
     OWN_STORES,
-    SIP_CLIENT_AUTH_STORES,
+    PHONE_ISSUER_STORES,
     STORE_ROLES,
     TRUST_STORES,
 )
@@ -134,7 +134,11 @@ class TrustStore:
         own: list[tuple[str, str, Certificate]] = []
         nodes = sorted(p.name for p in nodes_dir.iterdir() if p.is_dir())
         for node in nodes:
-            for kind, fname in (("CallManager", "callmanager.pem"), ("TVS", "tvs.pem")):
+            for kind, fname in (
+                ("CallManager", "callmanager.pem"),
+                ("TVS", "tvs.pem"),
+                ("tomcat", "tomcat.pem"),
+            ):
                 f = nodes_dir / node / fname
                 if f.exists():
                     own.append((kind, node, _load_one(f)))
@@ -237,14 +241,15 @@ class TrustStore:
         """The in-memory view TVS answers from (read now; later imports do not change it)."""
         return CertificateCache.build(self.list())
 
-    def client_ca_certificates(self) -> builtins.list[Certificate]:
-        """Certificates that verify phone LSCs at the TVS (CAPF-trust and the own CAPF)."""
-        return self._unique(CLIENT_AUTH_STORES)
+    def phone_issuer_certificates(self) -> builtins.list[Certificate]:
+        """The certificates that issue phone certificates (``table.PHONE_ISSUER_STORES``: own
+        CAPF, CAPF-trust, CallManager-trust with other clusters' CAPFs and MIC roots): what
+        every server checking a phone certificate (TVS, secure SIP, CAPF) verifies against."""
+        return self._unique(PHONE_ISSUER_STORES)
 
-    def sip_client_ca_certificates(self) -> builtins.list[Certificate]:
-        """Certificates that verify phone LSCs at the secure SIP port: CallManager-trust
-        (a remote CAPF after bulk import), CAPF-trust and the own CAPF."""
-        return self._unique(SIP_CLIENT_AUTH_STORES)
+    # the names callers used before the one set existed; both are the phone issuing set
+    client_ca_certificates = phone_issuer_certificates
+    sip_client_ca_certificates = phone_issuer_certificates
 
     def _unique(self, stores: Iterable[str]) -> builtins.list[Certificate]:
         seen: dict[bytes, Certificate] = {}
