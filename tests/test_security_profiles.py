@@ -117,7 +117,8 @@ def test_configuration_xml_carries_each_phones_device_security_mode(
     assert _mode(files.get("SEPB000B4BA0AEF.cnf.xml") or b"") == 2
     assert b"<deviceSecurityMode>2</deviceSecurityMode>" in build_config_xml(files.inputs)
     enc = SecurityProfile("enc", 3)
-    assert b"<deviceSecurityMode>3</deviceSecurityMode>" in build_config_xml(files.inputs, enc)
+    xml3 = build_config_xml(files.inputs, profile=enc)
+    assert b"<deviceSecurityMode>3</deviceSecurityMode>" in xml3
 
 
 # --- registering by mode (loopback) --------------------------------------------------------------

@@ -80,9 +80,10 @@ def register(sub: Any) -> None:
         "--client-auth",
         choices=[c.value for c in ClientAuth],
         default="none",
-        help="phone certificates: not asked (default: CUCM's TVS is not known to check them); optional (asked; one that does not verify is "
-        "logged and still answered); required (one that does not verify is refused); verified "
-        "against the phone issuing set (own CAPF, CAPF-trust, CallManager-trust)",
+        help="phone certificates: not asked (default: CUCM's TVS is not known to check them); "
+        "optional (asked; one that does not verify is logged and still answered); required "
+        "(one that does not verify is refused); verified against the phone issuing set "
+        "(own CAPF, CAPF-trust, CallManager-trust)",
     )
     p.add_argument(
         "--mic-ca",

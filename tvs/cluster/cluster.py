@@ -381,7 +381,14 @@ class EmulatedCluster:
                     self._capf[n.name] = capf
                 endpoints.append(
                     NodeEndpoint(
-                        n.name, n.address, n.tftp, tftp_port, tvs_port, sip_port, capf_port, sip_tcp_port
+                        n.name,
+                        n.address,
+                        n.tftp,
+                        tftp_port,
+                        tvs_port,
+                        sip_port,
+                        capf_port,
+                        sip_tcp_port,
                     )
                 )
             self._files.update(endpoints=tuple(endpoints), timestamp=self._now())

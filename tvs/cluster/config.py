@@ -16,7 +16,7 @@ TOML shape::
     rollback_pre80 = false           # "Prepare Cluster for Rollback to pre 8.0"
     tvs_ttl = 86400
     pki_dir = "lab/pki"              # the lab PKI; this cluster's certificates are pki_dir/<name>
-        max_handshakes_per_address = 256 # unfinished TLS handshakes per client address (0: no limit)
+    max_handshakes_per_address = 256 # unfinished TLS handshakes per client address (0: no limit)
     trusted_networks = []            # CIDRs exempt from that limit, e.g. ["10.0.0.0/8"]
     first_bytes_timeout = 3.0        # seconds from accept to a client's first byte
     client_auth = "none"             # phone certificate at the TVS: none, optional, required
@@ -446,7 +446,14 @@ class ClusterConfig:
                 changes.update(
                     {
                         k: getattr(n, k) + port_offset
-                        for k in ("tftp_port", "tvs_port", "sip_port", "http_port", "capf_port", "sip_tcp_port")
+                        for k in (
+                            "tftp_port",
+                            "tvs_port",
+                            "sip_port",
+                            "http_port",
+                            "capf_port",
+                            "sip_tcp_port",
+                        )
                         if getattr(n, k)
                     }
                 )
