@@ -72,6 +72,7 @@ from .values import (
     CapfFailed,
     CapfIssued,
     ConnectSip,
+    Fetched,
     FetchFailed,
     FetchFile,
     FileFetched,
@@ -160,6 +161,7 @@ class BootMachine:
         self._capf_wanted: tuple[int, tuple[CapfServer, ...], str] | None = None
         self._capf_ran = False
         self._new_identity = False
+        self._fetched: list[Fetched] = []  # files delivered since the last step ended
 
     def start(self) -> Action | BootDone:
         if self._pending is not None or self._done is not None:
@@ -223,7 +225,9 @@ class BootMachine:
         )
 
     def _step(self, name: str, started: float, v: _Verdict, **kw: Any) -> Step:
+        fetched, self._fetched = tuple(self._fetched), []
         return Step(
+            fetched=fetched,
             name=name,
             outcome=v.outcome,
             reason=v.reason,
@@ -245,9 +249,11 @@ class BootMachine:
             tried.append(name)
             res = yield FetchFile(name, kind)
             if isinstance(res, FileFetched):
+                self._fetched.append(Fetched(name, res.transport, res.fallback))
                 return res.data, tuple(tried), None
-            if isinstance(res, FetchFailed):
-                return None, tuple(tried), _Verdict(Outcome.ERROR, f"{k}.fetch-failed", res.detail)
+            if isinstance(res, FetchFailed):  # a file too large is refused, not unreachable
+                outcome = Outcome.REJECTED if res.failure == "too-large" else Outcome.ERROR
+                return None, tuple(tried), _Verdict(outcome, f"{k}.{res.failure}", res.detail)
         outcome = Outcome.ERROR if kind is FileKind.CONFIG else Outcome.ABSENT
         return None, tuple(tried), _Verdict(outcome, f"{k}.not-found", " and ".join(tried))
 

@@ -1,10 +1,10 @@
-"""The Trio driver: performs a boot machine's actions with the TFTP client, the TVS client and
-a secure SIP registration (TLS to the CallManager's port, then a ``REGISTER``), and keeps the
+"""The Trio driver: performs a boot machine's actions with the file fetcher (HTTP 6970 first,
+then TFTP, per file: ``fetch.py``), the TVS client and a secure SIP registration (TLS to the CallManager's port, then a ``REGISTER``), and keeps the
 phone's state.
 
 Owns :class:`Phone` (identity + trust state + configuration + optional state directory),
 :class:`NetworkOptions` (the client settings a whole fleet can share) and :func:`boot_phone`.
-Every wait has a deadline (TFTP retries, TVS connect/handshake/response, SIP handshake and
+Every wait has a deadline (each file's download, TVS connect/handshake/response, SIP handshake and
 REGISTER answer). The REGISTER is what makes a refused phone certificate visible: under TLS 1.3
 the phone's handshake ends before the server has checked its certificate, and the server's
 alert only arrives when the phone reads.
@@ -34,7 +34,6 @@ from phone_emu.tvs_client import (
 )
 from tvs.certs import Certificate, CertificateError
 from tvs.sip import SipError, register_request, response_status, split_message
-from tvs.tftp import TftpError, TftpRemoteError, tftp_get
 from tvs.tlsconfig import certificate_pinned
 
 from .boot import (
@@ -45,10 +44,7 @@ from .boot import (
     BootResult,
     CapfIssued,
     ConnectSip,
-    FetchFailed,
     FetchFile,
-    FileFetched,
-    FileMissing,
     QueryTvs,
     Result,
     RunCapf,
@@ -61,6 +57,7 @@ from .boot import (
 )
 from .capfrun import run_capf
 from .config import PhoneConfig
+from .fetch import Fetcher, FetchOptions
 from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
 from .trust import TrustListCache, TrustState
@@ -73,7 +70,6 @@ CapfRunner = Callable[[RunCapf, PhoneIdentity, "NetworkOptions"], Awaitable[Resu
 
 LEGACY_CIPHER = "AES256-SHA:@SECLEVEL=0"
 """What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
-_TFTP_NOT_FOUND = 1
 _CERTIFICATE_ALERTS = (
     "UNKNOWN_CA",
     "BAD_CERTIFICATE",
@@ -109,6 +105,8 @@ class NetworkOptions:
     over TLS); tests and benchmarks may put a fake here."""
     boot: BootOptions = attrs.field(factory=BootOptions)
     lists: TrustListCache | None = attrs.field(default=None, eq=False)
+    fetch: FetchOptions = attrs.field(factory=FetchOptions)
+    """HTTP first or TFTP only, the HTTP port, per-file caps and deadline (``fetch.py``)."""
 
 
 @attrs.define(eq=False)
@@ -179,6 +177,17 @@ class _Performer:
         self.tftp = tftp
         self.clock = clock
         self.options = options
+        self.fetcher = Fetcher(
+            tftp,
+            options.fetch,
+            {
+                "blksize": options.tftp_blksize,
+                "timeout": options.tftp_timeout,
+                "retries": options.tftp_retries,
+                "bind": options.tftp_bind,
+            },
+            clock,
+        )
         self._configs: dict[tuple[bytes, ...], TvsClientConfig] = {}
         self._sip_context: ssl.SSLContext | None = None
 
@@ -217,25 +226,7 @@ class _Performer:
         return attrs.evolve(res, now=self.clock())
 
     async def _fetch(self, action: FetchFile) -> Result:
-        host, port = self.tftp
-        o = self.options
-        try:
-            data = await tftp_get(
-                host,
-                port,
-                action.filename,
-                blksize=o.tftp_blksize,
-                timeout=o.tftp_timeout,
-                retries=o.tftp_retries,
-                bind=o.tftp_bind,
-            )
-        except TftpRemoteError as exc:
-            if exc.code == _TFTP_NOT_FOUND:
-                return FileMissing(self.clock(), exc.message)
-            return FetchFailed(self.clock(), str(exc))
-        except (TftpError, OSError) as exc:
-            return FetchFailed(self.clock(), f"{type(exc).__name__}: {exc}")
-        return FileFetched(data, self.clock(), server=host)
+        return await self.fetcher.fetch(action)
 
     async def _query(self, action: QueryTvs) -> Result:
         m = action.member

@@ -35,6 +35,7 @@ __all__ = [
     "ConnectSip",
     "FetchFailed",
     "FetchFile",
+    "Fetched",
     "FileFetched",
     "FileMissing",
     "Outcome",
@@ -135,6 +136,8 @@ class FileFetched:
     data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
     now: float
     server: str = ""
+    transport: str = ""  # "http" or "tftp": what delivered it
+    fallback: str = ""  # why HTTP did not deliver it, when TFTP did (e.g. "HTTP 404 Not Found")
 
 
 @attrs.frozen
@@ -147,6 +150,7 @@ class FileMissing:
 class FetchFailed:
     now: float
     detail: str
+    failure: str = "fetch-failed"  # the reason's suffix: fetch-failed, too-large, timeout
 
 
 @attrs.frozen
@@ -277,6 +281,22 @@ class Attempt:
 
 
 @attrs.frozen
+class Fetched:
+    """One file a step received: its name, the transport that delivered it (``http`` or
+    ``tftp``), and why HTTP did not when TFTP did."""
+
+    file: str
+    transport: str
+    fallback: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"file": self.file, "transport": self.transport}
+        if self.fallback:
+            d["fallback"] = self.fallback
+        return d
+
+
+@attrs.frozen
 class Step:
     """One boot step (``ctl``, ``itl``, ``config``, ``register``) and how it ended."""
 
@@ -292,6 +312,7 @@ class Step:
     signer: str | None = None
     source: str | None = None  # what vouched: first-use, ctl, itl, tvs-cache, tvs, unchanged
     attempts: tuple[Attempt, ...] = ()
+    fetched: tuple[Fetched, ...] = ()  # each file delivered in this step and by what
 
     @property
     def elapsed(self) -> float:
@@ -313,6 +334,8 @@ class Step:
             d["files"] = list(self.files)
         if self.attempts:
             d["attempts"] = [a.to_dict() for a in self.attempts]
+        if self.fetched:
+            d["fetched"] = [f.to_dict() for f in self.fetched]
         return d
 
 
