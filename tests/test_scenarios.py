@@ -43,6 +43,7 @@ def test_the_suite_holds_the_issue_scenarios() -> None:
         "back-after-manual",
         "invalid-itl",
         "nonsecure-rollback",
+        "http-down",
     }
     for s in SUITE.values():
         assert s.description

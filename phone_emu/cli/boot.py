@@ -39,6 +39,7 @@ from ..phone import (
 )
 from ..phone.persist import LoadedState
 from ..tvs_client import TvsClientConfig
+from .lab_options import add_fetch_options, fetch_options
 
 __all__ = ["register"]
 
@@ -108,6 +109,7 @@ def register(sub: Any) -> None:
         metavar="S",
         help="TFTP retransmission timeout (default 1, 5 retries)",
     )
+    add_fetch_options(p)
     p.add_argument("--query-tags", default="4,5", help="issuer/serial tags: 4,5 (default) or 5,6")
     p.add_argument("--keylog", type=Path, metavar="FILE", help="TLS secrets (SSLKEYLOGFILE)")
     p.set_defaults(func=_cmd_boot)
@@ -151,6 +153,7 @@ def _cmd_boot(args: argparse.Namespace) -> int:
             keylog=args.keylog,
         ),
         tftp_timeout=args.tftp_timeout,
+        fetch=fetch_options(args),
         sip_timeout=args.timeout,
         boot=BootOptions(
             register=not args.no_register,

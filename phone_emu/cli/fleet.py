@@ -42,6 +42,7 @@ from .lab_options import (
     add_boot_options,
     add_phones,
     fail,
+    fetch_options,
     hostport,
     positive,
     progress_for,
@@ -155,6 +156,7 @@ def _fleet(args: argparse.Namespace) -> int:
         boot=BootOptions(register=not args.no_register),
         lists=TrustListCache(max_entries=64),
         tftp_blksize=args.tftp_blksize,
+        fetch=fetch_options(args),
     )
     i, n = args.shard
     mac_of = {x: m for x, m in macs}

@@ -27,6 +27,7 @@ from ..lab.options import MigrationError, RunOptions
 from ..lab.progress import RunProgress
 from ..lab.scenarios import ScenarioError
 from ..lab.workers import WorkerError
+from ..phone.fetch import DEFAULT_HTTP_PORT, FETCH_MODES, FetchOptions
 
 __all__ = [
     "EXIT_DIFFERS",
@@ -34,11 +35,13 @@ __all__ = [
     "EXIT_OK",
     "LAB_ERRORS",
     "add_boot_options",
+    "add_fetch_options",
     "add_lab_options",
     "add_phones",
     "add_scenario_dirs",
     "blksize",
     "fail",
+    "fetch_options",
     "hostport",
     "load_lab",
     "positive",
@@ -126,6 +129,7 @@ def add_boot_options(p: argparse.ArgumentParser) -> None:
         help="ask for this TFTP block size (RFC 2348; default: plain 512-byte blocks). Larger "
         "blocks make big fleets lighter on this machine",
     )
+    add_fetch_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (stderr)")
     p.add_argument(
         "--log-level",
@@ -133,6 +137,30 @@ def add_boot_options(p: argparse.ArgumentParser) -> None:
         metavar="LEVEL",
         help="server and phone log lines on stderr at or above LEVEL (default error)",
     )
+
+
+def add_fetch_options(p: argparse.ArgumentParser) -> None:
+    """How phones download files: ``--fetch`` and ``--http-port`` (every command that boots)."""
+    p.add_argument(
+        "--fetch",
+        choices=FETCH_MODES,
+        default="http+tftp",
+        help="http+tftp (default, current firmware: HTTP 6970 first, TFTP for a file HTTP "
+        "does not deliver), tftp (older firmware) or http (HTTP only)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=DEFAULT_HTTP_PORT,
+        metavar="PORT",
+        help=f"HTTP port of the TFTP server (default {DEFAULT_HTTP_PORT}; lab clusters tell "
+        "the phones their own)",
+    )
+
+
+def fetch_options(args: argparse.Namespace) -> FetchOptions:
+    """The phones' :class:`FetchOptions` from :func:`add_fetch_options`' options."""
+    return FetchOptions(mode=args.fetch, http_port=args.http_port)
 
 
 def add_lab_options(p: argparse.ArgumentParser) -> None:
@@ -204,6 +232,8 @@ def run_options(args: argparse.Namespace, progress: RunProgress, **extra: Any) -
         concurrency=args.concurrency,
         register=False if args.no_register else None,
         tftp_blksize=args.tftp_blksize,
+        fetch_mode=args.fetch,
+        http_port=args.http_port,
         workdir=args.workdir,
         keep=args.keep,
         pki_dir=args.pki,

@@ -88,6 +88,10 @@ class RunClusters:
             return self.external[role]
         return self.running[role].tftp_address
 
+    def http_ports(self) -> dict[Address, int]:
+        """The HTTP port beside each in-process cluster's TFTP server (what phones ask)."""
+        return {c.tftp_address: c.http_address[1] for c in self.running.values()}
+
     def tvs_addresses(self, role: str) -> set[Address] | None:
         """The TVS addresses of an in-process cluster (None: started elsewhere, unknown)."""
         c = self.running.get(role)
@@ -112,6 +116,7 @@ class RunClusters:
                     "security_mode": c.config.security_mode,
                     "rollback_pre80": c.config.rollback_pre80,
                     "tftp": format_addr(c.tftp_address),
+                    "http": format_addr(c.http_address) if c.config.http else None,
                     "tvs": [format_addr(a) for a in c.tvs_addresses],
                 }
             elif role in self.external:

@@ -74,6 +74,7 @@ class _Run:
     async def run(self, nursery: trio.Nursery) -> None:
         """Start the clusters in ``nursery``, then the pools, then every step in order."""
         await self.clusters.start(nursery, self.pki)
+        self.fleet.http_ports.update(self.clusters.http_ports())  # bound ports: tell the phones
         try:
             await self.fleet.start_workers(self.pki_dir, self._source_name())
             for n, step in enumerate(self.scenario.steps, start=1):

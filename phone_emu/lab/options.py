@@ -27,6 +27,10 @@ class RunOptions:
     concurrency: int | None = None
     register: bool | None = None
     tftp_blksize: int | None = None  # RFC 2348 block size the phones ask for (None: plain 512)
+    fetch_mode: str = "http+tftp"  # how phones download: http+tftp, tftp, http
+    http_port: int = (
+        6970  # HTTP port of a TFTP server the lab did not start (--source/--destination)
+    )
     workdir: Path | None = None  # None: a temporary directory, removed unless keep
     keep: bool = False
     pki_dir: Path | None = None  # an existing lab PKI instead of generating one

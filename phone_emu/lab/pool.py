@@ -48,6 +48,9 @@ def boot_entry(
         status=r.status_lines if r else (),
         steps=tuple((s.name, s.reason) for s in r.steps) if r else (),
         timings=tuple((s.name, round(s.elapsed, 6)) for s in r.steps) if r else (),
+        transports=tuple((s.name, s.fetched[-1].transport) for s in r.steps if s.fetched)
+        if r
+        else (),
         error=b.error or None,
     )
 

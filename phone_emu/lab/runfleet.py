@@ -19,6 +19,7 @@ import trio
 
 from phone_emu.phone.boot import BootOptions
 from phone_emu.phone.driver import NetworkOptions
+from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.trust import TrustListCache
 from tvs.pki import Identity
 
@@ -55,10 +56,15 @@ class RunFleet:
         self.shared_key = opts.shared_key
         self.log_level = opts.log_level
         register = lab.fleet.register if opts.register is None else opts.register
+        self.http_ports: dict[tuple[str, int], int] = {}
+        """The HTTP port beside each lab cluster's TFTP server (filled once they are bound)."""
         self.network = NetworkOptions(
             boot=BootOptions(register=register),
             lists=TrustListCache(max_entries=64),
             tftp_blksize=opts.tftp_blksize,
+            fetch=FetchOptions(
+                mode=opts.fetch_mode, http_port=opts.http_port, http_ports=self.http_ports
+            ),
         )
         self.macs: list[tuple[int, str]] = []
         self.members: list[Member] = []
@@ -105,6 +111,9 @@ class RunFleet:
                 register=self.network.boot.register,
                 tftp_blksize=self.network.tftp_blksize,
                 concurrency=per_worker,
+                fetch_mode=self.network.fetch.mode,
+                http_port=self.network.fetch.http_port,
+                http_ports=[(h, p, hp) for (h, p), hp in self.http_ports.items()],
             )
             pools[k] = await WorkerPool.start(settings, log_level=self.log_level)
 
@@ -169,6 +178,7 @@ class RunFleet:
             "workers": self.workers,
             "register": self.network.boot.register,
             "tftp_blksize": self.network.tftp_blksize,
+            "fetch": self.network.fetch.mode,
             "mac_start": self.settings.mac_start,
             "model": self.settings.model,
         }

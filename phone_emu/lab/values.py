@@ -67,6 +67,8 @@ class BootEntry:
     status: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
     steps: tuple[tuple[str, str | None], ...] = attrs.field(default=(), converter=_frozen_map)
     timings: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=_frozen_map)
+    transports: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_frozen_map)
+    """Per boot step, the transport that delivered its file (``http`` or ``tftp``)."""
     error: str | None = None
     checked: bool = False
     expected: str | None = None
@@ -101,6 +103,7 @@ class BootEntry:
             "status": list(self.status),
             "steps": dict(self.steps),
             "timings": dict(self.timings),
+            "transports": dict(self.transports),
         }
         if self.error:
             out["error"] = self.error
@@ -130,6 +133,7 @@ class BootEntry:
             status=tuple(d.get("status", ())),
             steps=dict(d.get("steps", {})),
             timings=dict(d.get("timings", {})),
+            transports=dict(d.get("transports", {})),
             error=d.get("error"),
             checked="ok" in d,
             expected=d.get("expected"),
@@ -180,6 +184,10 @@ def _macs(value: Sequence[Sequence[Any]]) -> tuple[tuple[int, str], ...]:
     return tuple((int(i), str(m)) for i, m in value)
 
 
+def _http_ports(value: Sequence[Sequence[Any]]) -> tuple[tuple[str, int, int], ...]:
+    return tuple((str(h), int(p), int(hp)) for h, p, hp in value)
+
+
 @attrs.frozen(kw_only=True)
 class WorkerSettings:
     """What a worker process needs to build its slice of the fleet: the lab PKI directory and
@@ -193,6 +201,10 @@ class WorkerSettings:
     register: bool = True
     tftp_blksize: int | None = None
     concurrency: int = 64
+    fetch_mode: str = "http+tftp"
+    http_port: int = 6970
+    http_ports: tuple[tuple[str, int, int], ...] = attrs.field(default=(), converter=_http_ports)
+    """(TFTP host, TFTP port, HTTP port) of the lab's clusters."""
 
     @property
     def indices(self) -> list[int]:
@@ -208,6 +220,9 @@ class WorkerSettings:
             "register": self.register,
             "tftp_blksize": self.tftp_blksize,
             "concurrency": self.concurrency,
+            "fetch_mode": self.fetch_mode,
+            "http_port": self.http_port,
+            "http_ports": [list(t) for t in self.http_ports],
         }
 
     @classmethod
@@ -222,6 +237,9 @@ class WorkerSettings:
             register=bool(d["register"]),
             tftp_blksize=int(blksize) if blksize is not None else None,
             concurrency=int(d["concurrency"]),
+            fetch_mode=str(d.get("fetch_mode", "http+tftp")),
+            http_port=int(d.get("http_port", 6970)),
+            http_ports=d.get("http_ports", ()),
         )
 
 

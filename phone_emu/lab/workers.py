@@ -27,6 +27,7 @@ import trio
 
 from phone_emu.phone.boot import BootOptions
 from phone_emu.phone.driver import NetworkOptions
+from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.trust import TrustListCache
 from tvs.pki import LabPki
 
@@ -171,6 +172,11 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
                 boot=BootOptions(register=s.register),
                 lists=TrustListCache(max_entries=64),
                 tftp_blksize=s.tftp_blksize,
+                fetch=FetchOptions(
+                    mode=s.fetch_mode,
+                    http_port=s.http_port,
+                    http_ports={(h, p): hp for h, p, hp in s.http_ports},
+                ),
             )
             pool = PhonePool(
                 make_phones(ids), s.indices, concurrency=s.concurrency, network=network

@@ -1,13 +1,13 @@
 """The Trio driver: performs a boot machine's actions with the file fetcher (HTTP 6970 first,
-then TFTP, per file: ``fetch.py``), the TVS client and a secure SIP registration (TLS to the CallManager's port, then a ``REGISTER``), and keeps the
-phone's state.
+then TFTP, per file: ``fetch.py``), the TVS client and a secure SIP registration (TLS to the
+CallManager's port, then a ``REGISTER``), and keeps the phone's state.
 
 Owns :class:`Phone` (identity + trust state + configuration + optional state directory),
 :class:`NetworkOptions` (the client settings a whole fleet can share) and :func:`boot_phone`.
-Every wait has a deadline (each file's download, TVS connect/handshake/response, SIP handshake and
-REGISTER answer). The REGISTER is what makes a refused phone certificate visible: under TLS 1.3
-the phone's handshake ends before the server has checked its certificate, and the server's
-alert only arrives when the phone reads.
+Every wait has a deadline (each file's download, TVS connect/handshake/response, SIP
+handshake and REGISTER answer). The REGISTER is what makes a refused phone certificate
+visible: under TLS 1.3 the phone's handshake ends before the server has checked its
+certificate, and the server's alert only arrives when the phone reads.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ async def http_get(
         try:
             stream = await trio.open_tcp_stream(host, port, local_address=bind)
         except OSError as exc:
-            raise HttpConnectError(f"{host}:{port}: {exc.strerror or exc}") from None
+            why = _connect_failure(exc)
+            raise HttpConnectError(f"connect to {host}:{port}: {why}") from None
         async with stream:
             return await _exchange(stream, phone_request(name, host, port), max_size)
     assert scope.cancelled_caught
@@ -103,6 +104,18 @@ async def _exchange(stream: trio.SocketStream, request: bytes, max_size: int) ->
         raise HttpProtocolError(f"bad answer: {exc}") from None
     except trio.BrokenResourceError as exc:
         raise HttpProtocolError(f"connection broken: {exc}") from None
+
+
+def _connect_failure(exc: OSError) -> str:
+    """Why a connect failed: trio wraps each attempt's error in an exception group."""
+    cause: BaseException = exc
+    while isinstance(cause.__cause__, BaseException):
+        cause = cause.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[-1]
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause) or type(cause).__name__
 
 
 def _host_of(request: bytes) -> bytes:
