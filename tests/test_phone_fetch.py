@@ -233,3 +233,16 @@ def test_fetch_limits_are_per_kind() -> None:
     assert limits.cap(FileKind.CTL) == limits.cap(FileKind.ITL) == 128 * 1024
     assert limits.cap(FileKind.CONFIG) == 512 * 1024
     assert struct.calcsize("!HH") == 4  # the DATA header the dripping server writes
+
+
+def test_report_item_transports_round_trip() -> None:
+    from phone_emu.lab.values import BootEntry
+
+    item = {
+        "index": 0, "device": f"CP-8861-SEP{MAC}", "mac": MAC, "outcome": "migrated",
+        "step": None, "reason": None, "cluster": "destination", "boot_step": 4,
+        "state": "registered", "elapsed": 0.4, "finished_at": 1.0, "tvs_queries": 1,
+        "status": [], "steps": {"ctl": "ctl.updated"}, "timings": {"ctl": 0.1},
+        "transports": {"ctl": "tftp"},
+    }  # fmt: skip
+    assert BootEntry.from_json(item).to_json() == item

@@ -103,8 +103,9 @@ class BootEntry:
             "status": list(self.status),
             "steps": dict(self.steps),
             "timings": dict(self.timings),
-            "transports": dict(self.transports),
         }
+        if self.transports:
+            out["transports"] = dict(self.transports)
         if self.error:
             out["error"] = self.error
         if self.checked:
