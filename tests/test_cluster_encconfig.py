@@ -10,11 +10,13 @@ from strategies_tlv import make_cert, make_key
 from phone_emu.phone.config import parse_config
 from tvs.certs import Certificate
 from tvs.cluster import ClusterConfig, ClusterFiles, FileInputs, endpoints_from_config
+from tvs.cluster.profiles import MacRange, SecurityProfile
 from tvs.pki import LabPki
 from tvs.tlv import cert_hash, decrypt_config, parse_file, verify_file
 
 MAC = "B000B4BA0AEE"
 NOW = 1_700_000_000
+RANGE = MacRange.parse(f"{MAC}-B000B4BA0AEF", "test")
 
 
 def _files(
@@ -97,3 +99,24 @@ def test_a_new_certificate_changes_both_files(lab_pki: LabPki) -> None:
     assert stub2 != stub1 and cert_hash(new.cert).encode() in parse_file(stub2 or b"").payload
     enc2 = parse_file(files.get(f"SEP{MAC}.cnf.xml.enc.sgn") or b"")
     assert enc2.raw != enc1 and decrypt_config(enc2, new.key) == files.config_xml(MAC)
+
+
+def test_security_profile_decides(lab_pki: LabPki) -> None:
+    """``tftp_encrypted_config`` of the phone's profile (tvs.cluster.profiles), no hook."""
+    config = ClusterConfig.example("source").evolve(
+        security_profiles=(
+            SecurityProfile(
+                "enc", device_security_mode=3, tftp_encrypted_config=True, phones=(RANGE,)
+            ),
+        )
+    )
+    pki = lab_pki.clusters["source"]
+    files = ClusterFiles(
+        FileInputs(config, pki, endpoints_from_config(config), timestamp=NOW),
+        known_certificate=lambda name: pki.phones[MAC].cert,
+    )
+    assert b"<encrConfig>true</encrConfig>" in (files.get(f"SEP{MAC}.cnf.xml.sgn") or b"")
+    enc = parse_file(files.get(f"SEP{MAC}.cnf.xml.enc.sgn") or b"")
+    assert b"<deviceSecurityMode>3</deviceSecurityMode>" in decrypt_config(enc, pki.phones[MAC].key)
+    other = files.get("SEPB000B4BA0AF0.cnf.xml.sgn") or b""
+    assert b"encrConfig" not in other and files.get("SEPB000B4BA0AF0.cnf.xml.enc.sgn") is None

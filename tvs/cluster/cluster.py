@@ -129,7 +129,6 @@ class EmulatedCluster:
                 timestamp=self._now(),
             ),
             capf_mode=self._capf_mode,
-            encrypted=self._encrypted_config,
             known_certificate=self.known_phone_certificate,
         )
         self._signature = self._store.signature()
@@ -195,10 +194,6 @@ class EmulatedCluster:
         mac = device.mac_in(device_name)
         phone = self.pki.phones.get(mac) if mac is not None else None
         return phone.cert if phone is not None else None
-
-    def _encrypted_config(self, device_name: str) -> bool:
-        """Whether the phone's security profile has ``tftp_encrypted_config``."""
-        return False
 
     def _capf_issuers(self) -> tuple[Certificate, ...]:
         """Issuers of LSCs and MICs a phone may prove itself with: CAPF-trust (where the MIC

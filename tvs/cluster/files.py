@@ -362,8 +362,9 @@ class ClusterFiles:
         self.capf_mode = capf_mode
         """``SEP<MAC>`` -> that phone's ``capfAuthMode`` (the CAPF database, read per file)."""
         self.encrypted = encrypted
-        """``SEP<MAC>`` -> whether the phone's security profile has ``tftp_encrypted_config``:
-        its ``.cnf.xml.sgn`` is then the stub and ``.cnf.xml.enc.sgn`` the configuration."""
+        """``SEP<MAC>`` -> whether the phone gets encrypted configuration (None: its security
+        profile's ``tftp_encrypted_config``): its ``.cnf.xml.sgn`` is then the stub and
+        ``.cnf.xml.enc.sgn`` the configuration."""
         self.known_certificate = known_certificate
         """``SEP<MAC>`` -> the phone certificate the cluster knows (certHash, encryption)."""
         self._reset()
@@ -419,8 +420,11 @@ class ClusterFiles:
         return self._xml[key]
 
     def is_encrypted(self, mac: str) -> bool:
-        """Whether the phone's profile asks for encrypted configuration (section 9)."""
-        return self.encrypted is not None and self.encrypted(device.device_name(mac))
+        """Whether the phone's security profile has ``tftp_encrypted_config`` (section 9);
+        ``encrypted``, when given, decides instead."""
+        if self.encrypted is not None:
+            return self.encrypted(device.device_name(mac))
+        return self.profile_for(mac).tftp_encrypted_config
 
     def _known(self, mac: str) -> Certificate | None:
         if self.known_certificate is None:
