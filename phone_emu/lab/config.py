@@ -206,6 +206,7 @@ class LabConfig:
                     "tftp_port": 0,
                     "tvs_port": 0,
                     "sip_port": 0,
+                    "sip_tcp_port": 0,
                     "http_port": 0,
                     "capf_port": 0,
                 }
