@@ -116,7 +116,7 @@ async def test_nonsecure_has_no_ctl(make_cluster: Factory, nursery: trio.Nursery
         await _get(cluster, f"CTLSEP{MAC}.tlv")
     assert info.value.code == 1
     itl = await _get_file(cluster, f"ITLSEP{MAC}.tlv")
-    assert [r.role for r in itl.records] == [Role.SAST, Role.TFTP, Role.TVS, Role.CAPF]
+    assert [r.role for r in itl.records] == [Role.SAST, Role.TFTP, Role.SAST, Role.TVS, Role.CAPF]
 
 
 async def test_rollback_blanks_itl_only(source: EmulatedCluster) -> None:

@@ -149,7 +149,7 @@ def test_nonsecure_serves_no_ctl(lab_pki: LabPki) -> None:
     assert files.get(f"CTLSEP{MAC}.tlv") is None
     assert f"CTLSEP{MAC}.tlv" not in files.files_for(MAC)
     itl = _parse(files.get(f"ITLSEP{MAC}.tlv"))
-    assert [r.role for r in itl.records] == [Role.SAST, Role.TFTP, Role.TVS, Role.CAPF]
+    assert [r.role for r in itl.records] == [Role.SAST, Role.TFTP, Role.SAST, Role.TVS, Role.CAPF]
 
 
 def test_phone_sast_trust_appears_in_ctl_once_regenerated(lab_pki: LabPki) -> None:
@@ -192,6 +192,7 @@ def test_source_itl_callmanager_signs(lab_pki: LabPki) -> None:
     assert _roles(itl) == [
         (Role.SAST, node.callmanager.cert.subject),
         (Role.CCM_TFTP, node.callmanager.cert.subject),
+        (Role.SAST, pki.itlrecovery.cert.subject),  # 10.x-11.x ITLs hold ITLRecovery (section 7)
         (Role.TVS, node.tvs.cert.subject),
         (Role.CAPF, pki.capf.cert.subject),
     ]
@@ -208,10 +209,12 @@ def test_itl_per_tftp_node_before_12(big_pki: ClusterPki) -> None:
         assert itl.records[0].subject == cm.subject and itl.records[0].role == Role.SAST
         assert [r.role for r in itl.records] == [
             Role.SAST,
-            *[Role.CCM_TFTP] * 2,
+            Role.CCM_TFTP,  # each TFTP node's ITL holds its own CallManager (section 7, Med)
+            Role.SAST,  # ITLRecovery
             *[Role.TVS] * 3,
             Role.CAPF,
         ]
+        assert {r.subject for r in itl.records_with_role(Role.CCM_TFTP)} == {cm.subject}
         assert files.get("ITLFile.tlv", node) == files.itl(node)
     assert files.itl() == files.itl("pub")
     with pytest.raises(ClusterError, match="does not run TFTP"):
@@ -227,6 +230,34 @@ def test_itl_12x_itlrecovery_signs(big_pki: ClusterPki) -> None:
         assert (itl.records[0].role, itl.records[0].subject) == (Role.SAST, rec.subject)
         tvs = {r.subject for r in itl.records_with_role(Role.TVS)}
         assert tvs == {big_pki.nodes[n].tvs.cert.subject for n in ("pub", "sub1", "sub2")}
+
+
+@pytest.mark.parametrize("version", ["10.5.2.11900-3", "11.0.1.10000-10", "12.5.1.10000-22"])
+def test_itl_contents_by_version_match_section_7(lab_pki: LabPki, version: str) -> None:
+    """Decode the served ITL of a 10.5, an 11.0 and a 12.5 cluster: records and roles as the
+    section 7 table says (10.x-11.x: the serving CallManager signs, SAST + CCM+TFTP, ITLRecovery
+    SAST; 12.0+: ITLRecovery signs, the serving CallManager as SAST and CCM+TFTP; every TVS;
+    CAPF), and the CTL never holds a TVS."""
+    pki = lab_pki.clusters["source"]
+    node = pki.nodes["ucm105pub"]
+    files = _files(_config("source", version=version), pki)
+    itl = _parse(files.get(f"ITLSEP{MAC}.tlv") or b"")
+    cm, rec = node.callmanager.cert.subject, pki.itlrecovery.cert.subject
+    twelve = version.startswith("12.")
+    expected_head = (
+        [(Role.SAST, rec), (Role.SAST, cm), (Role.CCM_TFTP, cm)]
+        if twelve
+        else [(Role.SAST, cm), (Role.CCM_TFTP, cm), (Role.SAST, rec)]
+    )
+    assert _roles(itl) == [
+        *expected_head,
+        (Role.TVS, node.tvs.cert.subject),
+        (Role.CAPF, pki.capf.cert.subject),
+    ]
+    signer = pki.itlrecovery.cert if twelve else node.callmanager.cert
+    assert verify_file(itl, trusted=[signer]) == signer
+    ctl = _parse(files.ctl() or b"")
+    assert not ctl.records_with_role(Role.TVS)
 
 
 def test_rollback_blanks_itl_and_leaves_ctl(lab_pki: LabPki) -> None:

@@ -198,7 +198,7 @@ class EmulatedCluster:
     def _capf_issuers(self) -> tuple[Certificate, ...]:
         """Issuers of LSCs and MICs a phone may prove itself with: CAPF-trust (where the MIC
         roots and other clusters' CAPFs are) and the own CAPF."""
-        return tuple(self._store.client_ca_certificates())
+        return tuple(self._store.phone_issuer_certificates())
 
     @property
     def capf_addresses(self) -> list[tuple[str, int]]:

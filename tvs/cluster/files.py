@@ -48,6 +48,7 @@ from .profiles import SecurityProfile
 __all__ = [
     "CTL_NAME",
     "ITLRECOVERY_IN_CTL_FROM",
+    "ITLRECOVERY_IN_ITL_FROM",
     "ITLRECOVERY_SIGNS_FROM",
     "ITL_NAME",
     "SIGNER_VERSION_FROM",
@@ -69,6 +70,9 @@ CTL_NAME: Final = device.CTL_FILE
 ITL_NAME: Final = device.ITL_FILE
 ITLRECOVERY_IN_CTL_FROM: Final = (10, 5, 2)
 """From CUCM 10.5(2) the tokenless CTL also holds ITLRecovery as SAST (High)."""
+ITLRECOVERY_IN_ITL_FROM: Final = (10, 0)
+"""From CUCM 10.0 (where ITLRecovery appeared) the ITL also holds ITLRecovery as SAST (Med-High,
+section 7; the exact first release is not documented)."""
 ITLRECOVERY_SIGNS_FROM: Final = (12, 0)
 """From CUCM 12.0 ITLRecovery signs the CTL and the ITL (High)."""
 SIGNER_VERSION_FROM: Final = (11, 0)
@@ -222,15 +226,29 @@ def ctl_records(inputs: FileInputs) -> list[RecordSpec]:
 
 
 def itl_records(inputs: FileInputs, node: str | None = None) -> list[RecordSpec]:
-    """The ITL's records: the signer as SAST, each TFTP node's CallManager (CCM+TFTP in mixed
-    mode, TFTP in nonsecure mode), every node's TVS certificate, CAPF. Blank with rollback."""
+    """The ITL of TFTP node ``node`` (None: the first), by CUCM version (protocol notes section 7,
+    TAC 214231 and the 12.x security chapter):
+
+    - before 12.0: the serving node's CallManager as SAST (it signs) and as CCM+TFTP (TFTP in
+      nonsecure mode), from 10.0 ITLRecovery as SAST (Med-High), every node's TVS, CAPF;
+    - 12.0 and later: ITLRecovery as SAST (it signs), the serving node's CallManager as SAST
+      and as CCM+TFTP/TFTP (High), every node's TVS, CAPF.
+
+    Each TFTP node's ITL holds its own CallManager only (Med). Blank with rollback."""
     if inputs.config.rollback_pre80:
         return []
     config, pki = inputs.config, inputs.pki
-    signer = itl_signer(inputs, node)
-    records = [RecordSpec(role=int(Role.SAST), certificate=signer.cert)]
+    serving = inputs.tftp_node(node)
     tftp_role = Role.CCM_TFTP if config.mixed_mode else Role.TFTP
-    records += [_callmanager_spec(inputs, n.name, tftp_role) for n in config.tftp_nodes]
+    cm_sast = _callmanager_spec(inputs, serving, Role.SAST)
+    cm_tftp = _callmanager_spec(inputs, serving, tftp_role)
+    recovery = RecordSpec(role=int(Role.SAST), certificate=pki.itlrecovery.cert)
+    if _at_least(config, ITLRECOVERY_SIGNS_FROM):
+        records = [recovery, cm_sast, cm_tftp]
+    elif _at_least(config, ITLRECOVERY_IN_ITL_FROM):
+        records = [cm_sast, cm_tftp, recovery]
+    else:
+        records = [cm_sast, cm_tftp]
     records += [
         RecordSpec(
             role=int(Role.TVS),
