@@ -33,6 +33,7 @@ from ..store import (
 )
 from ..store.atomic import atomic_write
 from ..store.bulk import DEFAULT_PASSWORD
+from ..store.kinds import KINDS
 
 __all__ = ["entry_to_dict", "register"]
 
@@ -100,6 +101,12 @@ def register(sub: Any) -> None:
     p = s.add_parser("bulk-import", help="import the other clusters' certificates (notes sec. 5)")
     _store_arg(p)
     _bulk_args(p)
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="what the certificates are when their names and content cannot tell "
+        "(a bundle from openssl pkcs12 -export without a CUCM friendly name)",
+    )
     p.set_defaults(func=_cmd_bulk_import)
 
 
@@ -133,6 +140,7 @@ def entry_to_dict(e: StoreEntry, now: _dt.datetime | None = None) -> dict[str, A
         "not_after": c.not_valid_after.isoformat(),
         "expired": e.is_expired(now),
         "path": str(e.path),
+        "link": e.link,
     }
 
 
@@ -188,7 +196,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             str(e.ttl),
             expires,
             e.certificate.serial_hex,
-            e.certificate.subject,
+            e.certificate.subject + (f" (link -> {e.link})" if e.link else ""),
         )
     Console(width=200, soft_wrap=True).print(table)
     return EXIT_OK
@@ -254,13 +262,14 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
 
 def _cmd_bulk_import(args: argparse.Namespace) -> int:
     try:
-        result = bulk_import(TrustStore.open(args.store), args.dir, args.password)
+        result = bulk_import(TrustStore.open(args.store), args.dir, args.password, kind=args.kind)
     except (StoreError, OSError) as exc:
         return _fail(exc)
     for e in result.imported:
         print(f"imported into {e.store}: {e.certificate.subject}")
+    unknown = f", {len(result.unknown)} of unknown kind (give --kind)" if result.unknown else ""
     print(
         f"{len(result.imported)} imported, "
-        f"{len(result.skipped)} skipped (own cluster or no mapping)"
+        f"{len(result.skipped)} skipped (own cluster or no mapping){unknown}"
     )
     return EXIT_OK

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .bulk import BulkImportResult, bulk_export, bulk_import, consolidate
 from .cache import CacheEntry, CertificateCache, normalize_serial, unique_map_id
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
+from .kinds import KINDS, Recognised, recognise
 from .pkcs12 import LabelledCertificate, dump_pkcs12, load_pkcs12, read_certificate_file
 from .table import (
     ALL_STORES,
@@ -28,6 +29,7 @@ __all__ = [
     "ALL_STORES",
     "BULK_IMPORT_MAP",
     "DEFAULT_TTL",
+    "KINDS",
     "OWN_STORES",
     "PHONE_ISSUER_STORES",
     "STORE_ROLES",
@@ -36,6 +38,7 @@ __all__ = [
     "CacheEntry",
     "CertificateCache",
     "LabelledCertificate",
+    "Recognised",
     "StoreEntry",
     "StoreError",
     "StoreInputError",
@@ -49,6 +52,7 @@ __all__ = [
     "load_pkcs12",
     "normalize_serial",
     "read_certificate_file",
+    "recognise",
     "roles_for_stores",
     "unique_map_id",
 ]

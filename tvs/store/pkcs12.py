@@ -1,9 +1,11 @@
 """Reading certificate files (PEM, DER, PKCS#12) and writing labelled PKCS#12 bundles.
 
 Owns the file formats an administrator hands to ``tvs store import`` and the bundles bulk
-certificate management exchanges. A bundle entry carries a friendly name
-``KIND|CLUSTER|NODE`` (``CallManager|destination|ucm11pub``) so an import knows what each
-certificate is. Does not decide which store a certificate goes to (see ``table``).
+certificate management exchanges (``.p12`` and ``.pfx``). Our bundle entries carry a friendly
+name ``KIND|CLUSTER|NODE`` (``CallManager|destination|ucm11pub``); for any other bundle (a CUCM
+export, ``openssl pkcs12 -export``) the kind is recognised from the certificate and its names
+(``kinds``), or left empty when it cannot be told. Does not decide which store a certificate
+goes to (see ``table``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from ..certs import Certificate, CertificateError, load_certificates
 from .errors import StoreInputError
+from .kinds import recognise
 
 __all__ = [
     "LabelledCertificate",
@@ -37,6 +40,7 @@ class LabelledCertificate:
     kind: str  # CallManager, ITLRecovery, CAPF, TVS, tomcat, or "" when unknown
     cluster: str = ""
     node: str = ""
+    why: str = ""  # how the kind was told ("" for our own labels)
 
     @property
     def friendly_name(self) -> str:
@@ -70,12 +74,20 @@ def load_pkcs12(
         except ValueError as exc:
             last = exc
             continue
-        out: list[LabelledCertificate] = []
-        for item in ([bundle.cert] if bundle.cert else []) + list(bundle.additional_certs):
-            cert = Certificate.from_x509(item.certificate)
-            out.append(LabelledCertificate.from_friendly_name(cert, item.friendly_name))
-        if not out:
+        entries = ([bundle.cert] if bundle.cert else []) + list(bundle.additional_certs)
+        if not entries:
             raise StoreInputError(f"{source}: PKCS#12 bundle holds no certificate")
+        file_name = Path(source).name if len(entries) == 1 else ""
+        out: list[LabelledCertificate] = []
+        for item in entries:
+            cert = Certificate.from_x509(item.certificate)
+            labelled = LabelledCertificate.from_friendly_name(cert, item.friendly_name)
+            if not labelled.kind:
+                friendly = (item.friendly_name or b"").decode("utf-8", "replace")
+                found = recognise(cert, friendly, file_name)
+                if found is not None:
+                    labelled = attrs.evolve(labelled, kind=found.kind, why=found.why)
+            out.append(labelled)
         return out
     hint = "wrong password or not a PKCS#12 file" if pw is not None else "needs a password"
     raise StoreInputError(f"{source}: cannot read PKCS#12 ({hint}: {last})")

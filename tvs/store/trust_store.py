@@ -11,10 +11,14 @@ Layout of a store directory::
     DIR/tomcat/<node>.pem
 
 Each PEM file starts with ``# key: value`` comment lines (subject, issuer, serial, ``ttl``);
-the ``ttl`` line is the certificate's TVS TTL. Every write is atomic (``atomic``): a crash
-mid-import leaves each file either old or new, never half written. Inputs are validated before
-anything is written, so a failed import leaves the store unchanged. Owns no roles: those come
-from ``table``; the in-memory view the server answers from is ``cache``.
+the ``ttl`` line is the certificate's TVS TTL. An import (and a bulk import) is all or nothing:
+inputs are validated first, then every file goes through one journal (``journal``): a crash
+leaves the store untouched or, after the next :meth:`TrustStore.open`, complete; that open
+also removes temporary files a killed writer left. A certificate appearing twice in one input
+is written once. A trust folder that is a symbolic link is refused (a store must not reach
+outside its directory); a certificate file that is a link is listed as one
+(:attr:`StoreEntry.link`). Owns no roles: those come from ``table``; the in-memory view the
+server answers from is ``cache``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import builtins
 import datetime as _dt
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,6 +37,7 @@ from ..certs import Certificate, CertificateError, load_certificates
 from .atomic import atomic_remove, atomic_write, fsync_dir, is_temporary
 from .cache import CertificateCache
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
+from .journal import commit_files, recover, store_lock
 from .table import (
     ALL_STORES,
     DEFAULT_TTL,
@@ -55,6 +61,8 @@ class StoreEntry:
     certificate: Certificate
     ttl: int
     path: Path
+    link: str | None = None
+    """Where the file points when it is a symbolic link (listed as such), else None."""
 
     @property
     def roles(self) -> tuple[int, ...]:
@@ -99,6 +107,8 @@ class TrustStore:
     nodes: tuple[str, ...] = ()
     problems: list[str] = attrs.field(factory=list)
     """Files skipped by the last :meth:`list` (unreadable PEM), one message each."""
+    recovered: list[str] = attrs.field(factory=list)
+    """What :meth:`open` finished or cleaned after a writer was killed, one line each."""
 
     # --- opening --------------------------------------------------------------------------
     @classmethod
@@ -109,6 +119,13 @@ class TrustStore:
             if not create:
                 raise StoreNotFoundError(f"{path}: no such store directory")
             path.mkdir(parents=True, exist_ok=True)
+        for name in ALL_STORES:
+            folder = path / name
+            if folder.is_symlink():
+                raise StoreError(
+                    f"{folder}: a trust folder that is a symbolic link is refused "
+                    f"(it points to {os.readlink(folder)})"
+                )
         store = cls(root=path)
         meta = path / _META
         if meta.exists():
@@ -120,6 +137,7 @@ class TrustStore:
                 raise StoreError(f"{meta}: unreadable: {exc}") from None
         for name in ALL_STORES:
             (path / name).mkdir(exist_ok=True)
+        store.recovered = recover(path, [path / name for name in ALL_STORES])
         return store
 
     @classmethod
@@ -157,7 +175,8 @@ class TrustStore:
     def set_cluster(self, cluster: str, nodes: Sequence[str]) -> None:
         self.cluster, self.nodes = cluster, tuple(nodes)
         data = json.dumps({"cluster": cluster, "nodes": list(nodes)}, indent=2) + "\n"
-        atomic_write(self.root / _META, data.encode())
+        with store_lock(self.root):
+            atomic_write(self.root / _META, data.encode())
 
     # --- writing --------------------------------------------------------------------------
     def put_own(
@@ -167,25 +186,35 @@ class TrustStore:
         if kind not in OWN_STORES:
             raise UnknownStoreError(f"{kind!r} is not an own-certificate kind {OWN_STORES}")
         path = self.root / kind / f"{_safe(name)}.pem"
-        atomic_write(path, _render(cert, ttl))
+        with store_lock(self.root):
+            atomic_write(path, _render(cert, ttl))
         return StoreEntry(kind, cert, ttl, path)
 
     def import_certificates(
         self, store_name: str, certs: Iterable[Certificate], *, ttl: int = DEFAULT_TTL
     ) -> list[StoreEntry]:
-        """Add certificates to a trust store (idempotent: the same certificate twice is one
-        file). The store name is checked before anything is written."""
-        name = _check_store(store_name, own_allowed=False)
+        """Add certificates to a trust store, all or nothing (idempotent: the same certificate
+        twice is one file). The store name is checked before anything is written."""
+        return self.import_many([(store_name, cert) for cert in certs], ttl=ttl)
+
+    def import_many(
+        self, items: Iterable[tuple[str, Certificate]], *, ttl: int = DEFAULT_TTL
+    ) -> list[StoreEntry]:
+        """Add (trust store, certificate) pairs in one all-or-nothing write; each pair is
+        written once however often it appears. Everything is checked before anything is
+        written."""
         if ttl < 0 or ttl > 0xFFFFFFFF:
             raise StoreInputError(f"TTL out of range: {ttl}")
-        todo = list(certs)
-        if not todo:
-            raise StoreInputError("no certificates to import")
-        out = []
-        for cert in todo:
+        planned: dict[tuple[str, bytes], StoreEntry] = {}
+        for store_name, cert in items:
+            name = _check_store(store_name, own_allowed=False)
             path = self.root / name / f"{_safe(cert.common_name)}_{cert.sha256.hex()[:12]}.pem"
-            atomic_write(path, _render(cert, ttl))
-            out.append(StoreEntry(name, cert, ttl, path))
+            planned.setdefault((name, cert.sha256), StoreEntry(name, cert, ttl, path))
+        if not planned:
+            raise StoreInputError("no certificates to import")
+        out = list(planned.values())
+        with store_lock(self.root):
+            commit_files(self.root, [(e.path, _render(e.certificate, ttl)) for e in out])
         return out
 
     def remove(self, store_name: str, match: str) -> list[StoreEntry]:
@@ -206,8 +235,9 @@ class TrustStore:
                 gone.append(entry)
         if not gone:
             raise StoreNotFoundError(f"no certificate matching {match!r} in {name}")
-        for entry in gone:
-            atomic_remove(entry.path)
+        with store_lock(self.root):
+            for entry in gone:
+                atomic_remove(entry.path)
         return gone
 
     # --- reading --------------------------------------------------------------------------
@@ -226,6 +256,7 @@ class TrustStore:
             for path in sorted(folder.iterdir()):
                 if is_temporary(path) or not path.is_file():
                     continue
+                link = os.readlink(path) if path.is_symlink() else None
                 try:
                     data = path.read_bytes()
                     certs = load_certificates(data, source=str(path))
@@ -234,7 +265,7 @@ class TrustStore:
                     continue
                 m = _TTL_RE.search(data)
                 ttl = int(m.group(1)) if m else DEFAULT_TTL
-                out.extend(StoreEntry(name, c, ttl, path) for c in certs)
+                out.extend(StoreEntry(name, c, ttl, path, link) for c in certs)
         return out
 
     def load_cache(self) -> CertificateCache:
