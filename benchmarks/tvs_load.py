@@ -4,14 +4,23 @@ s_server`` full handshakes/s (the ceiling for a TLS-per-request protocol here), 
 Each request is what a booting phone does: TCP connect, TLS handshake presenting its LSC
 (client certificate), one QUERY_CERT_REQ, the full QUERY_CERT_RES, close. The s_server
 reference gets the same generator with a one-line echo (``-rev``, client certificate requested
-and verified, no session tickets) instead of the TVS message. The generator is lean (blocking
-``ssl`` sockets in threads) and runs in several processes (``--procs``, default 2); it is
-bounded by ``--seconds`` per cell and by ``--max-requests``. All servers run at once and the
-cells are interleaved, best of ``--rounds``, so machine noise hits every target alike; each
-server's CPU time per completed request is reported too (robust to a busy machine). Loopback
-only.
+and verified, OpenSSL's default session tickets) instead of the TVS message. Two kinds of
+client (``--clients``): ``nodelay`` sets TCP_NODELAY, ``nagle`` leaves Nagle on as phones and
+most TLS clients do (a server that sends nothing after a TLS 1.3 handshake stalls those ~40 ms
+per request, issue 12 item 3). ``--base DIR`` also runs the server of another checkout (its
+own ``.venv``), for a before/after in one run. The generator is lean (blocking ``ssl`` sockets
+in threads) and runs in several processes (``--procs``, default 2); it is bounded by
+``--seconds`` per cell and by ``--max-requests``. All servers run at once and the cells are
+interleaved, best of ``--rounds``, so machine noise hits every target alike; each server's CPU
+time per completed request is reported too (robust to a busy machine).
 
-Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]``.
+``--lockout SECONDS`` measures instead what issue 12 item 2 found: an attacker address
+(127.0.0.2) opening ``--attack-rate`` plain TCP connections per second that never send a
+byte, while a good client (127.0.0.3) sends one query per second; it prints how many good
+queries were answered, for each server. Loopback only; every loop is bounded in count and time.
+
+Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]
+[--base ../tls-base] [--lockout 30]``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import multiprocessing
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -51,11 +61,12 @@ def _context(cert: str, key: str, legacy: bool) -> ssl.SSLContext:
     return ctx
 
 
-def _one(ctx: ssl.SSLContext, port: int, payload: bytes, mode: str) -> None:
+def _one(ctx: ssl.SSLContext, port: int, payload: bytes, mode: str, nodelay: bool = True) -> None:
     from tvs.wire import Decoder, Frame, QueryCertResponse, Status
 
     with socket.create_connection((HOST, port), timeout=10) as raw:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if nodelay:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with ctx.wrap_socket(raw) as tls:
             tls.sendall(payload)
             if mode == "tvs":
@@ -84,6 +95,7 @@ def _generator(
     key: str,
     payload: bytes,
     legacy: bool,
+    nodelay: bool,
     out: Any,
 ) -> None:
     ctx = _context(cert, key, legacy)
@@ -100,7 +112,7 @@ def _generator(
                     return
             t0 = time.perf_counter()
             try:
-                _one(ctx, port, payload, mode)
+                _one(ctx, port, payload, mode, nodelay)
             except Exception as exc:
                 with lock:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
@@ -117,7 +129,14 @@ def _generator(
 
 
 def measure(
-    mode: str, port: int, concurrency: int, procs: int, seconds: float, args: Any, payload: bytes
+    mode: str,
+    port: int,
+    concurrency: int,
+    procs: int,
+    seconds: float,
+    args: Any,
+    payload: bytes,
+    nodelay: bool = True,
 ) -> dict[str, Any]:
     """Keep ``concurrency`` requests in flight (spread over ``procs`` processes)."""
     mp = multiprocessing.get_context("spawn")
@@ -137,6 +156,7 @@ def measure(
                 args.lsc_key,
                 payload,
                 args.legacy,
+                nodelay,
                 out,
             ),
         )
@@ -219,7 +239,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def start_ours(args: Any, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_ours(
+    args: Any, workers: int, python: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Our server (``python``: the interpreter of another checkout, for a before/after)."""
     port = _free_port()
     code = (
         "import sys; from tvs.server import TvsServerConfig, run_workers; "
@@ -228,17 +251,26 @@ def start_ours(args: Any, workers: int) -> tuple[subprocess.Popen[bytes], int]:
         "client_auth='optional', max_connections=4096); "
         f"sys.exit(run_workers(cfg, {workers}, log_level={args.log_level!r}))"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    _wait_listening(port, proc)
+    log = Path(args.store).parent / f"server-{port}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [python or sys.executable, "-c", code],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd="/",  # so the interpreter imports its own checkout's package, not this directory
+        )
+    try:
+        _wait_listening(port, proc)
+    except RuntimeError:
+        print(log.read_text(errors="replace")[-2000:], file=sys.stderr)
+        raise
     return proc, port
 
 
 def start_s_server(args: Any) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     cmd = ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", args.tvs_cert,
-           "-key", args.tvs_key, "-rev", "-quiet", "-num_tickets", "0",
+           "-key", args.tvs_key, "-rev", "-quiet",
            "-verify", "1", "-CAfile", args.capf]  # fmt: skip
     if args.legacy:
         cmd += ["-cipher", "AES256-SHA:@SECLEVEL=0", "-tls1_2"]
@@ -293,15 +325,89 @@ def _prepare(args: Any, work: Path) -> bytes:
     return encode_message(req)
 
 
+def _raise_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 16384 if hard == resource.RLIM_INFINITY else min(hard, 16384)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _lockout(args: Any, port: int, payload: bytes) -> tuple[int, int, int]:
+    """Attacker (127.0.0.2) holds idle connections at ``--attack-rate``/s while a good client
+    (127.0.0.3) sends one query per second for ``--lockout`` seconds: (good answered, good
+    sent, attacker connections made)."""
+    ctx = _context(args.lsc, args.lsc_key, args.legacy)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+    cap = int(args.attack_rate * args.lockout) + 1
+
+    def attack() -> None:
+        interval = 1.0 / args.attack_rate
+        next_at = time.monotonic()
+        while not stop.is_set() and len(held) < cap:
+            try:
+                s = socket.socket()
+                s.bind(("127.0.0.2", 0))
+                s.settimeout(2)
+                s.connect((HOST, port))
+                held.append(s)
+            except OSError:
+                s.close()
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def good() -> bool:
+        try:
+            raw = socket.create_connection((HOST, port), timeout=5, source_address=("127.0.0.3", 0))
+        except OSError:
+            return False
+        try:
+            raw.settimeout(5)
+            with ctx.wrap_socket(raw) as tls:
+                from tvs.wire import Decoder, Frame
+
+                tls.sendall(payload)
+                dec = Decoder()
+                while not isinstance(dec.next_frame(), Frame):
+                    dec.receive_data(tls.recv(65536))
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            raw.close()
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    ok = sent = 0
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < args.lockout:
+            t0 = time.monotonic()
+            sent += 1
+            ok += good()
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+    finally:
+        stop.set()
+        attacker.join(10)
+        made = len(held)
+        for s in held:
+            s.close()
+    return ok, sent, made
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="per cell (5)")
     p.add_argument("--concurrency", default="1,16,128")
     p.add_argument("--procs", type=int, default=2, help="generator processes (2)")
     p.add_argument("--workers", default="1,2", help="our server's worker counts (1,2)")
+    p.add_argument("--clients", default="nodelay,nagle", help="client kinds (nodelay,nagle)")
+    p.add_argument(
+        "--base", type=Path, metavar="DIR", help="also run the server of this checkout (DIR/.venv)"
+    )
     p.add_argument("--max-requests", type=int, default=MAX_REQUESTS)
     p.add_argument("--legacy", action="store_true", help="TLS 1.2 AES256-SHA (old phones)")
-    p.add_argument("--log-level", default="info", help="our server's log level (info)")
+    p.add_argument("--log-level", default="warning", help="our server's log level (warning)")
     p.add_argument(
         "--client-key",
         default="ec-p256",
@@ -310,60 +416,120 @@ def main() -> int:
     )
     p.add_argument("--rounds", type=int, default=2, help="best of N rounds per cell (2)")
     p.add_argument("--pki", type=Path, help="an existing lab PKI (default: generate one)")
+    p.add_argument(
+        "--lockout", type=float, metavar="S", help="measure the idle-connection lockout instead"
+    )
+    p.add_argument("--attack-rate", type=float, default=104.0, help="idle connections/s (104)")
     args = p.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
+    kinds = [k.strip() for k in args.clients.split(",")]
+    if any(k not in ("nodelay", "nagle") for k in kinds):
+        print("--clients: nodelay and/or nagle", file=sys.stderr)
+        return 2
     if shutil.which("openssl") is None:
         print("openssl not found", file=sys.stderr)
         return 2
+    base_python = None
+    if args.base is not None:
+        base_python = str((args.base / ".venv" / "bin" / "python").absolute())
+        if not os.access(base_python, os.X_OK):
+            print(f"--base: no {base_python}", file=sys.stderr)
+            return 2
+    _raise_open_files()
     print(f"cores: {os.cpu_count()}, generator processes: {args.procs}, {args.seconds}s per cell, "
           f"TLS: {'1.2 AES256-SHA' if args.legacy else 'default (1.3)'}")  # fmt: skip
-    best: dict[tuple[str, int], dict[str, Any]] = {}
-    errors: dict[tuple[str, int], int] = {}
-    served: dict[str, int] = {}
-    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tvs-load-") as tmp:
         payload = _prepare(args, Path(tmp))
-        servers: list[tuple[str, subprocess.Popen[bytes], int, str, bytes]] = []
-        try:  # every server up front; cells interleaved so machine noise hits all alike
-            proc, port = start_s_server(args)
-            servers.append(("openssl s_server -rev", proc, port, "rev", REV_LINE))
-            for w in worker_counts:
-                proc, port = start_ours(args, w)
-                servers.append((f"tvs serve --workers {w}", proc, port, "tvs", payload))
-            cpu_start = {name: _tree_cpu(proc.pid) for name, proc, *_ in servers}
-            for rnd in range(args.rounds):
+        if args.lockout:
+            return _run_lockout(args, payload, base_python)
+        return _run_load(args, payload, levels, worker_counts, kinds, base_python)
+
+
+def _run_lockout(args: Any, payload: bytes, base_python: str | None) -> int:
+    targets = [("tvs serve (this tree)", None)]
+    if base_python is not None:
+        targets.insert(0, (f"tvs serve ({args.base})", base_python))
+    print(f"lockout: attacker 127.0.0.2 at {args.attack_rate:.0f} idle connections/s, "
+          f"good client 127.0.0.3 at 1 query/s, {args.lockout:.0f}s per server")  # fmt: skip
+    for name, python in targets:
+        proc, port = start_ours(args, 1, python)
+        try:
+            ok, sent, made = _lockout(args, port, payload)
+        finally:
+            _stop(proc)
+        print(f"  {name:<40} good queries answered: {ok} of {sent} "
+              f"(attacker connections: {made})", flush=True)  # fmt: skip
+    return 0
+
+
+def _run_load(
+    args: Any,
+    payload: bytes,
+    levels: list[int],
+    worker_counts: list[int],
+    kinds: list[str],
+    base_python: str | None,
+) -> int:
+    best: dict[tuple[str, int, str], dict[str, Any]] = {}
+    errors: dict[tuple[str, int, str], int] = {}
+    served: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    ref_name = "openssl s_server -rev"
+    servers: list[tuple[str, subprocess.Popen[bytes], int, str, bytes]] = []
+    try:  # every server up front; cells interleaved so machine noise hits all alike
+        proc, port = start_s_server(args)
+        servers.append((ref_name, proc, port, "rev", REV_LINE))
+        for w in worker_counts:
+            if base_python is not None:
+                proc, port = start_ours(args, w, base_python)
+                servers.append((f"before: --workers {w}", proc, port, "tvs", payload))
+            proc, port = start_ours(args, w)
+            servers.append((f"tvs serve --workers {w}", proc, port, "tvs", payload))
+        cpu_start = {name: _tree_cpu(proc.pid) for name, proc, *_ in servers}
+        for rnd in range(args.rounds):
+            for kind in kinds:
                 for c in levels:
                     for name, _, port, mode, data in servers:
-                        r = measure(mode, port, c, args.procs, args.seconds, args, data)
-                        key = (name, c)
+                        r = measure(
+                            mode, port, c, args.procs, args.seconds, args, data, kind == "nodelay"
+                        )
+                        key = (name, c, kind)
                         errors[key] = errors.get(key, 0) + sum(r["errors"].values())
                         served[name] = served.get(name, 0) + r["done"]
                         if key not in best or r["rate"] > best[key]["rate"]:
                             best[key] = r
-                        print(f"round {rnd + 1} {name:<24} conc {c:>4}: {r['rate']:7.0f}/s",
-                              flush=True)  # fmt: skip
-            for name, proc, *_ in servers:
-                cpu[name] = _tree_cpu(proc.pid) - cpu_start[name]
-        finally:
-            for _, proc, *_ in servers:
-                _stop(proc)
-    rows = [(name, c, best[(name, c)]) for c in levels for name, *_ in servers]
-    ref = {c: best[("openssl s_server -rev", c)]["rate"] for c in levels}
-    print(f"\n{'target':<24} {'conc':>5} {'done':>7} {'errors*':>7} {'req/s':>8} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'x s_server':>10}")  # fmt: skip
-    for name, c, r in rows:
-        errs = errors[(name, c)]
-        ratio = r["rate"] / ref[c] if ref.get(c) else float("nan")
-        print(f"{name:<24} {c:>5} {r['done']:>7} {errs:>7} {r['rate']:>8.0f} {r['p50_ms']:>8.2f} "
-              f"{r['p99_ms']:>8.2f} {ratio:>10.2f}")  # fmt: skip
-        if r["errors"]:
-            print(f"{'':<24} errors (best round): {r['errors']}")
-    print("req/s, p50, p99: best round; errors*: all rounds; x s_server: same concurrency")
+                        print(f"round {rnd + 1} {kind:<7} {name:<24} conc {c:>4}: "
+                              f"{r['rate']:7.0f}/s", flush=True)  # fmt: skip
+        for name, proc, *_ in servers:
+            cpu[name] = _tree_cpu(proc.pid) - cpu_start[name]
+    finally:
+        for _, proc, *_ in servers:
+            _stop(proc)
+    print(f"\n{'client':<8} {'target':<24} {'conc':>5} {'done':>7} {'errors*':>7} {'req/s':>8} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'x s_server':>10} {'x before':>9}")  # fmt: skip
+    for kind in kinds:
+        for c in levels:
+            ref = best[(ref_name, c, kind)]["rate"]
+            for name, *_ in servers:
+                r = best[(name, c, kind)]
+                errs = errors[(name, c, kind)]
+                ratio = r["rate"] / ref if ref else float("nan")
+                before = ""
+                if name.startswith("tvs serve --workers") and base_python is not None:
+                    old = best[(name.replace("tvs serve", "before:"), c, kind)]["rate"]
+                    before = f"{r['rate'] / old:9.2f}" if old else f"{'inf':>9}"
+                p50, p99 = r["p50_ms"], r["p99_ms"]
+                print(f"{kind:<8} {name:<24} {c:>5} {r['done']:>7} {errs:>7} {r['rate']:>8.0f} "
+                      f"{p50:>8.2f} {p99:>8.2f} {ratio:>10.2f} {before}")  # fmt: skip
+                if r["errors"]:
+                    print(f"{'':<33} errors (best round): {r['errors']}")
+    print("req/s, p50, p99: best round; errors*: all rounds; x s_server: same client kind and "
+          "concurrency; x before: this tree / --base")
     print(
         "\nserver CPU per completed request (all cells, after start-up; robust to a busy machine):"
     )
-    ref_cpu = cpu["openssl s_server -rev"] / max(1, served["openssl s_server -rev"])
+    ref_cpu = cpu[ref_name] / max(1, served[ref_name])
     for name, *_ in servers:
         per = cpu[name] / max(1, served[name])
         print(f"  {name:<24} {per * 1000:6.3f} ms  ({served[name]} requests, "
