@@ -23,7 +23,7 @@ from tvs.tftp.protocol import MAX_BLKSIZE, MIN_BLKSIZE
 
 from ..lab.config import LabConfig, LabConfigError
 from ..lab.fleet import FleetError, parse_shard
-from ..lab.options import MigrationError, RunOptions
+from ..lab.options import AUTO_WORKERS_FROM, MigrationError, RunOptions
 from ..lab.progress import RunProgress
 from ..lab.scenarios import ScenarioError
 from ..lab.workers import WorkerError
@@ -182,9 +182,9 @@ def add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=positive,
-        default=1,
         metavar="N",
-        help="boot the phones in N worker processes (use every core; default 1: in-process)",
+        help="boot the phones in N worker processes (default: one per core for fleets of "
+        f"{AUTO_WORKERS_FROM} phones or more, else in the runner's process)",
     )
     p.add_argument(
         "--pki",

@@ -8,13 +8,25 @@ worker processes, progress) and :class:`MigrationError`. Does not own the lab's 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import attrs
 
 from .progress import RunProgress
 
-__all__ = ["MigrationError", "RunOptions"]
+__all__ = ["AUTO_WORKERS_FROM", "MigrationError", "RunOptions", "auto_workers"]
+
+AUTO_WORKERS_FROM = 500
+"""Fleets this large boot in one worker process per core by default (smaller ones in the
+runner: a worker costs about a second to start)."""
+
+
+def auto_workers(phones: int, cpus: int | None = None) -> int:
+    """The default number of worker processes for ``phones`` phones: one per core from
+    :data:`AUTO_WORKERS_FROM` phones on, else 1 (the runner's own process)."""
+    cores = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(1, min(cores, phones)) if phones >= AUTO_WORKERS_FROM else 1
 
 
 class MigrationError(RuntimeError):
@@ -36,6 +48,6 @@ class RunOptions:
     pki_dir: Path | None = None  # an existing lab PKI instead of generating one
     external: dict[str, tuple[str, int]] = attrs.field(factory=dict)  # role -> TFTP address
     shared_key: bool = False
-    workers: int = 1  # processes booting phones (1: the runner's own process)
+    workers: int | None = 1  # processes booting phones (1: the runner's own; None: auto_workers)
     log_level: str = "error"  # of worker processes
     progress: RunProgress = attrs.field(factory=lambda: RunProgress(enabled=False))

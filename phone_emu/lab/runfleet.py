@@ -25,7 +25,7 @@ from tvs.pki import Identity
 
 from .config import LabConfig
 from .fleet import fleet_macs, make_identities, make_phones, shard_range
-from .options import RunOptions
+from .options import RunOptions, auto_workers
 from .pool import PhonePool
 from .progress import RunProgress
 from .values import BootEntry, BootRequest, HistoryItem, Pool, WorkerSettings
@@ -51,7 +51,8 @@ class RunFleet:
     def __init__(self, lab: LabConfig, opts: RunOptions, count: int) -> None:
         self.settings = lab.fleet
         self.count = count
-        self.workers = max(1, min(opts.workers, count))
+        workers = auto_workers(count) if opts.workers is None else opts.workers
+        self.workers = max(1, min(workers, count))
         self.concurrency = opts.concurrency or lab.fleet.concurrency
         self.shared_key = opts.shared_key
         self.log_level = opts.log_level
