@@ -14,6 +14,7 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
+from tvs.admission import AdmissionLimits
 from tvs.http import HttpLimits, HttpServer, route
 from tvs.http.policy import Lookup, Reply
 from tvs.tftp import CallableProvider, DirectoryProvider, TftpServer, tftp_get
@@ -38,8 +39,8 @@ def root(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def running(provider, **limits) -> AsyncIterator[tuple[HttpServer, int]]:
-    server = HttpServer(provider, limits=HttpLimits(**limits))
+async def running(provider, admission=None, **limits) -> AsyncIterator[tuple[HttpServer, int]]:
+    server = HttpServer(provider, limits=HttpLimits(**limits), admission=admission)
     async with trio.open_nursery() as nursery:
         _, port = await nursery.start(server.serve, "127.0.0.1", 0)
         yield server, port
@@ -249,27 +250,79 @@ async def test_slowloris_is_closed_at_the_request_deadline(root: Path) -> None:
     assert stats.timeouts == 1 and stats.requests == 0
 
 
-async def test_silent_connection_is_closed_at_the_idle_deadline(root: Path) -> None:
+async def test_silent_connection_is_closed_at_the_first_bytes_deadline(root: Path) -> None:
+    quick = AdmissionLimits(first_bytes_timeout=0.3)
     with capture_logs() as logs:
-        async with running(DirectoryProvider(root), idle_timeout=0.3) as (server, port):
+        async with running(DirectoryProvider(root), admission=quick) as (server, port):
             answer = await raw_exchange(port, b"")
             stats = server.statistics()
     assert answer == b"" and stats.timeouts == 1
-    assert any(e["event"] == "http.timeout" and e["reason"] == "idle" for e in logs)
+    assert any(e["event"] == "http.timeout" and e["reason"] == "first-bytes" for e in logs)
+
+
+async def test_quiet_kept_alive_connection_is_closed_at_the_idle_deadline(root: Path) -> None:
+    request = b"GET /empty HTTP/1.1\r\nHost:x\r\n\r\n"
+    async with running(DirectoryProvider(root), idle_timeout=0.3) as (server, port):
+        answer = await raw_exchange(port, request)  # reads until the server closes
+        stats = server.statistics()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and stats.timeouts == 0
+
+
+async def _kept_alive(port: int) -> trio.SocketStream:
+    """A connection that has had one answer and stays open (established: never shed)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /empty HTTP/1.1\r\nHost:x\r\n\r\n")
+    with trio.fail_after(10):
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += await stream.receive_some(4096)
+    return stream
 
 
 async def test_connection_limit_answers_503(root: Path) -> None:
     async with running(DirectoryProvider(root), max_connections=2) as (server, port):
-        held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
-        with trio.fail_after(10):
-            while server.statistics().active_connections < 2:
-                await trio.sleep(0.01)
+        held = [await _kept_alive(port) for _ in range(2)]
         answer = await raw_exchange(port, b"GET /empty HTTP/1.1\r\nHost:x\r\n\r\n")
         for s in held:
             await s.aclose()
         stats = server.statistics()
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert stats.busy_rejected == 1
+
+
+async def test_silent_connections_are_shed_for_a_good_client(root: Path) -> None:
+    """A full server sheds its oldest idle connection, so a real request still gets through."""
+    async with running(DirectoryProvider(root), max_connections=3) as (server, port):
+        idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+        with trio.fail_after(10):
+            while server.statistics().active_connections < 3:
+                await trio.sleep(0.01)
+        answer = await raw_exchange(
+            port, b"GET /empty HTTP/1.1\r\nHost:x\r\nConnection: close\r\n\r\n"
+        )
+        for s in idle:
+            await s.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_per_address_limit_and_trusted_networks(root: Path) -> None:
+    strict = AdmissionLimits(max_handshakes_per_address=1)
+    async with running(DirectoryProvider(root), admission=strict) as (server, port):
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            while server.statistics().active_connections < 1:
+                await trio.sleep(0.01)
+        second = await raw_exchange(port, b"GET /empty HTTP/1.1\r\nHost:x\r\n\r\n")
+        await first.aclose()
+    assert second.startswith(b"HTTP/1.1 503 ")
+    trusted = AdmissionLimits(max_handshakes_per_address=1, trusted_networks=("127.0.0.0/8",))
+    async with running(DirectoryProvider(root), admission=trusted) as (server, port):
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        second = await raw_exchange(
+            port, b"GET /empty HTTP/1.1\r\nHost:x\r\nConnection: close\r\n\r\n"
+        )
+        await first.aclose()
+    assert second.startswith(b"HTTP/1.1 200 OK")
 
 
 async def test_provider_crash_is_500_and_the_server_lives() -> None:

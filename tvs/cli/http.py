@@ -11,6 +11,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from ..admission import add_admission_arguments, limits_from_args
 from ..exitcodes import ExitCode
 from .app import hostport
 from .common import CommandError, add_logging_options, setup_logging, startup_error
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="log only refused and failed requests (load tests)",
     )
+    add_admission_arguments(serve)
     add_logging_options(serve, formats=("console", "json"))
     serve.set_defaults(func=_serve)
 
@@ -109,7 +111,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
     )
     server = HttpServer(
-        provider, limits=limits, observer=observer, log_requests=not args.no_request_log
+        provider,
+        limits=limits,
+        observer=observer,
+        log_requests=not args.no_request_log,
+        admission=limits_from_args(args, max_connections=args.max_connections),
     )
     host, port = args.listen
 

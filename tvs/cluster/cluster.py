@@ -407,7 +407,7 @@ class EmulatedCluster:
         """The node's HTTP file service; when ``http = false`` the port is only reserved
         (bound, not listening: phones are refused and fall back to TFTP)."""
         if self.config.http:
-            http = HttpServer(provider)
+            http = HttpServer(provider, admission=self.config.admission)
             _, port = await nursery.start(http.serve, node.bind_address, node.http_port)
             self._http[node.name] = http
         elif node.http_port:

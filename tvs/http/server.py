@@ -1,8 +1,10 @@
 """The Trio HTTP/1.1 file service (CUCM's port 6970): h11 for the protocol, a file provider
 for the bytes, the decisions in ``policy.py``.
 
-Owns the listening sockets, the connection limit (beyond it: 503 and close), the deadlines
-(a request's headers must arrive within ``request_timeout`` of its first byte, an open
+Owns the listening sockets, admission (``tvs.admission``: the connection limit, unfinished
+connections per client address with trusted networks exempt, a first-bytes deadline, shedding
+the oldest idle connection when full; a refused connection gets 503 and is closed), the
+deadlines (a request's headers must arrive within ``request_timeout`` of its first byte, an open
 connection may stay idle ``idle_timeout``, each 64 KiB of an answer must be taken within
 ``send_timeout``), keep-alive, one log line per request and the counters. The response body
 is the provider's shared buffer, written in slices: never copied per request beyond one
@@ -12,6 +14,7 @@ coalesced first segment.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from typing import Any, cast
 
@@ -20,6 +23,7 @@ import h11
 import structlog
 import trio
 
+from ..admission import Admission, AdmissionLimits, AdmissionRefused, Slot
 from ..tftp.errors import FileRefused
 from ..tftp.providers import FileProvider
 from .policy import HttpLimits, Lookup, Reply, error_reply, file_reply, reason_phrase, route
@@ -32,6 +36,7 @@ _RECV = 16384
 _CHUNK = 65536
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+_REFUSED_LINGER = 0.25  # short: a refused connection must cost little
 
 
 class HttpObserver:
@@ -118,9 +123,17 @@ class HttpServer:
         limits: HttpLimits | None = None,
         observer: HttpObserver | None = None,
         log_requests: bool = True,
+        admission: AdmissionLimits | None = None,
     ) -> None:
         self.provider = provider
         self.limits = limits or HttpLimits()
+        # per-address limits, trusted networks, first-bytes deadline, shedding (tvs.admission);
+        # the connection limit is ours (CUCM's 2500)
+        self.admission = Admission(
+            attrs.evolve(
+                admission or AdmissionLimits(), max_connections=self.limits.max_connections
+            )
+        )
         self.observer = observer or HttpObserver()
         self.log_requests = log_requests
         self._counters = _Counters()
@@ -151,22 +164,33 @@ class HttpServer:
             await trio.aclose_forcefully(stream)
             return
         where = f"{client[0]}:{client[1]}"
-        if self._active >= self.limits.max_connections:
+        try:
+            slot = self.admission.admit(client[0])
+        except AdmissionRefused as exc:
             self._counters.busy_rejected += 1
-            self.observer.connection_rejected("busy")
-            log.warning("http.busy", client=where, active=self._active)
+            self.observer.connection_rejected(exc.kind)
+            log.warning("http.busy", client=where, reason=exc.reason, active=self._active)
             with (
                 trio.move_on_after(1),
                 contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
-                await stream.send_all(_BUSY)
+                await stream.send_all(_BUSY)  # the phone falls back to TFTP at once
+            await _linger(stream, seconds=_REFUSED_LINGER, limit=_RECV)
             await trio.aclose_forcefully(stream)
             return
         self._active += 1
         self._counters.connections += 1
         self.observer.connection_opened()
         try:
-            await self._connection(stream, client, where)
+            with slot:
+                sock = cast(socket.socket, stream.socket)  # only its fileno is waited on
+                if not await self.admission.first_bytes(sock, slot):
+                    raise _Deadline("first-bytes")
+                await self._connection(stream, client, where, slot)
+            if slot.shed:
+                self._counters.timeouts += 1
+                self.observer.connection_rejected("shed")
+                log.warning("http.shed", client=where, reason="idle connection, server full")
         except _Deadline as exc:
             self._counters.timeouts += 1
             self.observer.connection_rejected(exc.reason)
@@ -181,7 +205,7 @@ class HttpServer:
             await trio.aclose_forcefully(stream)
 
     async def _connection(
-        self, stream: trio.SocketStream, client: tuple[str, int], where: str
+        self, stream: trio.SocketStream, client: tuple[str, int], where: str, slot: Slot
     ) -> None:
         limits = self.limits
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_request_bytes)
@@ -199,6 +223,7 @@ class HttpServer:
                 return
             if request is None:
                 return
+            slot.established()  # a whole request head: never shed, no longer unfinished
             started = time.monotonic()
             reply, head = await self._answer(conn, request, client)
             served += 1
@@ -332,15 +357,17 @@ class HttpServer:
         (log.info if reply.status < 400 else log.warning)("http.request", **fields)
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(
+    stream: trio.SocketStream, *, seconds: float = _LINGER_SECONDS, limit: int = _LINGER_BYTES
+) -> None:
     """Close gracefully after an error answer: stop sending, then read and discard what the
     client still sends (bounded in time and bytes), so the kernel does not reset the
     connection before the client has read our answer."""
-    with trio.move_on_after(_LINGER_SECONDS):
+    with trio.move_on_after(seconds):
         try:
             await stream.send_eof()
             discarded = 0
-            while discarded < _LINGER_BYTES and (data := await stream.receive_some(_RECV)):
+            while discarded < limit and (data := await stream.receive_some(_RECV)):
                 discarded += len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
