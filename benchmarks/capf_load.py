@@ -146,7 +146,7 @@ def start_capf(work: Path, db: Path, log_level: str) -> tuple[subprocess.Popen[b
     cmd = [sys.executable, "-c", "import sys; from tvs.cli import main; sys.exit(main())",
            "capf", "serve", "--listen", f"{HOST}:{port}", "--cert", str(work / "capf.pem"),
            "--key", str(work / "capf.key"), "--db", str(db), "--log-level", log_level,
-           "--max-per-address", "4096", "--max-connections", "4096"]  # fmt: skip
+           "--max-handshakes-per-address", "0", "--max-connections", "4096"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tvs_load._wait_listening(port, proc)
     return proc, port

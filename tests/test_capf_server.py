@@ -19,6 +19,7 @@ from phone_emu.capf_client import (
     trust_from_file,
 )
 from tests.capf_support import VECTORS, capf_identity, manufacturing_ca, mic_for
+from tvs.admission import AdmissionLimits
 from tvs.capf import CertType, Reason
 from tvs.capf.db import CapfDb, issued_certificate
 from tvs.capf.server import CapfServer, CapfServerConfig
@@ -135,7 +136,11 @@ async def test_silent_client_delays_nobody(tmp_path: Path) -> None:
     db_path = tmp_path / "capf.sqlite3"
     with CapfDb(db_path) as db:
         db.schedule([DEVICE], operation="install", key="ec-p256")
-    server = make_server(db_path, handshake_timeout=3600.0)
+    server = make_server(
+        db_path,
+        handshake_timeout=3600.0,
+        admission=AdmissionLimits(first_bytes_timeout=3600.0),
+    )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(server.serve)
         silent = await trio.open_tcp_stream(host, port)  # connects, never says a word
@@ -155,20 +160,29 @@ async def test_handshake_and_message_deadlines(tmp_path: Path) -> None:
     db_path = tmp_path / "capf.sqlite3"
     with CapfDb(db_path) as db:
         db.schedule([DEVICE], operation="install", key="ec-p256")
-    server = make_server(db_path, handshake_timeout=0.2, message_timeout=0.2)
+    server = make_server(
+        db_path,
+        handshake_timeout=0.2,
+        message_timeout=0.2,
+        admission=AdmissionLimits(first_bytes_timeout=0.2),
+    )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(server.serve)
         with capture_logs() as logs:
             silent = await trio.open_tcp_stream(host, port)
             assert await silent.receive_some(10) == b""  # the server gave up on us
             await silent.aclose()
+            half = await trio.open_tcp_stream(host, port)
+            await half.send_all(b"\x16\x03\x01")  # a ClientHello that never ends
+            assert await half.receive_some(10) == b""
+            await half.aclose()
             # a phone whose key takes longer than the deadline: END_SESSION 7, then close
             slow = await capf_enroll(host, port, client(keygen=_slow_keygen))
             assert slow.result == "refused" and slow.reason == Reason.FAILURE
         nursery.cancel_scope.cancel()
     server.close()
     reasons = [e.get("reason") for e in logs if e["event"] == "capf.refused"]
-    assert "handshake-timeout" in reasons
+    assert "first-bytes-timeout" in reasons and "handshake-timeout" in reasons
     timeouts = [e for e in logs if e.get("problem") == "timeout"]
     assert len(timeouts) == 1 and timeouts[0]["device"] == DEVICE
     with CapfDb(db_path) as db:

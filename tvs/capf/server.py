@@ -1,14 +1,16 @@
 """The CAPF server on Trio: TLS on TCP 3804, the server speaks first, one session per connection.
 
 A thin adapter around :class:`tvs.capf.session.ServerSession` and
-:class:`tvs.capf.authority.CapfAuthority`. Accepting never waits on a client: each connection
-has its own task, a handshake deadline, a deadline per message from the phone and one for the
-whole session, so a client that connects and says nothing delays nobody else (the open-source
-capfd handshakes inside its accept loop and stalls everyone). Connections beyond the total or
-per-address limits are closed at once with one log line. Every session that gets past the
-handshake ends with END_SESSION (also after a timeout or garbage), then one log line with the
-result; a refusal is one line at warning level. The database is read at each session, so a new
-``tvs capf schedule`` is seen without a restart.
+:class:`tvs.capf.authority.CapfAuthority`, built like every listener (docs/ARCHITECTURE.md):
+slots from :mod:`tvs.admission` (first-bytes deadline, unfinished handshakes per address,
+total limit shedding the oldest idle connection), TLS from :mod:`tvs.tlsserver`. Accepting
+never waits on a client: each connection has its own task, a handshake deadline, a deadline
+per message from the phone and one for the whole session, so a client that connects and says
+nothing delays nobody else (the open-source capfd handshakes inside its accept loop and stalls
+everyone). Every session that gets past the handshake ends with END_SESSION (also after a
+timeout or garbage), then one log line with the result; a refusal (at admission, at the
+handshake, or by the CAPF) is one line at warning level, event ``capf.refused``. The database
+is read at each session, so a new ``tvs capf schedule`` is seen without a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import itertools
-import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,9 +26,10 @@ import attrs
 import structlog
 import trio
 
+from ..admission import Admission, AdmissionLimits, AdmissionRefused, Slot
 from ..certs import Certificate, PrivateKey
 from ..pki.issue import Identity
-from ..tlsconfig import ClientAuth, server_context
+from ..tlsserver import ServerTls, TlsHandshakeError, TlsStream, server_tls
 from .authority import CapfAuthority
 from .db import CapfDb
 from .decoder import NEED_DATA, Decoder
@@ -59,8 +61,8 @@ class CapfServerConfig:
     message_timeout: float = 60.0
     """Seconds for each phone message (a real phone making an RSA key needs a while)."""
     session_timeout: float = 180.0
-    max_connections: int = 1024
-    max_per_address: int = 256
+    admission: AdmissionLimits = attrs.field(factory=AdmissionLimits)
+    """Total connections, unfinished handshakes per address, trusted networks, first bytes."""
     max_message: int = 16 * 1024
     keylog: Path | None = None
     legacy_tls: bool = False
@@ -88,18 +90,18 @@ class CapfServer:
         )
         if clock is not None:
             self.authority.clock = clock
-        self.ssl_context: ssl.SSLContext = server_context(
-            list(config.chain),
-            config.key,
-            legacy=config.legacy_tls,
-            client_auth=ClientAuth.NONE,
-            keylog=config.keylog,
+        self.tls: ServerTls = server_tls(
+            list(config.chain), config.key, legacy=config.legacy_tls, keylog=config.keylog
         )
+        self.admission = Admission(config.admission)
         self.address: tuple[str, int] | None = None
         self.counts: Counter[str] = Counter()
-        self.active = 0
-        self._per_address: Counter[str] = Counter()
         self._ids = itertools.count(1)
+
+    @property
+    def active(self) -> int:
+        """Connections holding a slot (sessions and handshakes in progress)."""
+        return self.admission.active
 
     def close(self) -> None:
         self.db.close()
@@ -118,60 +120,54 @@ class CapfServer:
     async def _connection(self, stream: trio.SocketStream) -> None:
         try:
             peer_addr = stream.socket.getpeername()
-            peer = f"{peer_addr[0]}:{peer_addr[1]}"
-            host = str(peer_addr[0])
         except OSError:
             await trio.aclose_forcefully(stream)
             return
-        if self.active >= self.config.max_connections:
-            return await self._refuse_connection(stream, peer, "too-many-connections")
-        if self._per_address[host] >= self.config.max_per_address:
-            return await self._refuse_connection(stream, peer, "too-many-from-address")
-        self.active += 1
-        self._per_address[host] += 1
+        peer = f"{peer_addr[0]}:{peer_addr[1]}"
         try:
-            await self._session(stream, peer)
+            slot = self.admission.admit(str(peer_addr[0]))
+        except AdmissionRefused as exc:
+            self._refused(peer, exc.kind, exc.reason)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            with slot:
+                await self._connection_in_slot(stream, slot, peer)
+            if slot.shed:
+                self._refused(peer, "shed", "idle handshake, listener full")
         except Exception as exc:  # one bad phone never takes the server down
             self.counts["error"] += 1
             log.error("capf.error", peer=peer, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self.active -= 1
-            self._per_address[host] -= 1
-            if not self._per_address[host]:
-                del self._per_address[host]
 
-    async def _refuse_connection(self, stream: trio.SocketStream, peer: str, why: str) -> None:
-        self.counts[why] += 1
-        log.warning("capf.refused", peer=peer, reason=why)
-        await trio.aclose_forcefully(stream)
+    def _refused(self, peer: str, kind: str, detail: str) -> None:
+        self.counts[kind] += 1
+        log.warning("capf.refused", peer=peer, reason=kind, detail=detail)
 
-    async def _session(self, stream: trio.SocketStream, peer: str) -> None:
-        cfg = self.config
-        tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
+    async def _connection_in_slot(self, stream: trio.SocketStream, slot: Slot, peer: str) -> None:
         try:
+            tls = TlsStream.from_trio(stream, self.tls)
+        except OSError:  # the peer already went away
+            return
+        try:
+            if not await self.admission.first_bytes(tls.socket, slot):
+                self._refused(peer, "first-bytes-timeout", "no ClientHello in time")
+                return
             try:
-                with trio.fail_after(cfg.handshake_timeout):
+                with trio.fail_after(self.config.handshake_timeout):
                     await tls.do_handshake()
             except trio.TooSlowError:
-                self.counts["handshake-timeout"] += 1
-                log.warning("capf.refused", peer=peer, reason="handshake-timeout")
+                self._refused(peer, "handshake-timeout", "TLS handshake not finished in time")
                 return
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self.counts["handshake-failed"] += 1
-                cause = exc.__cause__
-                why = str(getattr(cause, "reason", None) or type(cause or exc).__name__)
-                log.warning("capf.refused", peer=peer, reason="handshake-failed", detail=why)
+            except TlsHandshakeError as exc:
+                self._refused(peer, "handshake-failed", exc.reason)
+                await tls.linger_close(1.0)
                 return
-            session = ServerSession(next(self._ids), self.authority)
-            await self._run(tls, session, peer)
+            slot.established()
+            await self._run(tls, ServerSession(next(self._ids), self.authority), peer)
         finally:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                await trio.aclose_forcefully(tls)
+            tls.close()
 
-    async def _run(
-        self, tls: trio.SSLStream[trio.SocketStream], session: ServerSession, peer: str
-    ) -> None:
+    async def _run(self, tls: TlsStream, session: ServerSession, peer: str) -> None:
         cfg = self.config
         decoder = Decoder(cfg.max_message)
         problem: str | None = None
@@ -195,14 +191,12 @@ class CapfServer:
         except CapfProtocolError as exc:
             problem = exc.reason
             await self._goodbye(tls, [session.pending_end] if session.pending_end else [])
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except OSError:
             problem = "connection-broken"
             session.abort("connection broken")
         self._log(session, peer, problem)
 
-    async def _receive(
-        self, tls: trio.SSLStream[trio.SocketStream], decoder: Decoder
-    ) -> Message | None:
+    async def _receive(self, tls: TlsStream, decoder: Decoder) -> Message | None:
         while True:
             msg = decoder.next_message()
             if isinstance(msg, Message):
@@ -211,15 +205,13 @@ class CapfServer:
                 return None
             decoder.receive_data(bytes(await tls.receive_some(65536)))
 
-    async def _send(self, tls: trio.SSLStream[trio.SocketStream], messages: list[Message]) -> None:
+    async def _send(self, tls: TlsStream, messages: list[Message]) -> None:
         for m in messages:
             await tls.send_all(m.encode())  # header and body in one write (phones need it)
 
-    async def _goodbye(
-        self, tls: trio.SSLStream[trio.SocketStream], messages: list[Message]
-    ) -> None:
+    async def _goodbye(self, tls: TlsStream, messages: list[Message]) -> None:
         with trio.move_on_after(2):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with contextlib.suppress(OSError):
                 await self._send(tls, messages)
 
     def _log(self, session: ServerSession, peer: str, problem: str | None) -> None:

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..admission import add_admission_arguments, limits_from_args
 from ..exitcodes import ExitCode
 from .app import hostport
 from .common import (
@@ -91,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )  # fmt: skip
     s.add_argument("--session-timeout", type=float, default=180.0, metavar="S")
     s.add_argument("--max-connections", type=int, default=1024, metavar="N")
-    s.add_argument("--max-per-address", type=int, default=256, metavar="N")
+    add_admission_arguments(s)
     s.add_argument("--legacy-tls", action="store_true", help="also TLS 1.0/1.1 (old firmware)")
     s.add_argument("--keylog", type=Path, metavar="FILE", help="write TLS secrets (SSLKEYLOGFILE)")
     add_logging_options(s)
@@ -261,8 +262,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         message_timeout=args.message_timeout,
         session_timeout=args.session_timeout,
-        max_connections=args.max_connections,
-        max_per_address=args.max_per_address,
+        admission=limits_from_args(args, max_connections=args.max_connections),
         legacy_tls=args.legacy_tls,
         keylog=args.keylog,
     )

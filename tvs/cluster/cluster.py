@@ -370,6 +370,7 @@ class EmulatedCluster:
                             lsc_issuers=self._capf_issuers(),
                             mic_issuers=self._capf_issuers(),
                             legacy_tls=cfg.legacy_tls,
+                            admission=cfg.admission,
                         )
                     )
                     _, capf_port = await nursery.start(capf.serve)
