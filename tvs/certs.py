@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -100,10 +99,6 @@ class Certificate:
     @property
     def issuer_key(self) -> NameKey:
         return name_key(self.x509.issuer)
-
-    @property
-    def subject_key(self) -> NameKey:
-        return name_key(self.x509.subject)
 
     @property
     def common_name(self) -> str:
@@ -219,5 +214,3 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes, hash_name: s
     return True
 
 
-def certificates_by_sha256(certs: Iterable[Certificate]) -> dict[bytes, Certificate]:
-    return {c.sha256: c for c in certs}

@@ -44,7 +44,6 @@ from .lab_options import add_fetch_options, fetch_options
 __all__ = ["register"]
 
 EXIT_OK = 0
-EXIT_REJECTED = 1
 EXIT_ERROR = 2
 
 

@@ -20,7 +20,7 @@ from .fleet import (
     parse_shard,
     shard_range,
 )
-from .migrate import MigrationError, RunOptions, peak_rss_mb, run_scenario, run_scenario_sync
+from .migrate import MigrationError, RunOptions, peak_rss_mb, run_scenario
 from .outcome import classify, snapshot
 from .progress import RunProgress, summary_table
 from .report import render_html, write_html, write_json
@@ -68,7 +68,6 @@ __all__ = [
     "peak_rss_mb",
     "render_html",
     "run_scenario",
-    "run_scenario_sync",
     "shard_range",
     "snapshot",
     "summary_table",

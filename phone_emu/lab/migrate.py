@@ -36,7 +36,6 @@ __all__ = [
     "RunOptions",
     "peak_rss_mb",
     "run_scenario",
-    "run_scenario_sync",
 ]
 
 
@@ -164,7 +163,3 @@ def _single(group: BaseExceptionGroup) -> BaseException:
     return leaves[0] if len(leaves) == 1 else group
 
 
-def run_scenario_sync(
-    lab: LabConfig, scenario: Scenario, opts: RunOptions | None = None
-) -> dict[str, Any]:
-    return trio.run(run_scenario, lab, scenario, opts)

@@ -9,7 +9,7 @@ bulk functions (``bulk_export``, ``consolidate``, ``bulk_import``).
 from __future__ import annotations
 
 from .bulk import BulkImportResult, bulk_export, bulk_import, consolidate
-from .cache import CacheEntry, CertificateCache, normalize_serial, unique_map_id
+from .cache import CacheEntry, CertificateCache, normalize_serial
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
 from .kinds import KINDS, Recognised, recognise
 from .pkcs12 import LabelledCertificate, dump_pkcs12, load_pkcs12, read_certificate_file
@@ -54,5 +54,4 @@ __all__ = [
     "read_certificate_file",
     "recognise",
     "roles_for_stores",
-    "unique_map_id",
 ]

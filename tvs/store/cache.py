@@ -10,7 +10,6 @@ their roles (``table``). Pure: no files, no I/O.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -23,17 +22,12 @@ from .table import DEFAULT_TTL, roles_for_stores
 if TYPE_CHECKING:
     from .trust_store import StoreEntry
 
-__all__ = ["CacheEntry", "CertificateCache", "normalize_serial", "unique_map_id"]
+__all__ = ["CacheEntry", "CertificateCache", "normalize_serial"]
 
 
 def normalize_serial(serial: bytes) -> bytes:
     """Serial bytes without DER sign padding (``00 80..`` and ``80..`` are the same serial)."""
     return serial_to_bytes(int.from_bytes(serial, "big")) if serial else b""
-
-
-def unique_map_id(serial: bytes, issuer: str) -> str:
-    """CUCM's cache key as its trace prints it: upper-case serial hex then the issuer string."""
-    return serial.hex().upper() + issuer
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,5 +101,3 @@ class CertificateCache:
         """VERIFY_REQUEST lookup by the presented certificate's SHA-256."""
         return self._by_sha256.get(bytes(digest))
 
-    def find_certificate(self, der: bytes) -> CacheEntry | None:
-        return self.find_by_sha256(hashlib.sha256(der).digest())

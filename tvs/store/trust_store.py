@@ -34,7 +34,7 @@ from pathlib import Path
 import attrs
 
 from ..certs import Certificate, CertificateError, load_certificates
-from .atomic import atomic_remove, atomic_write, fsync_dir, is_temporary
+from .atomic import atomic_remove, atomic_write, is_temporary
 from .cache import CertificateCache
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
 from .journal import commit_files, recover, store_lock
@@ -288,9 +288,6 @@ class TrustStore:
             seen.setdefault(e.certificate.der, e.certificate)
         return list(seen.values())
 
-    def own_certificates(self, kind: str) -> builtins.list[StoreEntry]:
-        return self.list([kind])
-
     def signature(self) -> tuple[tuple[str, int, int], ...]:
         """A cheap change detector for ``--watch``: (path, size, mtime_ns) of every file."""
         sig = []
@@ -308,10 +305,6 @@ class TrustStore:
                 sig.append((str(path), st.st_size, st.st_mtime_ns))
         return tuple(sorted(sig))
 
-    def sync(self) -> None:
-        """Flush every store directory entry (used after bulk operations)."""
-        for name in ALL_STORES:
-            fsync_dir(self.root / name)
 
 
 def _load_one(path: Path) -> Certificate:

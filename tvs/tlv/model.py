@@ -22,9 +22,7 @@ from .elements import Element
 
 __all__ = [
     "ENC_SGN_VERSION",
-    "HEADER_TAGS",
     "MODULUS_SIZES",
-    "RECORD_TAGS",
     "SGN_VERSION",
     "SIGNATURE_ALGORITHM_EC",
     "SIGNATURE_ALGORITHM_RSA",
@@ -99,9 +97,6 @@ class RecordTag(enum.IntEnum):
     CERT_HASH = 11
     HASH_ALGORITHM = 12
 
-
-HEADER_TAGS: Final = frozenset(int(t) for t in HeaderTag)
-RECORD_TAGS: Final = frozenset(int(t) for t in RecordTag)
 
 TLV_VERSION: Final = (1, 2)
 """Header version of CTL/ITL ``.tlv`` files (High)."""
