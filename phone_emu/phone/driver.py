@@ -82,6 +82,7 @@ _CERTIFICATE_ALERTS = (
 )
 """TLS alerts (OpenSSL reason names) by which a server refuses the client's certificate."""
 _REFUSED = "the server refused the phone's certificate"
+_CLOSED = "the connection was closed without a TLS alert (a transport error, not a refusal)"
 
 
 @attrs.frozen
@@ -271,8 +272,9 @@ class _Performer:
                 detail = f"TLS handshake with {where} timed out"
                 return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
             except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-                detail = f"TLS handshake with {where} failed: {_tls_failure(exc)}"
-                return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+                failure, why = _tls_failure(exc)
+                detail = f"TLS handshake with {where} failed: {why}"
+                return SipFailed(failure, detail, self.clock())
             der = tls.getpeercert(binary_form=True)
             if not certificate_pinned(der, action.pinned):
                 who = _subject(der)
@@ -331,20 +333,21 @@ class _Performer:
                 await tls.send_all(request)
                 while (whole := split_message(buffer)) is None:
                     data = await tls.receive_some(65536)
-                    if not data:
+                    if not data:  # a refusal comes with an alert (below); a bare close does not
                         detail = (
-                            f"{where} closed the connection after the TLS handshake without "
-                            f"answering the REGISTER: {_REFUSED} ({tls_detail})"
+                            f"{where} closed the connection without answering the REGISTER "
+                            f"and without a TLS alert ({tls_detail}): {_CLOSED}"
                         )
-                        return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+                        return SipFailed(TransportFailure.CONNECT, detail, self.clock())
                     buffer += data
             status = response_status(whole[0])
         except trio.TooSlowError:
             detail = f"no answer to the REGISTER from {where} within {self.options.sip_timeout}s"
             return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            detail = f"TLS with {where} failed after the handshake: {_tls_failure(exc, True)}"
-            return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
+            failure, why = _tls_failure(exc)
+            detail = f"TLS with {where} failed after the handshake: {why}"
+            return SipFailed(failure, detail, self.clock())
         except SipError as exc:
             detail = f"answer to the REGISTER from {where}: {exc}"
             return SipFailed(TransportFailure.PROTOCOL, detail, self.clock())
@@ -354,15 +357,21 @@ class _Performer:
         return SipRejected(status.line, detail, self.clock())
 
 
-def _tls_failure(exc: BaseException, after_handshake: bool = False) -> str:
-    """What went wrong, saying so when the server's alert refused the phone's certificate
-    (after the handshake, any alert or reset can only be that: TLS 1.3 checks it late)."""
+def _tls_failure(exc: BaseException) -> tuple[TransportFailure, str]:
+    """The failure kind and what went wrong. Only a TLS alert refusing the certificate says
+    the server refused it (under TLS 1.3 that alert arrives after the phone's own handshake
+    ended); a peer that closes or resets without an alert, during or after the handshake, is a
+    transport error (``connect-failed``), not a refusal; other TLS errors are handshake
+    failures."""
     cause = exc.__cause__ or exc
     text = str(cause) or type(cause).__name__
     reason = getattr(cause, "reason", None) or ""
-    if any(a in reason for a in _CERTIFICATE_ALERTS) or after_handshake:
-        return f"{_REFUSED} ({text})"
-    return text
+    if any(a in reason for a in _CERTIFICATE_ALERTS):
+        return TransportFailure.HANDSHAKE, f"{_REFUSED} ({text})"
+    closed = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError, EOFError)
+    if isinstance(cause, closed) or not isinstance(cause, ssl.SSLError):
+        return TransportFailure.CONNECT, f"{_CLOSED} ({text})"
+    return TransportFailure.HANDSHAKE, text
 
 
 def _subject(der: bytes | None) -> str:
