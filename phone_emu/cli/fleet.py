@@ -233,7 +233,11 @@ def _fleet(args: argparse.Namespace) -> int:
         if to_stdout:
             print(json.dumps(report, indent=2))
         else:
-            write_json(args.report, report)
+            try:
+                args.report.parent.mkdir(parents=True, exist_ok=True)
+                write_json(args.report, report)
+            except OSError as exc:
+                return fail(f"{args.report}: {exc.strerror or exc}")
     if to_stdout:
         pass  # stdout holds the one JSON document
     elif args.json:

@@ -34,7 +34,13 @@ def register(sub: Any) -> None:
         "Exit 0 all shards there and every phone booted or migrated, 1 a shard missing or "
         "some phone stayed or failed, 2 unreadable or inconsistent reports.",
     )
-    m.add_argument("shards", nargs="+", type=Path, metavar="SHARD.json", help="shard reports")
+    m.add_argument(
+        "shards",
+        nargs="+",
+        type=Path,
+        metavar="SHARD.json",
+        help="shard reports, or directories of them (every *.json inside)",
+    )
     m.add_argument("--report", type=Path, metavar="ALL.json", help="write the merged report")
     m.add_argument("--html", type=Path, metavar="ALL.html", help="write the merged HTML page")
     m.add_argument("--json", action="store_true", help="print the merged report on stdout")
@@ -53,10 +59,25 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _files(paths: list[Path]) -> list[Path]:
+    """The shard files: each path, or every ``*.json`` in a directory (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise MergeError(f"{p}: no *.json shard reports in this directory")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def _merge(args: argparse.Namespace) -> int:
     try:
-        reports = [_load(p) for p in args.shards]
-        merged = merge_reports(reports, [str(p) for p in args.shards])
+        files = _files(args.shards)
+        reports = [_load(p) for p in files]
+        merged = merge_reports(reports, [str(p) for p in files])
     except (MergeError, KeyError, TypeError, ValueError) as exc:
         detail = str(exc) if isinstance(exc, MergeError) else f"malformed shard report ({exc!r})"
         return fail(detail)
