@@ -6,6 +6,8 @@ whose ``--shards`` is its ``completions`` and whose reports land where the merge
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,18 @@ def test_readme_shows_the_three_commands() -> None:
     assert merge is not None and merge.group(1) == "/lab/reports/phones"
     args = _parse(["phone-emu", *merge.group(0).split()[1:]])
     assert args.shards == [Path("/lab/reports/phones")] and args.html == Path(merge.group(3))
+
+
+def test_kubectl_kustomize_builds_the_lab() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl here")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    built = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert len(built) == len(_docs())
+    assert {d["metadata"].get("namespace") for d in built if d["kind"] != "Namespace"} == {
+        "tvs-lab"
+    }
