@@ -183,9 +183,12 @@ async def test_store_changed_elsewhere_regenerates_files(
     other.import_certificates(
         "Phone-SAST-trust", [lab_pki.clusters["destination"].itlrecovery.cert]
     )
+    recovery = lab_pki.clusters["destination"].itlrecovery.cert
     with trio.fail_after(5):
-        while len((await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records) == before:
-            await trio.sleep(0.05)
+        while len((ctl := await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records) == before:
+            await trio.sleep(0.05)  # the cluster polls the store every 0.05 s
+    assert len(ctl.records) == before + 1
+    assert recovery.der in {r.certificate for r in ctl.records}
 
 
 async def test_bulk_certificate_management(make_cluster: Factory, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import attrs
 import pytest
 import structlog
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from phone_emu.tvs_client import (
@@ -642,7 +643,10 @@ async def test_shutdown_finishes_the_request_in_flight(store_dir: Path, lab_pki:
             while server.active < 1:
                 await trio.sleep(0.01)
         server.request_shutdown()
-        await trio.sleep(0.05)
+        # every task blocked: the accept loop has ended and the listener is closed, while the
+        # request in flight waits for its remaining bytes
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.active == 1
         with pytest.raises(OSError):  # no longer accepting
             await trio.open_tcp_stream(host, port)
         await tls.send_all(good[20:])

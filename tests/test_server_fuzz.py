@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,32 @@ from tvs.wire import QueryCertRequest, encode_message
 
 
 class Counter(NullObserver):
+    """Outcomes (bad or served) and ended connections, with a condition to wait on: the server
+    reports a connection's outcome before it reports the connection closed."""
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()
         self.bad = 0
         self.served = 0
+        self.closed = 0
 
     def bad_request(self, reason: str) -> None:
-        with self.lock:
+        with self.changed:
             self.bad += 1
+            self.changed.notify_all()
 
     def request_served(self, message_type: str, status: str, seconds: float) -> None:
-        with self.lock:
+        with self.changed:
             self.served += 1
+            self.changed.notify_all()
+
+    def connection_closed(self) -> None:
+        with self.changed:
+            self.closed += 1
+            self.changed.notify_all()
 
     def total(self) -> int:
-        with self.lock:
+        with self.changed:
             return self.bad + self.served
 
 
@@ -90,11 +100,11 @@ def _exchange(address: tuple[str, int], data: bytes) -> bytes:
     return got
 
 
-def _wait_for(counter: Counter, count: int) -> None:
-    deadline = time.monotonic() + 20
-    while counter.total() < count:
-        assert time.monotonic() < deadline, "the server did not finish the connection"
-        time.sleep(0.005)
+def _wait_closed(counter: Counter, count: int) -> None:
+    """Wait (on the observer's condition, no polling) until ``count`` connections ended."""
+    with counter.changed:
+        ended = counter.changed.wait_for(lambda: counter.closed >= count, timeout=20)
+    assert ended, "the server did not finish the connection"
 
 
 @settings(
@@ -111,10 +121,9 @@ def test_any_bytes_end_in_exactly_one_outcome(
     background: tuple[tuple[str, int], Counter, LabPki], data: bytes
 ) -> None:
     address, counter, pki = background
-    before = counter.total()
+    before, closed = counter.total(), counter.closed
     _exchange(address, data)
-    _wait_for(counter, before + 1)
-    time.sleep(0.01)
+    _wait_closed(counter, closed + 1)  # the connection is over: no outcome can follow
     assert counter.total() == before + 1
     # and a real phone is still served
     capf = pki.clusters["source"].capf.cert
@@ -124,5 +133,5 @@ def test_any_bytes_end_in_exactly_one_outcome(
     with socket.create_connection(address, timeout=20) as raw, answer_ctx.wrap_socket(raw) as tls:
         tls.sendall(good)
         assert tls.recv(10)[:1] == b"\x57"
-    _wait_for(counter, before + 2)
+    _wait_closed(counter, closed + 2)
     assert counter.served == served + 1
