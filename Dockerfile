@@ -75,5 +75,5 @@ USER lab
 WORKDIR /lab
 VOLUME ["/lab"]
 # TFTP (udp), TVS, secure SIP; the destination cluster of docker-compose.yml adds 1000
-EXPOSE 6969/udp 2445/tcp 5061/tcp 7969/udp 3445/tcp 6061/tcp
+EXPOSE 6969/udp 2445/tcp 5061/tcp 6970/tcp 7969/udp 3445/tcp 6061/tcp 7970/tcp
 CMD ["tvs", "--help"]

@@ -131,6 +131,7 @@ def test_published_ports_are_the_bound_ports(service: str) -> None:
         f"{node.tftp_port}:{node.tftp_port}/udp",
         f"{node.tvs_port}:{node.tvs_port}/tcp",
         f"{node.sip_port}:{node.sip_port}/tcp",
+        f"{node.http_port}:{node.http_port}/tcp",
     }
     assert f"127.0.0.1:{node.tftp_port}" in svc["healthcheck"]["test"]
     exposed = re.search(r"^EXPOSE (.+)$", DOCKERFILE.read_text(), re.MULTILINE)
@@ -146,7 +147,7 @@ def test_clusters_do_not_collide_when_published_on_one_host() -> None:
         for s in services.values()
         for p in s.get("ports", [])
     ]
-    assert len(host_ports) == len(set(host_ports)) == 6
+    assert len(host_ports) == len(set(host_ports)) == 8
 
 
 def _shard_script(tmp_path: Path) -> Path:
