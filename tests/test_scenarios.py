@@ -44,6 +44,10 @@ def test_the_suite_holds_the_issue_scenarios() -> None:
         "invalid-itl",
         "nonsecure-rollback",
         "http-down",
+        "enroll-storm",
+        "reenroll-on-destination",
+        "capf-wrong-auth-string",
+        "encrypted-config-migration",
     }
     for s in SUITE.values():
         assert s.description
@@ -80,10 +84,44 @@ async def test_scenario(name: str, lab_pki_dir: Path, tmp_path: Path) -> None:
         if p["outcome"] in ("migrated", "booted"):
             assert p["step"] is None and p["reason"] is None
         else:
-            assert p["step"] in ("ctl", "itl", "config", "register")
+            assert p["step"] in ("ctl", "itl", "config", "capf", "register")
             assert p["reason"]
     assert report["passed"] is True
     assert report["summary"]["expectations"]["ok"] == report["summary"]["expectations"]["total"]
+
+
+@pytest.mark.parametrize(
+    ("name", "capf", "phones_booted"),
+    [
+        ("enroll-storm", "capf.installed", True),
+        ("capf-wrong-auth-string", "capf.auth-failed", False),
+    ],
+)
+async def test_capf_scenarios_details(
+    name: str, capf: str, phones_booted: bool, lab_pki_dir: Path, tmp_path: Path
+) -> None:
+    """Beyond the outcomes: every phone's last boot ran CAPF as the scenario says; a refused
+    enrollment stores nothing (the cluster's CAPF database issued no certificate) and the
+    phones still register with their old LSC."""
+    from tvs.capf.db import CapfDb
+
+    report = await run_scenario(
+        LabConfig.default(),
+        SUITE[name],
+        RunOptions(phones=PHONES, workdir=tmp_path, pki_dir=lab_pki_dir),
+    )
+    assert report["passed"] is True
+    assert report["fleet"]["enroll"] is (name == "enroll-storm")
+    for p in report["phones"]:
+        steps = dict(p["steps"]) if isinstance(p["steps"], list) else p["steps"]
+        assert steps["capf"] == capf and steps["register"] == "register.passed", p
+    db_files = list(tmp_path.glob("stores/*/capf.sqlite3"))
+    assert db_files
+    issued = 0
+    for f in db_files:
+        with CapfDb(f, create=False) as db:
+            issued += sum(db.certificate(op.name) is not None for op in db.operations())
+    assert issued == (PHONES if phones_booted else 0)
 
 
 async def test_a_wrong_expectation_is_reported(lab_pki_dir: Path, tmp_path: Path) -> None:
@@ -159,6 +197,10 @@ def test_scenario_file_round_trip() -> None:
         (lambda t: t + '[[steps]]\naction = "move"\nexpect = { outcome = "stayed" }\n', "boot"),
         (lambda t: t + '[[steps]]\naction = "boot"\ncolour = "red"\n', "colour"),
         (lambda t: t + "oops = 1\n", "oops"),
+        (lambda t: t + '[[steps]]\naction = "reenroll"\nauth = "pin"\n', ".auth"),
+        (lambda t: t + '[[steps]]\naction = "reenroll"\nauth = "string"\n', ".auth_string"),
+        (lambda t: t + '[[steps]]\naction = "reenroll"\ncluster = "moon"\n', ".cluster"),
+        (lambda t: "enroll = 1\n" + t, "enroll"),
         (lambda t: t.replace("[clusters.source]", "[clusters.third]"), "clusters"),
         (lambda t: t + "[[[", "TOML"),
     ],

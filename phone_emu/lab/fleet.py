@@ -1,7 +1,8 @@
 """A fleet of emulated phones in one process: identities made on the fly, sharding, boot storms.
 
 Owns numbering phones (MACs counting up from a start MAC, so shards never collide), issuing
-each phone an LSC from a CAPF in memory (EC P-256; one shared key with ``shared_key``), the
+each phone an LSC from a CAPF in memory (EC P-256; one shared key with ``shared_key``) or, for
+phones that enroll by CAPF at first boot, only a MIC from the lab's manufacturing CA, the
 phones' state (in memory, or one state directory per phone), and booting many phones at once
 under a :class:`trio.CapacityLimiter` (the boot-storm limit). A boot that raises is recorded
 as an error for that phone; it never stops the others. Does not own the boot itself
@@ -24,6 +25,7 @@ from phone_emu.phone.identity import PhoneIdentity
 from tvs.certs import PrivateKey
 from tvs.device import normalise_mac
 from tvs.pki import Identity, generate_key, issue_lsc
+from tvs.pki.issue import issue_mic
 
 __all__ = [
     "FleetBoot",
@@ -31,6 +33,7 @@ __all__ = [
     "boot_fleet",
     "fleet_macs",
     "make_identities",
+    "make_mic_identities",
     "make_phones",
     "parse_shard",
     "shard_range",
@@ -89,6 +92,25 @@ def make_identities(
     for _, mac in macs:
         lsc = issue_lsc(capf, mac=mac, model=model, key_type=key_type, key=key)
         out.append(PhoneIdentity(mac=mac, model=model, lsc=lsc.cert, key=lsc.key))
+    return out
+
+
+def make_mic_identities(
+    manufacturing_ca: Identity,
+    macs: Sequence[tuple[int, str]],
+    *,
+    model: str = "8861",
+    shared_key: bool = False,
+    key_type: str = "ec-p256",
+) -> list[PhoneIdentity]:
+    """Phones fresh from the factory: a MIC from the lab's manufacturing CA and no LSC. They
+    present the MIC until CAPF installs an LSC (``fleet --enroll``, the ``enroll`` scenarios)."""
+    key: PrivateKey | None = generate_key(key_type) if shared_key else None
+    out = []
+    for _, mac in macs:
+        k = key if key is not None else generate_key(key_type)
+        mic = issue_mic(manufacturing_ca, k, mac=mac, model=model)
+        out.append(PhoneIdentity(mac=mac, model=model, key=k, mic=mic))
     return out
 
 

@@ -50,7 +50,7 @@ class _Run:
         self.progress = opts.progress
         self.t0 = time.monotonic()
         self.clusters = RunClusters(lab, opts, workdir, self.progress)
-        self.fleet = RunFleet(lab, opts, opts.phones or scenario.phones)
+        self.fleet = RunFleet(lab, opts, opts.phones or scenario.phones, enroll=scenario.enroll)
         self.pki_dir = opts.pki_dir or workdir / "pki"
         self.pki: LabPki | None = None
         self.steps = StepRunner(
@@ -65,7 +65,7 @@ class _Run:
         self.pki = LabPki.load(self.pki_dir, self.lab.recipe)
         self.steps.pki = self.pki
         capf = self.pki.cluster(self._source_name()).capf
-        self.fleet.prepare(capf, self.progress)
+        self.fleet.prepare(capf, self.progress, mic_ca=self.pki.manufacturing_ca)
 
     def _source_name(self) -> str:
         return self.lab.cluster_config("source", self.workdir).name

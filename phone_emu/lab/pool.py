@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from phone_emu.phone.driver import NetworkOptions, Phone
 from phone_emu.phone.trust import FileKind, TrustList
 
@@ -103,11 +105,15 @@ class PhonePool:
             if on_entry is not None:
                 on_entry(entry)
 
+        network = self.network
+        if request.capf_auth_string != network.boot.capf_auth_string:
+            boot = attrs.evolve(network.boot, capf_auth_string=request.capf_auth_string)
+            network = attrs.evolve(network, boot=boot)
         await boot_fleet(
             self.phones,
             tftp=request.tftp,
             concurrency=self.concurrency,
-            options=self.network,
+            options=network,
             on_done=done,
             indices=self.indices,
         )

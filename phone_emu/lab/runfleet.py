@@ -24,8 +24,8 @@ from phone_emu.phone.trust import TrustListCache
 from tvs.pki import Identity
 
 from .config import LabConfig
-from .fleet import fleet_macs, make_identities, make_phones, shard_range
-from .options import RunOptions, auto_workers
+from .fleet import fleet_macs, make_identities, make_mic_identities, make_phones, shard_range
+from .options import MigrationError, RunOptions, auto_workers
 from .pool import PhonePool
 from .progress import RunProgress
 from .values import BootEntry, BootRequest, HistoryItem, Pool, WorkerSettings
@@ -48,9 +48,15 @@ class Member:
 class RunFleet:
     """``count`` phones booting ``concurrency`` at a time, in ``workers`` processes."""
 
-    def __init__(self, lab: LabConfig, opts: RunOptions, count: int) -> None:
+    def __init__(
+        self, lab: LabConfig, opts: RunOptions, count: int, *, enroll: bool = False
+    ) -> None:
         self.settings = lab.fleet
         self.count = count
+        self.enroll = enroll
+        """Phones start with a MIC and no LSC: they enroll by CAPF at their first boot."""
+        self.capf_auth_string: str | None = None
+        """The CAPF auth string the phones are given (a ``reenroll`` step with one sets it)."""
         workers = auto_workers(count) if opts.workers is None else opts.workers
         self.workers = max(1, min(workers, count))
         self.concurrency = opts.concurrency or lab.fleet.concurrency
@@ -73,12 +79,34 @@ class RunFleet:
         self.pools: list[Pool] = []
 
     # --- set-up and tear-down -------------------------------------------------------------
-    def prepare(self, capf: Identity, progress: RunProgress) -> None:
-        """Number the phones; with one worker, issue their LSCs from ``capf`` here (blocking:
-        run it in a thread). More workers issue their own slices (:meth:`start_workers`)."""
+    def prepare(
+        self, capf: Identity, progress: RunProgress, *, mic_ca: Identity | None = None
+    ) -> None:
+        """Number the phones; with one worker, issue their LSCs from ``capf`` (or, to enroll,
+        their MICs from ``mic_ca``) here (blocking: run it in a thread). More workers issue
+        their own slices (:meth:`start_workers`)."""
         macs = fleet_macs(self.count, self.settings.mac_start)
         self.macs = macs
         self.members = [Member(i, mac) for i, mac in macs]
+        self._position = {m.index: k for k, m in enumerate(self.members)}
+        if self.enroll:
+            if mic_ca is None:
+                raise MigrationError("enrolling phones need the lab PKI's manufacturing CA")
+            progress.note(f"fleet: {self.count} phones with a MIC and no LSC (they enroll)")
+            if self.workers > 1:
+                return
+            ids = make_mic_identities(
+                mic_ca, macs, model=self.settings.model, shared_key=self.shared_key
+            )
+            self.pools = [
+                PhonePool(
+                    make_phones(ids),
+                    [i for i, _ in macs],
+                    concurrency=self.concurrency,
+                    network=self.network,
+                )
+            ]
+            return
         self._position = {m.index: k for k, m in enumerate(self.members)}
         progress.note(f"fleet: issuing {self.count} LSCs from {capf.cert.common_name}")
         if self.workers > 1:
@@ -115,6 +143,7 @@ class RunFleet:
                 fetch_mode=self.network.fetch.mode,
                 http_port=self.network.fetch.http_port,
                 http_ports=[(h, p, hp) for (h, p), hp in self.http_ports.items()],
+                enroll=self.enroll,
             )
             pools[k] = await WorkerPool.start(settings, log_level=self.log_level)
 
@@ -182,6 +211,7 @@ class RunFleet:
             "fetch": self.network.fetch.mode,
             "mac_start": self.settings.mac_start,
             "model": self.settings.model,
+            "enroll": self.enroll,
         }
 
     def entries(self) -> list[BootEntry]:

@@ -36,9 +36,14 @@ only; ``upload_capf``, manual only, default true: the source CAPF certificate in
 destination's CAPF-trust, so the destination's SIP port trusts the phones' LSCs);
 ``restart-tvs`` (``cluster`` = source | destination | both); ``set-rollback``
 (``cluster``, ``value``: "Prepare Cluster for Rollback to pre 8.0"); ``corrupt-itl``
-(``phones``: indices, ``mode`` = stale | erase). Outcomes: ``booted`` (holds the files of the
-cluster it was already on, or its first), ``migrated`` (accepted another cluster's files),
-``stayed`` (refused them, kept its old trust and configuration), ``failed`` (anything else).
+(``phones``: indices, ``mode`` = stale | erase); ``reenroll`` (``cluster``, default
+destination, schedules a CAPF install for every phone of the fleet: ``auth`` = null | string |
+lsc | mic, ``auth_string`` for string, ``key`` = rsa-2048 | ec-p256 | ..., and
+``phone_auth_string``: what the phones are given to type, default ``auth_string``). A
+top-level ``enroll = true`` starts the fleet with MICs and no LSCs. Outcomes: ``booted``
+(holds the files of the cluster it was already on, or its first), ``migrated`` (accepted
+another cluster's files), ``stayed`` (refused them, kept its old trust and configuration),
+``failed`` (anything else).
 """
 
 from __future__ import annotations
@@ -76,7 +81,15 @@ _PARAMS: Final[Mapping[str, Mapping[str, Any]]] = {
     "restart-tvs": {"cluster": "source"},
     "set-rollback": {"cluster": "source", "value": True},
     "corrupt-itl": {"phones": [0], "mode": "stale"},
+    "reenroll": {
+        "cluster": "destination",
+        "auth": "null",
+        "auth_string": "",
+        "phone_auth_string": "",
+        "key": "rsa-2048",
+    },
 }
+_CAPF_AUTH: Final = ("null", "string", "lsc", "mic")
 ACTIONS: Final = tuple(_PARAMS)
 
 
@@ -130,10 +143,12 @@ class Scenario:
     phones: int = 4
     clusters: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     source: str = ""
+    enroll: bool = False
+    """The fleet starts with MICs and no LSCs (phones enroll by CAPF at their first boot)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "scenario") -> Scenario:
-        allowed = {"name", "description", "phones", "clusters", "steps"}
+        allowed = {"name", "description", "phones", "clusters", "steps", "enroll"}
         _no_unknown(d, allowed, source)
         name = d.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -153,7 +168,11 @@ class Scenario:
         if not isinstance(raw, list) or not raw:
             raise ScenarioError(f"{where}: expected at least one [[steps]] table")
         steps = tuple(_step(s, f"{where} steps[{i}]") for i, s in enumerate(raw))
+        enroll = d.get("enroll", False)
+        if not isinstance(enroll, bool):
+            raise ScenarioError(f"{where}: 'enroll' must be true or false")
         return cls(
+            enroll=enroll,
             name=name.strip(),
             description=str(d.get("description", "")).strip(),
             steps=steps,
@@ -233,6 +252,16 @@ def _step(d: Any, where: str) -> ScenarioStep:
         raise ScenarioError(f"{where}.cluster: expected source or destination")
     if action == "import" and params["method"] not in ("bulk", "manual"):
         raise ScenarioError(f"{where}.method: expected bulk or manual")
+    if action == "reenroll":
+        if params["cluster"] not in CLUSTERS:
+            raise ScenarioError(f"{where}.cluster: expected source or destination")
+        if params["auth"] not in _CAPF_AUTH:
+            raise ScenarioError(f"{where}.auth: expected one of {', '.join(_CAPF_AUTH)}")
+        for key in ("auth_string", "phone_auth_string", "key"):
+            if not isinstance(params[key], str):
+                raise ScenarioError(f"{where}.{key}: expected a string")
+        if params["auth"] == "string" and not params["auth_string"]:
+            raise ScenarioError(f'{where}.auth_string: auth = "string" needs the string')
     if action == "corrupt-itl":
         params["phones"] = _indices(params["phones"], f"{where}.phones")
         if params["mode"] not in ("stale", "erase"):

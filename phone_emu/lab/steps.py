@@ -4,7 +4,8 @@ Owns the actions (``boot``: reboot every phone on the TFTP that DHCP option 150 
 tally the outcomes and check the step's expectations; ``import``: bulk (export, consolidate,
 import on both) or manual (the other cluster's CallManager and ITLRecovery certificates into
 CallManager-trust and Phone-SAST-trust), then the TVS restarts; ``move``: DHCP option 150;
-``restart-tvs``; ``set-rollback``; ``corrupt-itl``) and the ``steps`` records of the report.
+``restart-tvs``; ``set-rollback``; ``corrupt-itl``; ``reenroll``: a CAPF install scheduled for
+the fleet) and the ``steps`` records of the report.
 Does not own starting the clusters (``clusters``), the phones' pools (``runfleet``), what a
 boot means (``outcome``) nor the order of a run (``migrate``).
 """
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tvs import device
 from tvs.cluster import EmulatedCluster, consolidate
 from tvs.pki import LabPki
 from tvs.roles import Role
@@ -87,7 +89,13 @@ class StepRunner:
         def on_entry(entry: BootEntry) -> None:
             self.progress.advance(entry.outcome)
 
-        request = BootRequest(step=n, target=target, tftp=addr, target_tvs=target_tvs)
+        request = BootRequest(
+            step=n,
+            target=target,
+            tftp=addr,
+            target_tvs=target_tvs,
+            capf_auth_string=self.fleet.capf_auth_string,
+        )
         try:
             entries = await self.fleet.boot(request, on_entry)
         finally:
@@ -166,6 +174,31 @@ class StepRunner:
             detail += "; TVS restarted on " + " and ".join(c.config.name for c in restart)
         else:
             detail += "; TVS not restarted"
+        return detail
+
+    async def _reenroll(self, step: ScenarioStep) -> str:
+        """The cluster's administrator schedules a CAPF install for every phone of the fleet
+        (CUCM's Certificate Operation "Install/Upgrade"); the phones see it in their next
+        configuration. With an auth string, the phones are given ``phone_auth_string``."""
+        p = step.params
+        cluster = self.clusters.need(str(p["cluster"]), "reenroll")
+        names = [device.device_name(mac) for _, mac in self.fleet.macs]
+        auth_string = str(p["auth_string"]) or None
+        cluster.capf_db.schedule(
+            names,
+            operation="install",
+            auth_mode=str(p["auth"]),
+            auth_string=auth_string if p["auth"] == "string" else None,
+            key=str(p["key"]),
+        )
+        typed = str(p["phone_auth_string"]) or auth_string
+        self.fleet.capf_auth_string = typed if p["auth"] == "string" else None
+        detail = (
+            f"CAPF install ({p['auth']}, {p['key']}) scheduled for {len(names)} phone(s) on "
+            f"the {p['cluster']}"
+        )
+        if self.fleet.capf_auth_string is not None:
+            detail += f"; phones given the auth string {self.fleet.capf_auth_string!r}"
         return detail
 
     async def _restart_tvs(self, step: ScenarioStep) -> str:

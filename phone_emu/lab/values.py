@@ -163,6 +163,8 @@ class BootRequest:
     target: str
     tftp: tuple[str, int] = attrs.field(converter=_address)
     target_tvs: frozenset[tuple[str, int]] | None = attrs.field(default=None, converter=_addresses)
+    capf_auth_string: str | None = None
+    """The CAPF auth string the phones were given (typed by a user), if any."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,12 +174,17 @@ class BootRequest:
             "target_tvs": (
                 sorted([h, p] for h, p in self.target_tvs) if self.target_tvs is not None else None
             ),
+            "capf_auth_string": self.capf_auth_string,
         }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BootRequest:
         return cls(
-            step=int(d["step"]), target=str(d["target"]), tftp=d["tftp"], target_tvs=d["target_tvs"]
+            step=int(d["step"]),
+            target=str(d["target"]),
+            tftp=d["tftp"],
+            target_tvs=d["target_tvs"],
+            capf_auth_string=d.get("capf_auth_string"),
         )
 
 
@@ -206,6 +213,8 @@ class WorkerSettings:
     http_port: int = 6970
     http_ports: tuple[tuple[str, int, int], ...] = attrs.field(default=(), converter=_http_ports)
     """(TFTP host, TFTP port, HTTP port) of the lab's clusters."""
+    enroll: bool = False
+    """Phones start with a MIC and no LSC (they enroll by CAPF at their first boot)."""
 
     @property
     def indices(self) -> list[int]:
@@ -224,6 +233,7 @@ class WorkerSettings:
             "fetch_mode": self.fetch_mode,
             "http_port": self.http_port,
             "http_ports": [list(t) for t in self.http_ports],
+            "enroll": self.enroll,
         }
 
     @classmethod
@@ -241,6 +251,7 @@ class WorkerSettings:
             fetch_mode=str(d.get("fetch_mode", "http+tftp")),
             http_port=int(d.get("http_port", 6970)),
             http_ports=d.get("http_ports", ()),
+            enroll=bool(d.get("enroll", False)),
         )
 
 

@@ -21,7 +21,7 @@ import resource
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -31,14 +31,29 @@ from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.trust import TrustListCache
 from tvs.pki import LabPki
 
-from .fleet import make_identities, make_phones
+from .fleet import make_identities, make_mic_identities, make_phones
 from .pool import PhonePool
 from .values import BootEntry, BootRequest, WorkerSettings
+
+if TYPE_CHECKING:
+    from phone_emu.phone.identity import PhoneIdentity
 
 __all__ = ["WorkerError", "WorkerPool", "main"]
 
 _MAX_LINE = 1 << 20
 _WORKER = "import sys; from phone_emu.lab.workers import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _identities(pki: LabPki, s: WorkerSettings) -> list[PhoneIdentity]:
+    """LSCs from the cluster's CAPF, or (``enroll``) MICs only."""
+    if s.enroll:
+        if pki.manufacturing_ca is None:
+            raise WorkerError(f"{s.pki_dir}: the lab PKI has no manufacturing CA (regenerate it)")
+        return make_mic_identities(
+            pki.manufacturing_ca, s.macs, model=s.model, shared_key=s.shared_key
+        )
+    capf = pki.cluster(s.cluster).capf
+    return make_identities(capf, s.macs, model=s.model, shared_key=s.shared_key)
 
 
 class WorkerError(RuntimeError):
@@ -166,8 +181,7 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
         op = msg.get("op")
         if op == "init":
             s = WorkerSettings.from_json(msg)
-            capf = LabPki.load(s.pki_dir).cluster(s.cluster).capf
-            ids = make_identities(capf, s.macs, model=s.model, shared_key=s.shared_key)
+            ids = _identities(LabPki.load(s.pki_dir), s)
             network = NetworkOptions(
                 boot=BootOptions(register=s.register),
                 lists=TrustListCache(max_entries=64),

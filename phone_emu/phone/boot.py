@@ -351,8 +351,6 @@ class BootMachine:
     ) -> Generator[Action, Result, bytes | _Verdict]:
         """The stub said ``encrConfig``: check certHash, fetch, verify and open the .enc.sgn."""
         cert = self.identity.lsc or self.identity.mic
-        if cert is not None and not isinstance(cert.public_key, rsa.RSAPublicKey):
-            return _Verdict(Outcome.REJECTED, "config.ec-unsupported", EC_LIMITATION)
         mine = cert_hash(cert)
         if not stub.cert_hash or stub.cert_hash != mine:
             self._want_capf(stub.config, "config.cert-unknown")
@@ -362,6 +360,8 @@ class BootMachine:
                 "config.cert-unknown",
                 f"certHash {known}, the phone's certificate is {mine or 'none'}",
             )
+        if cert is not None and not isinstance(cert.public_key, rsa.RSAPublicKey):
+            return _Verdict(Outcome.REJECTED, "config.ec-unsupported", EC_LIMITATION)
         enc_name = device.encrypted_config_filename(self.identity.mac)
         data, _, failed = yield from self._fetch(FileKind.CONFIG, (enc_name,))
         if data is None:
