@@ -101,3 +101,16 @@ def test_errors_keep_their_layer() -> None:
                 ]
             }
         )
+
+
+# --- names: the one comparison for names that may not parse ---------------------------------
+
+
+def test_match_key_is_the_one_name_comparison() -> None:
+    from tvs.names import match_key, same_name
+
+    assert same_name("CN=ucm11pub;OU=IST", "OU=IST, CN=ucm11pub")
+    assert same_name("not a name", "not a name")
+    assert not same_name("not a name", "CN=not a name")
+    assert isinstance(match_key("not a name"), str)
+    assert match_key("CN=a;O=b") == match_key("O=b,CN=a")

@@ -4,15 +4,27 @@ CUCM writes names most-specific first, joined by ``;`` with no escaping
 (``CN=ucm11pub.stormin.local;OU=IST;O=Stormin;L=Brisbane;ST=QLD;C=AU``); other tools write
 ``,``-joined RFC 4514 strings or OpenSSL's ``/C=AU/O=...`` form. Producing names is
 :func:`cucm_name`; comparing them is :func:`name_key` / :func:`names_match`, which compare the
-parsed attributes, never raw strings (protocol notes section 4).
+parsed attributes, never raw strings (protocol notes section 4). A name read from the wire or a
+file may not parse: :func:`match_key` / :func:`same_name` are the one place that decides how
+such names compare (raw), used by the TVS cache, the trust lists and the phone's trust.
 """
 
 from __future__ import annotations
 
+import functools
+
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-__all__ = ["NameKey", "cucm_name", "name_key", "names_match", "parse_name"]
+__all__ = [
+    "NameKey",
+    "cucm_name",
+    "match_key",
+    "name_key",
+    "names_match",
+    "parse_name",
+    "same_name",
+]
 
 # short names CUCM and OpenSSL print; anything else falls back to the dotted OID
 _SHORT = {
@@ -134,3 +146,19 @@ def name_key(name: str | x509.Name) -> NameKey:
 def names_match(a: str | x509.Name, b: str | x509.Name) -> bool:
     """True when two names hold the same attributes, whatever their style and order."""
     return name_key(a) == name_key(b)
+
+
+@functools.lru_cache(maxsize=4096)
+def match_key(name: str) -> NameKey | str:
+    """The comparison key of a name string (an issuer from a TVS request, a trust-list record):
+    its parsed attributes, or the raw string when it does not parse, so that such a name only
+    matches itself. Memoised: a boot storm repeats a handful of issuers."""
+    try:
+        return name_key(name)
+    except ValueError:
+        return name
+
+
+def same_name(a: str, b: str) -> bool:
+    """``names_match`` for strings that may not parse (those compare raw)."""
+    return match_key(a) == match_key(b)

@@ -18,7 +18,7 @@ from typing import Final
 import attrs
 
 from tvs.certs import Certificate
-from tvs.names import NameKey, name_key, names_match
+from tvs.names import NameKey, match_key, same_name
 from tvs.roles import Role, role_names
 from tvs.tlv import SignatureError, SignerInfo, TlvError, TrustFile, parse_trust_list
 from tvs.tlv import verify_with_certificate as _verify
@@ -51,18 +51,7 @@ def signer_matches(signer: SignerInfo, serial: bytes, issuer: str) -> bool:
     """Same serial and, compared by parsed attributes, the same issuer."""
     if serial != signer.serial:
         return False
-    try:
-        return names_match(issuer, signer.issuer)
-    except ValueError:
-        return issuer == signer.issuer
-
-
-def _issuer_key(issuer: str) -> NameKey | str:
-    """The comparison key of an issuer name; a name that does not parse compares raw."""
-    try:
-        return name_key(issuer)
-    except ValueError:
-        return issuer
+    return same_name(issuer, signer.issuer)
 
 
 _Holder = tuple[int, Certificate, "NameKey | str"]
@@ -88,7 +77,7 @@ class TrustList:
         index: dict[bytes, list[_Holder]] = {}
         for rec, cert in zip(f.records, certs, strict=True):
             if cert is not None:
-                index.setdefault(cert.serial, []).append((rec.role, cert, _issuer_key(cert.issuer)))
+                index.setdefault(cert.serial, []).append((rec.role, cert, match_key(cert.issuer)))
         return cls(
             raw=bytes(data),
             sha256=hashlib.sha256(data).digest(),
@@ -113,7 +102,7 @@ class TrustList:
         candidates = self.by_serial.get(signer.serial, ())
         if not candidates:
             return ()
-        key = _issuer_key(signer.issuer)
+        key = match_key(signer.issuer)
         out: list[Certificate] = []
         for role, cert, issuer in candidates:
             if role in roles and issuer == key and cert not in out:

@@ -9,14 +9,13 @@ their roles (``table``). Pure: no files, no I/O.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
 
 from ..certs import Certificate, serial_to_bytes
-from ..names import NameKey, name_key
+from ..names import NameKey, match_key
 from .table import DEFAULT_TTL, roles_for_stores
 
 if TYPE_CHECKING:
@@ -28,15 +27,6 @@ __all__ = ["CacheEntry", "CertificateCache", "normalize_serial"]
 def normalize_serial(serial: bytes) -> bytes:
     """Serial bytes without DER sign padding (``00 80..`` and ``80..`` are the same serial)."""
     return serial_to_bytes(int.from_bytes(serial, "big")) if serial else b""
-
-
-@functools.lru_cache(maxsize=4096)
-def _issuer_key(issuer: str) -> NameKey | None:
-    """Parsed issuer names, memoised: a boot storm repeats a handful of issuers."""
-    try:
-        return name_key(issuer)
-    except ValueError:
-        return None
 
 
 @attrs.frozen
@@ -92,8 +82,8 @@ class CertificateCache:
 
     def find_by_serial_issuer(self, serial: bytes, issuer: str) -> CacheEntry | None:
         """QUERY_CERT_REQ lookup; an unparsable issuer finds nothing."""
-        key = _issuer_key(issuer)
-        if key is None:
+        key = match_key(issuer)
+        if isinstance(key, str):  # did not parse: matches no certificate's issuer
             return None
         return self._by_serial.get((normalize_serial(serial), key))
 

@@ -17,7 +17,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import InvalidVersion
 
 from ..certs import Certificate, CertificateError
-from ..names import names_match
+from ..names import same_name
 from .elements import Element
 
 __all__ = [
@@ -248,17 +248,10 @@ class TrustFile:
         """The record whose serial equals the header's and whose issuer matches it."""
         signer = self.header.signer
         for rec in self.records:
-            if rec.serial == signer.serial and _issuers_match(rec.issuer, signer.issuer):
+            if rec.serial == signer.serial and same_name(rec.issuer, signer.issuer):
                 return rec
         return None
 
     def records_with_role(self, *roles: int) -> tuple[Record, ...]:
         wanted = {int(r) for r in roles}
         return tuple(r for r in self.records if r.role in wanted)
-
-
-def _issuers_match(a: str, b: str) -> bool:
-    try:
-        return names_match(a, b)
-    except ValueError:  # a name that does not parse: fall back to the raw strings
-        return a == b

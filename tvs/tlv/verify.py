@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..certs import Certificate, verify_signature
+from ..names import same_name
 from .errors import SignatureError, SignerNotFoundError, UnknownAlgorithmError
 from .model import (
     CERT_FAULTS,
     SIGNATURE_ALGORITHM_EC,
     SIGNATURE_ALGORITHM_RSA,
     TrustFile,
-    _issuers_match,
 )
 
 __all__ = ["matches_signer", "verify_file", "verify_with_certificate"]
@@ -28,7 +28,7 @@ __all__ = ["matches_signer", "verify_file", "verify_with_certificate"]
 def matches_signer(f: TrustFile, cert: Certificate) -> bool:
     """True when ``cert`` has the header's signer serial and (by parsed attributes) issuer."""
     signer = f.header.signer
-    return cert.serial == signer.serial and _issuers_match(cert.issuer, signer.issuer)
+    return cert.serial == signer.serial and same_name(cert.issuer, signer.issuer)
 
 
 def verify_with_certificate(f: TrustFile, cert: Certificate) -> None:
