@@ -70,3 +70,31 @@ def test_http_port_key_offset_and_clash() -> None:
         ClusterConfig.from_dict({"name": "c", "http": False, "nodes": [{"name": "n1"}]}).http
         is False
     )
+
+
+async def test_http_metrics_beside_the_tvs_ones(
+    lab_pki: LabPki, lab_pki_dir: Path, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    from tvs.metrics import HttpPrometheusObserver, PrometheusObserver
+
+    tvs = PrometheusObserver()
+    http = HttpPrometheusObserver(tvs.registry)  # one registry, one /metrics page
+    cluster = EmulatedCluster(_config(lab_pki_dir, tmp_path), pki=lab_pki, http_observer=http)
+    await nursery.start(cluster.serve)
+    host, port = cluster.http_address
+    with trio.fail_after(20):
+        await http_get(host, port, f"CTLSEP{MAC}.tlv")
+        with pytest.raises(HttpStatusError):
+            await http_get(host, port, "missing.bin")
+    sample = tvs.registry.get_sample_value
+    assert (
+        sample("tvs_http_requests_total", {"method": "GET", "status": "200", "outcome": "ok"}) == 1
+    )
+    assert (
+        sample(
+            "tvs_http_requests_total", {"method": "GET", "status": "404", "outcome": "not-found"}
+        )
+        == 1
+    )
+    assert sample("tvs_http_bytes_sent_total") > 0
+    assert cluster.http_addresses[cluster.config.nodes[0].name] == (host, port)

@@ -212,5 +212,3 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes, hash_name: s
     except (InvalidSignature, ValueError):
         return False
     return True
-
-

@@ -160,6 +160,9 @@ def _addresses(cluster: EmulatedCluster) -> dict[str, Any]:
         "version": cluster.config.version,
         "security_mode": cluster.config.security_mode,
         "tftp": f"{cluster.tftp_address[0]}:{cluster.tftp_address[1]}",
+        "http": f"{cluster.http_address[0]}:{cluster.http_address[1]}"
+        if cluster.config.http
+        else None,
         "nodes": [
             {
                 "name": e.name,
@@ -167,6 +170,9 @@ def _addresses(cluster: EmulatedCluster) -> dict[str, Any]:
                 "tftp": f"{e.address}:{e.tftp_port}" if e.tftp else None,
                 "tvs": f"{e.address}:{e.tvs_port}",
                 "sip": f"{e.address}:{e.sip_port}",
+                "http": "{}:{}".format(*cluster.http_addresses[e.name])
+                if e.tftp and cluster.config.http
+                else None,
             }
             for e in cluster.endpoints
         ],
@@ -184,7 +190,8 @@ def _print_addresses(cluster: EmulatedCluster, as_json: bool) -> None:
     )
     for n in info["nodes"]:
         tftp = f"tftp {n['tftp']}  " if n["tftp"] else ""
-        print(f"  node {n['name']}: {tftp}tvs {n['tvs']}  sip {n['sip']}")
+        http = f"http {n['http']}  " if n["http"] else ""
+        print(f"  node {n['name']}: {tftp}{http}tvs {n['tvs']}  sip {n['sip']}")
     sys.stdout.flush()
 
 

@@ -26,7 +26,7 @@ from .. import device
 from ..capf.db import CapfDb, capf_auth_mode
 from ..capf.server import CapfServer, CapfServerConfig
 from ..certs import Certificate, CertificateError
-from ..http import HttpServer, HttpServerStats
+from ..http import HttpObserver, HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
 from ..server import NullObserver, TvsServer, TvsServerConfig
 from ..store import (
@@ -106,6 +106,7 @@ class EmulatedCluster:
         *,
         pki: LabPki | None = None,
         clock: Callable[[], float] = time.time,
+        http_observer: HttpObserver | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -137,6 +138,7 @@ class EmulatedCluster:
         self._tftp: dict[str, TftpServer] = {}
         self._sip: dict[str, SipListener] = {}
         self._http: dict[str, HttpServer] = {}
+        self._http_observer = http_observer  # e.g. tvs.metrics.HttpPrometheusObserver
         self._http_ports: dict[str, int] = {}
         self._closed_ports: list[socket.socket] = []
         self._capf: dict[str, CapfServer] = {}
@@ -282,6 +284,13 @@ class EmulatedCluster:
         return e.address, e.tftp_port
 
     @property
+    def http_addresses(self) -> Mapping[str, tuple[str, int]]:
+        """Each TFTP node's HTTP file service, by node name (once serving)."""
+        return MappingProxyType(
+            {e.name: (e.address, self._http_ports[e.name]) for e in self.endpoints if e.tftp}
+        )
+
+    @property
     def http_address(self) -> tuple[str, int]:
         """The first TFTP node's HTTP file service (refused when ``http = false``)."""
         e = next(e for e in self.endpoints if e.tftp)
@@ -408,7 +417,9 @@ class EmulatedCluster:
         """The node's HTTP file service; when ``http = false`` the port is only reserved
         (bound, not listening: phones are refused and fall back to TFTP)."""
         if self.config.http:
-            http = HttpServer(provider, admission=self.config.admission)
+            http = HttpServer(
+                provider, admission=self.config.admission, observer=self._http_observer
+            )
             _, port = await nursery.start(http.serve, node.bind_address, node.http_port)
             self._http[node.name] = http
         elif node.http_port:

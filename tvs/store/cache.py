@@ -90,4 +90,3 @@ class CertificateCache:
     def find_by_sha256(self, digest: bytes) -> CacheEntry | None:
         """VERIFY_REQUEST lookup by the presented certificate's SHA-256."""
         return self._by_sha256.get(bytes(digest))
-

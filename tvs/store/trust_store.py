@@ -306,7 +306,6 @@ class TrustStore:
         return tuple(sorted(sig))
 
 
-
 def _load_one(path: Path) -> Certificate:
     try:
         return Certificate.load(path)
