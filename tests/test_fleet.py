@@ -218,3 +218,41 @@ async def test_fleet_command_shards(source: EmulatedCluster, lab_pki_dir: Path, 
         check=False,
     )
     assert missing.returncode == 2
+
+
+async def test_fleet_enroll_command(source: EmulatedCluster, lab_pki_dir: Path, tmp_path) -> None:
+    """``--enroll``: phones with a MIC and no LSC; the cluster scheduled a null-string install
+    for them (as ``tvs capf schedule`` would), so every phone enrolls, then registers."""
+    from tvs.device import device_name
+
+    macs = [mac for _, mac in fleet_macs(3, "B000B4BA1000")]
+    source.capf_db.schedule([device_name(m) for m in macs], operation="install", auth_mode="null")
+    host, port = source.tftp_address
+    done = await trio.run_process(
+        [
+            sys.executable,
+            "-c",
+            _MAIN,
+            "fleet",
+            "--tftp",
+            f"{host}:{port}",
+            "--phones",
+            "3",
+            "--mac-start",
+            "B000B4BA1000",
+            "--pki",
+            str(lab_pki_dir),
+            "--enroll",
+            "--json",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["states"] == {"registered": 3} and out["enrolled"] == 3
+    for m in macs:
+        issued = source.capf_db.certificate(device_name(m))
+        assert issued is not None  # what encrypted configuration's certHash comes from
+        assert source.known_phone_certificate(device_name(m)).der == issued.der

@@ -25,7 +25,15 @@ from rich.table import Table
 
 from tvs.pki import LabPki, PkiError
 
-from ..lab.fleet import FleetBoot, FleetError, boot_fleet, fleet_macs, make_identities, make_phones
+from ..lab.fleet import (
+    FleetBoot,
+    FleetError,
+    boot_fleet,
+    fleet_macs,
+    make_identities,
+    make_mic_identities,
+    make_phones,
+)
 from ..lab.migrate import peak_rss_mb
 from ..lab.outcome import snapshot
 from ..lab.report import write_json
@@ -35,6 +43,7 @@ from ..phone.driver import NetworkOptions
 from ..phone.identity import IdentityError
 from ..phone.persist import StateError
 from ..phone.trust import TrustListCache
+from ..phone.values import CAPF_INTERVAL
 from .lab_options import (
     EXIT_DIFFERS,
     EXIT_ERROR,
@@ -105,6 +114,27 @@ def register(sub: Any) -> None:
     )
     f.add_argument("--model", default="8861", help="phone model (default 8861)")
     f.add_argument(
+        "--enroll",
+        action="store_true",
+        help="phones fresh from the factory: a MIC from the lab PKI's manufacturing CA and no "
+        "LSC; they enroll by CAPF at their first boot (schedule the install on the cluster "
+        "first: tvs capf schedule ... --operation install)",
+    )
+    f.add_argument(
+        "--capf-auth-string",
+        metavar="DIGITS",
+        help="the CAPF auth string the phones are given (used when the configuration asks for "
+        "one, capfAuthMode 1; a real user types it on the phone)",
+    )
+    f.add_argument(
+        "--capf-interval",
+        type=float,
+        default=CAPF_INTERVAL,
+        metavar="SECONDS",
+        help=f"wait between CAPF attempts (3 at most; a real phone waits 30 s; default "
+        f"{CAPF_INTERVAL})",
+    )
+    f.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",
@@ -120,6 +150,10 @@ def register(sub: Any) -> None:
     f.add_argument("--json", action="store_true", help="print the JSON summary on stdout")
     add_boot_options(f)
     f.set_defaults(func=_fleet)
+
+
+def _step_reasons(b: FleetBoot) -> set[tuple[str, str]]:
+    return {(s.name, s.reason) for s in b.result.steps} if b.result is not None else set()
 
 
 def _which_shard(args: argparse.Namespace) -> tuple[int, int]:
@@ -147,13 +181,24 @@ def _fleet(args: argparse.Namespace) -> int:
     progress = progress_for(args)
     t0 = time.monotonic()
     try:
-        ids = make_identities(capf, macs, model=args.model, shared_key=args.shared_key)
+        if args.enroll:
+            if pki.manufacturing_ca is None:
+                return fail(f"{args.pki}: the lab PKI has no manufacturing CA (regenerate it)")
+            ids = make_mic_identities(
+                pki.manufacturing_ca, macs, model=args.model, shared_key=args.shared_key
+            )
+        else:
+            ids = make_identities(capf, macs, model=args.model, shared_key=args.shared_key)
         phones = make_phones(ids, args.state_dir)
     except (IdentityError, StateError) as exc:
         return fail(str(exc))
     issue_time = time.monotonic() - t0
     options = NetworkOptions(
-        boot=BootOptions(register=not args.no_register),
+        boot=BootOptions(
+            register=not args.no_register,
+            capf_auth_string=args.capf_auth_string,
+            capf_interval=max(0.0, args.capf_interval),
+        ),
         lists=TrustListCache(max_entries=64),
         tftp_blksize=args.tftp_blksize,
         fetch=fetch_options(args),
@@ -201,6 +246,11 @@ def _fleet(args: argparse.Namespace) -> int:
         "phones": len(boots),
         "states": dict(states),
         "reasons": dict(reasons.most_common()),
+        "enrolled": sum(
+            1
+            for b in boots
+            if b.result is not None and ("capf", "capf.installed") in _step_reasons(b)
+        ),
         "lsc_issue_time": round(issue_time, 3),
         "boot_time": round(boot_time, 3),
         "boots_per_second": round(len(boots) / boot_time, 1) if boot_time else None,
@@ -216,8 +266,9 @@ def _fleet(args: argparse.Namespace) -> int:
             "tftp_blksize": args.tftp_blksize,
             "mac_start": args.mac_start,
             "model": args.model,
+            "enroll": args.enroll,
         }
-        extra = {k: summary[k] for k in ("reasons", "lsc_issue_time", "boot_time")}
+        extra = {k: summary[k] for k in ("reasons", "enrolled", "lsc_issue_time", "boot_time")}
         extra["boots_per_second"] = summary["boots_per_second"]
         extra["peak_rss_mb"] = summary["peak_rss_mb"]
         report = fleet_report(
