@@ -66,13 +66,16 @@ def test_import_list_json_and_expiry(
     code, out, _ = _run(capsys, "store", "list", "--store", str(store), "--json")
     rows = json.loads(out)
     by_store = {r["store"]: r for r in rows}
-    assert by_store["Phone-SAST-trust"]["roles"] == ["SAST", "TFTP"]
+    assert by_store["Phone-SAST-trust"]["role_names"] == ["SAST", "TFTP"]
+    assert by_store["Phone-SAST-trust"]["roles"] == [0, 3]
     assert by_store["Phone-trust"] == by_store["Phone-trust"] | {
         "expired": True,
         "ttl": 60,
-        "roles": ["APP-SERVER"],
+        "roles": [7],
+        "role_names": ["APP-SERVER"],
     }
-    assert by_store["CallManager"]["role_codes"] == [0, 2]
+    assert by_store["CallManager"]["roles"] == [0, 2]
+    assert by_store["CallManager"]["role_names"] == ["SAST", "CCM+TFTP"]
     assert not by_store["CallManager"]["expired"]
     code, out, _ = _run(capsys, "store", "list", "--store", str(store))
     assert code == 0 and "EXPIRED" in out and "SAST+CCM+TFTP" in out
@@ -101,7 +104,7 @@ def test_import_pkcs12_and_wrong_password(
         "bad",
         str(p12),
     )
-    assert code == 1 and "wrong password" in err
+    assert code == 2 and "wrong password" in err
     assert _snapshot(store) == before
     code, _, _ = _run(
         capsys,
@@ -133,7 +136,7 @@ def test_errors_leave_the_store_unchanged(
     }[bad]
     before = _snapshot(store)
     code, _, err = _run(capsys, "store", "import", *argv)
-    assert code == 1 and err.startswith("tvs store: error:")
+    assert code == 2 and err.startswith("tvs store import: error:")
     assert _snapshot(store) == before
     assert not (tmp_path / "nope").exists()
 
@@ -157,7 +160,7 @@ def test_export_and_remove(
     code, _, err = _run(
         capsys, "store", "export", "--store", str(store), "--format", "der", "--out", str(out_der)
     )
-    assert code == 1 and "one certificate" in err
+    assert code == 2 and "one certificate" in err
     code, out, _ = _run(
         capsys, "store", "remove", "--store", str(store), "--trust", "TVS", tvs_cert.serial_hex
     )
@@ -165,7 +168,7 @@ def test_export_and_remove(
     code, _, err = _run(
         capsys, "store", "remove", "--store", str(store), "--trust", "TVS", tvs_cert.serial_hex
     )
-    assert code == 1 and "no certificate matching" in err
+    assert code == 2 and "no certificate matching" in err
 
 
 def test_bulk_commands(
@@ -204,7 +207,7 @@ def test_bulk_commands(
         "--password",
         "x",
     )
-    assert code == 1 and "wrong password" in err
+    assert code == 2 and "wrong password" in err
     for cluster in stores:
         code, out, _ = _run(
             capsys, "store", "bulk-import", "--store", str(stores[cluster]), "--dir", str(shared)

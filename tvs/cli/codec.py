@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..capf.describe import CapfInspection, capf_to_dict, format_capf, inspect_capf, is_capf
-from ..certs import Certificate, CertificateError
+from ..exitcodes import ExitCode
 from ..hexdump import extract_hex_dumps, parse_hex
 from ..roles import role_names
 from ..wire import (
@@ -31,6 +32,7 @@ from ..wire import (
     message_to_dict,
     type_name,
 )
+from .common import CommandError, add_json_option, emit_json, load_certificate_chain
 
 __all__ = ["register"]
 
@@ -58,25 +60,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument(
         "--query-tags", default="4,5", help="tags carrying issuer,serial: 4,5 (default) or 5,6"
     )
+    add_json_option(q, "the request (hex and decoded fields)")
     q.set_defaults(func=_encode_query)
     v = esub.add_parser("verify", help="VERIFY_REQUEST for a certificate")
     v.add_argument("--device", required=True)
-    v.add_argument("--cert", required=True, help="certificate file, PEM or DER")
+    v.add_argument("--cert", required=True, type=Path, help="certificate file, PEM or DER")
     v.add_argument("--id", type=int, default=1001)
+    add_json_option(v, "the request (hex and decoded fields)")
     v.set_defaults(func=_encode_verify)
 
 
 def _fail(message: str) -> int:
-    print(f"tvs: {message}", file=sys.stderr)
-    return 2
+    raise CommandError(message)
+
+
+def _print_request(msg: QueryCertRequest | VerifyRequest, data: bytes, as_json: bool) -> int:
+    if as_json:
+        emit_json({"hex": data.hex(), "length": len(data), "message": message_to_dict(msg)})
+    else:
+        print(data.hex())
+    return ExitCode.OK
 
 
 def _encode_query(args: argparse.Namespace) -> int:
     try:
         tags = QueryTags.parse(args.query_tags)
+    except ValueError as exc:
+        return _fail(f"--query-tags {args.query_tags}: {exc}")
+    try:
         serial = parse_hex(args.serial)
     except ValueError as exc:
-        return _fail(str(exc))
+        return _fail(f"--serial {args.serial}: {exc}")
     msg = QueryCertRequest(
         device=args.device,
         subject=args.subject,
@@ -84,18 +98,13 @@ def _encode_query(args: argparse.Namespace) -> int:
         serial=serial,
         request_id=args.id,
     )
-    print(encode_message(msg, query_tags=tags).hex())
-    return 0
+    return _print_request(msg, encode_message(msg, query_tags=tags), args.json)
 
 
 def _encode_verify(args: argparse.Namespace) -> int:
-    try:
-        cert = Certificate.load(args.cert)
-    except (OSError, CertificateError) as exc:
-        return _fail(str(exc))
+    cert = load_certificate_chain(args.cert)[0]
     msg = VerifyRequest(device=args.device, certificate=cert.der, request_id=args.id)
-    print(encode_message(msg).hex())
-    return 0
+    return _print_request(msg, encode_message(msg), args.json)
 
 
 def _inspection_dict(ins: Inspection, label: str | None) -> dict[str, Any]:
@@ -172,14 +181,14 @@ def _decode(args: argparse.Namespace) -> int:
             elif is_capf(dump.data):
                 results.append((inspect_capf(dump.data), dump.label or None))
         if not results:
-            return _fail("no TVS (0x57) or CAPF (0x55) message found in the dumps")
+            return _fail("input: no TVS (0x57) or CAPF (0x55) message found in the dumps")
     else:
         try:
             data = parse_hex(text)
         except ValueError as exc:
-            return _fail(f"cannot read input as hex: {exc}")
+            return _fail(f"input: cannot read it as hex: {exc}")
         if not data:
-            return _fail("no input")
+            return _fail("input: empty")
         results.append((inspect_capf(data) if is_capf(data) else inspect_message(data), None))
     dicts = [_result_dict(ins, label) for ins, label in results]
     if args.json:
@@ -212,7 +221,7 @@ def _decode(args: argparse.Namespace) -> int:
         ins.message is not None if isinstance(ins, CapfInspection) else ins.readable
         for ins, _ in results
     )
-    return 0 if readable else 1
+    return ExitCode.OK if readable else ExitCode.INVALID
 
 
 def _result_dict(ins: Inspection | CapfInspection, label: str | None) -> dict[str, Any]:

@@ -1,21 +1,23 @@
 """``tvs store``: create, fill, list, export and prune CUCM trust stores; bulk management.
 
-A thin shell over :mod:`tvs.store`. Exit codes: 0 done, 1 the operation failed (unknown store
-name, unreadable file, wrong password, nothing matched; the store is unchanged), 2 usage.
+A thin shell over :mod:`tvs.store`. Every action takes ``--json`` (entries as
+:meth:`tvs.store.StoreEntry.to_dict`). Exit codes (:class:`tvs.exitcodes.ExitCode`): 0 done,
+2 the operation failed (usage, unknown store name, missing or unreadable file or store, wrong
+password, nothing matched; the store is unchanged), said in one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
+from ..exitcodes import ExitCode
 from ..roles import role_names
 from ..store import (
     ALL_STORES,
@@ -34,11 +36,9 @@ from ..store import (
 from ..store.atomic import atomic_write
 from ..store.bulk import DEFAULT_PASSWORD
 from ..store.kinds import KINDS
+from .common import CommandError, add_json_option, emit_json
 
-__all__ = ["entry_to_dict", "register"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
+__all__ = ["register"]
 
 
 def register(sub: Any) -> None:
@@ -69,7 +69,6 @@ def register(sub: Any) -> None:
     p = s.add_parser("list", help="list the certificates and the roles TVS answers with")
     _store_arg(p)
     p.add_argument("--trust", action="append", metavar="STORE", help="only this store (repeat)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_list)
 
     p = s.add_parser("export", help="write certificates of the store to a file")
@@ -96,6 +95,7 @@ def register(sub: Any) -> None:
 
     p = s.add_parser("consolidate", help="merge the exported bundles into consolidated.p12")
     _bulk_args(p)
+    add_json_option(p)
     p.set_defaults(func=_cmd_consolidate)
 
     p = s.add_parser("bulk-import", help="import the other clusters' certificates (notes sec. 5)")
@@ -112,6 +112,7 @@ def register(sub: Any) -> None:
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, type=Path, metavar="DIR", help="store directory")
+    add_json_option(p)
 
 
 def _bulk_args(p: argparse.ArgumentParser) -> None:
@@ -121,27 +122,12 @@ def _bulk_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(exc: Exception) -> int:
-    print(f"tvs store: error: {exc}", file=sys.stderr)
-    return EXIT_FAILED
+def _fail(exc: object) -> NoReturn:
+    raise CommandError(str(exc))
 
 
-def entry_to_dict(e: StoreEntry, now: _dt.datetime | None = None) -> dict[str, Any]:
-    c = e.certificate
-    return {
-        "store": e.store,
-        "subject": c.subject,
-        "issuer": c.issuer,
-        "serial": c.serial_hex,
-        "sha256": c.sha256.hex(),
-        "roles": role_names(e.roles),
-        "role_codes": list(e.roles),
-        "ttl": e.ttl,
-        "not_after": c.not_valid_after.isoformat(),
-        "expired": e.is_expired(now),
-        "path": str(e.path),
-        "link": e.link,
-    }
+def _entries(entries: Iterable[StoreEntry]) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in entries]
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -150,10 +136,16 @@ def _cmd_init(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         return _fail(exc)
     own = store.list(["CallManager", "TVS", "ITLRecovery", "CAPF"])
+    if args.json:
+        emit_json(
+            {"store": str(store.root), "cluster": store.cluster, "nodes": list(store.nodes),
+             "entries": _entries(own)}
+        )  # fmt: skip
+        return ExitCode.OK
     print(f"store {store.root}: cluster {store.cluster}, nodes {', '.join(store.nodes)}")
     for e in own:
         print(f"  {e.store:<12} {e.certificate.subject}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -165,11 +157,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
         done = store.import_certificates(args.trust, certs, ttl=args.ttl)
     except StoreError as exc:
         return _fail(exc)
+    if args.json:
+        emit_json({"store": str(args.store), "imported": _entries(done), "reload_needed": True})
+        return ExitCode.OK
     for e in done:
         roles = ", ".join(role_names(e.roles)) or "none"
         print(f"imported into {e.store} (roles {roles}): {e.certificate.subject}")
     print("note: TVS answers change after a reload (SIGHUP, `tvs reload`) or with --watch")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -181,8 +176,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for problem in store.problems:
         print(f"warning: skipped {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps([entry_to_dict(e) for e in entries], indent=2))
-        return EXIT_OK
+        emit_json(_entries(entries))
+        return ExitCode.OK
     table = Table(box=None, pad_edge=False)
     for col in ("STORE", "ROLES", "TTL", "NOT AFTER", "SERIAL", "SUBJECT"):
         table.add_column(col, overflow="fold")
@@ -199,7 +194,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             e.certificate.subject + (f" (link -> {e.link})" if e.link else ""),
         )
     Console(width=200, soft_wrap=True).print(table)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -226,9 +221,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         atomic_write(args.out, data)
     except OSError as exc:
-        return _fail(exc)
+        return _fail(f"{args.out}: {exc.strerror or exc}")
+    if args.json:
+        emit_json({"out": str(args.out), "format": args.format, "entries": _entries(unique)})
+        return ExitCode.OK
     print(f"wrote {len(unique)} certificate(s) to {args.out}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
@@ -236,9 +234,12 @@ def _cmd_remove(args: argparse.Namespace) -> int:
         gone = TrustStore.open(args.store).remove(args.trust, args.match)
     except StoreError as exc:
         return _fail(exc)
+    if args.json:
+        emit_json({"store": str(args.store), "removed": _entries(gone)})
+        return ExitCode.OK
     for e in gone:
         print(f"removed from {e.store}: {e.certificate.subject}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_bulk_export(args: argparse.Namespace) -> int:
@@ -246,9 +247,12 @@ def _cmd_bulk_export(args: argparse.Namespace) -> int:
         paths = bulk_export(TrustStore.open(args.store), args.dir, args.password)
     except (StoreError, OSError) as exc:
         return _fail(exc)
+    if args.json:
+        emit_json({"dir": str(args.dir), "exported": [str(p) for p in paths]})
+        return ExitCode.OK
     for p in paths:
         print(f"exported {p}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_consolidate(args: argparse.Namespace) -> int:
@@ -256,8 +260,11 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
         out = consolidate(args.dir, args.password)
     except (StoreError, OSError) as exc:
         return _fail(exc)
+    if args.json:
+        emit_json({"dir": str(args.dir), "consolidated": str(out)})
+        return ExitCode.OK
     print(f"consolidated into {out}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_bulk_import(args: argparse.Namespace) -> int:
@@ -265,6 +272,12 @@ def _cmd_bulk_import(args: argparse.Namespace) -> int:
         result = bulk_import(TrustStore.open(args.store), args.dir, args.password, kind=args.kind)
     except (StoreError, OSError) as exc:
         return _fail(exc)
+    if args.json:
+        emit_json(
+            {"store": str(args.store), "imported": _entries(result.imported),
+             "skipped": [str(x) for x in result.skipped]}
+        )  # fmt: skip
+        return ExitCode.OK
     for e in result.imported:
         print(f"imported into {e.store}: {e.certificate.subject}")
     unknown = f", {len(result.unknown)} of unknown kind (give --kind)" if result.unknown else ""
@@ -272,4 +285,4 @@ def _cmd_bulk_import(args: argparse.Namespace) -> int:
         f"{len(result.imported)} imported, "
         f"{len(result.skipped)} skipped (own cluster or no mapping){unknown}"
     )
-    return EXIT_OK
+    return ExitCode.OK

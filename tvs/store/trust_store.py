@@ -34,6 +34,7 @@ from pathlib import Path
 import attrs
 
 from ..certs import Certificate, CertificateError, load_certificates
+from ..roles import role_names
 from .atomic import atomic_remove, atomic_write, is_temporary
 from .cache import CertificateCache
 from .errors import StoreError, StoreInputError, StoreNotFoundError, UnknownStoreError
@@ -70,6 +71,25 @@ class StoreEntry:
 
     def is_expired(self, now: _dt.datetime | None = None) -> bool:
         return self.certificate.is_expired(now)
+
+    def to_dict(self, now: _dt.datetime | None = None) -> dict[str, object]:
+        """The entry as JSON (``tvs store ... --json``): ``roles`` are codes, ``role_names``
+        their names, ``not_after`` the expiry, ``sha256`` the certificate's digest."""
+        c = self.certificate
+        return {
+            "store": self.store,
+            "subject": c.subject,
+            "issuer": c.issuer,
+            "serial": c.serial_hex,
+            "sha256": c.sha256.hex(),
+            "roles": list(self.roles),
+            "role_names": role_names(self.roles),
+            "ttl": self.ttl,
+            "not_after": c.not_valid_after.isoformat(),
+            "expired": self.is_expired(now),
+            "path": str(self.path),
+            "link": self.link,
+        }
 
 
 def _safe(text: str) -> str:
