@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from tvs.certs import Certificate, CertificateError, PrivateKey
-from tvs.tlsconfig import certificate_pinned, client_context, flush_alert
+from tvs.tlsconfig import cap_version, certificate_pinned, client_context, flush_alert
 from tvs.wire import (
     DEFAULT_MAX_MESSAGE,
     DecodeError,
@@ -78,6 +78,10 @@ class TvsClientConfig:
     pinned: tuple[Certificate, ...] = attrs.field(default=(), converter=_certificates)
     insecure: bool = False
     legacy_tls: bool = False
+    """Also allow TLS 1.0/1.1 and the legacy suites (what a CUCM with old phones accepts)."""
+    tls_max: str | None = None
+    """Offer at most this TLS version (``1.0`` = old firmware: TLS 1.0 with AES256-SHA only);
+    see :func:`tvs.tlsconfig.cap_version`."""
     connect_timeout: float = 5.0
     timeout: float = 10.0
     """Seconds for the handshake, and again for sending the request and reading the answer."""
@@ -102,6 +106,8 @@ class TvsClientConfig:
                     keylog=self.keylog,
                     pinned=None if self.insecure else self.pinned,
                 )
+                if self.tls_max is not None:
+                    cap_version(ctx, self.tls_max)
             except (ssl.SSLError, ValueError, OSError) as exc:
                 raise TvsHandshakeError(f"cannot use the client certificate: {exc}") from None
             self._contexts["ctx"] = ctx

@@ -14,7 +14,10 @@ add one to ``SAMPLES`` (a valid value, so the error cases change one thing at a 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,6 +39,8 @@ NO_JSON = {
     ("tvs", "serve"),
     ("tvs", "reload"),
     ("tvs", "tftp", "serve"),
+    ("tvs", "http", "serve"),
+    ("tvs", "capf", "serve"),
 }
 
 
@@ -134,12 +139,22 @@ SAMPLES: dict[str, str] = {
     "match": "00000000",
     "names": "no-import",
     "rest": "{tmp}",
+    "--db": "{tmp}/capf.sqlite3",
+    "--capf": "127.0.0.1:9",
+    "shards": "{tmp}/shard.json",
+    "devices": "SEPB000B4BA0AEE",
+    "device": "SEPB000B4BA0AEE",
 }
 
 
-# where a command needs another value than SAMPLES'
+# where a command needs another value than SAMPLES', or an optional option given (so that
+# the other inputs are valid and each error case changes one thing)
 BY_COMMAND: dict[tuple[str, ...], dict[str, str]] = {
     ("phone-emu", "boot"): {"--key": "{pki}/source/phones/SEPB000B4BA0AEE.key"},
+    ("phone-emu", "fleet"): {"--pki": "{pki}"},
+    ("phone-emu", "query"): {"--trust": "{node}/tvs.pem"},
+    ("phone-emu", "capf"): {"--trust": "{pki}/source/capf.pem", "--device": "SEPB000B4BA0AEE"},
+    ("tvs", "capf", "serve"): {"--cert": "{pki}/source/capf.pem", "--key": "{pki}/source/capf.key"},
 }
 
 
@@ -152,6 +167,17 @@ def _value(key: str, pki: Path, tmp: Path, command: tuple[str, ...] = ()) -> str
     return SAMPLES[key].format(pki=pki, tmp=tmp, node=_node(pki))
 
 
+def _prepare(tmp: Path, pki: Path) -> None:
+    """The directories SAMPLES name: the source cluster's trust store, a shared directory, a
+    phone state."""
+    from tvs.store import TrustStore
+
+    if not (tmp / "store").exists():
+        TrustStore.init_from_pki(tmp / "store", pki / "source")
+    (tmp / "shared").mkdir(exist_ok=True)
+    (tmp / "state").mkdir(exist_ok=True)
+
+
 def _argv(
     parser: argparse.ArgumentParser,
     pki: Path,
@@ -160,6 +186,16 @@ def _argv(
 ) -> list[str]:
     """The required options and positionals with sample values (``override`` may replace
     one); ``--log-level error`` when the command logs, so stderr holds only the error."""
+    _prepare(tmp, pki)
+    command = tuple(parser.prog.split())
+    command = ("phone-emu" if command[0] == "phone-emu" else "tvs", *command[1:])
+    extra = BY_COMMAND.get(command, {})
+    # one option of each required mutually exclusive group (the first)
+    chosen = {
+        g._group_actions[0]
+        for g in parser._mutually_exclusive_groups
+        if g.required and g._group_actions
+    }
     argv: list[str] = []
     positionals: list[str] = []
     for action in parser._actions:
@@ -168,14 +204,17 @@ def _argv(
         if action.option_strings:
             if action.dest == "log_level":
                 argv += [action.option_strings[0], "error"]
-            if not action.required:
-                continue
             key = action.option_strings[0]
+            if not (action.required or action in chosen or key in extra):
+                continue
+            if action.nargs == 0:  # a flag chosen from a required group
+                argv.append(key)
+                continue
         elif action.nargs in ("?", "*") and action.dest not in SAMPLES:
             continue
         else:
             key = action.dest
-        value = _value(key, pki, tmp)
+        value = _value(key, pki, tmp, command)
         changed = override(action, value)
         value = changed if changed is not None else value
         if action.option_strings:
@@ -196,8 +235,15 @@ def _is_address(action: argparse.Action) -> bool:
 def _check_one_line(
     prog: str, argv: list[str], capsys: pytest.CaptureFixture[str], what: str
 ) -> str | None:
-    """Run; when it fails, it must be exit 2 and one line naming ``what``. Returns the line."""
-    code = PROGRAMS[prog](argv)
+    """Run; when it fails, it must be exit 2 and one line naming ``what``. Returns the line.
+
+    A server that starts after all is stopped with SIGINT after a while (and returns 0)."""
+    timer = threading.Timer(20.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = PROGRAMS[prog](argv)
+    finally:
+        timer.cancel()
     captured = capsys.readouterr()
     err = captured.err
     assert "Traceback" not in err, f"{prog} {argv}: traceback\n{err}"
@@ -228,11 +274,15 @@ def test_missing_or_bad_input_file_is_one_line(
     ]
     if not files:
         pytest.skip("no required file input")
+    # options whose file or directory is created when missing: only the garbage case
+    creates = {"--db", "--state", "--store"} if path != ("store", "import") else {"--state"}
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x00this is not what you want\n")
     failures = 0
     for target in files:
-        for bad in (tmp_path / "missing" / "nothing.pem", garbage):
+        missing = tmp_path / "missing" / "nothing.pem"
+        created = bool(set(target.option_strings) & creates)
+        for bad in (garbage,) if created else (missing, garbage):
 
             def override(action: argparse.Action, value: str, target=target, bad=bad):
                 return str(bad) if action is target else None
@@ -273,10 +323,13 @@ def test_unresolvable_or_busy_address_is_one_line(
         cases.append((listen, f"127.0.0.1:{busy.getsockname()[1]}"))
     try:
         for action, address in cases:
-            argv = [*path, *_argv(parser, pki, tmp_path)]
-            argv += [action.option_strings[0], address] if action.option_strings else []
-            if not action.option_strings:  # a positional server address
-                argv = [*path, *_argv(parser, pki, tmp_path, lambda a, v: address if a is action else None)]  # noqa: E501
+
+            def override(a: argparse.Action, v: str, action=action, address=address):
+                return address if a is action else None
+
+            argv = [*path, *_argv(parser, pki, tmp_path, override)]
+            if action.option_strings and action.option_strings[0] not in argv:
+                argv += [action.option_strings[0], address]
             line = _check_one_line(prog, argv, capsys, address.rsplit(":", 1)[0])
             assert line is not None, f"{prog} {argv}: succeeded with {address}"
     finally:

@@ -228,7 +228,7 @@ async def test_legacy_tls_phone_speaks_tls10_aes256_sha(lab, identity):
     lab.serve_cluster("destination")
     legacy = attrs.evolve(
         OPTS,
-        tvs=attrs.evolve(OPTS.tvs, legacy_tls=True),
+        tvs=attrs.evolve(OPTS.tvs, tls_max="1.0"),
         boot=attrs.evolve(OPTS.boot, register=False),
     )
     r = await _boot(phone, lab, options=legacy)
@@ -242,7 +242,7 @@ async def test_legacy_phone_against_a_modern_tvs_fails_the_handshake(lab, identi
     lab.serve_cluster("destination")
     legacy = attrs.evolve(
         OPTS,
-        tvs=attrs.evolve(OPTS.tvs, legacy_tls=True),
+        tvs=attrs.evolve(OPTS.tvs, tls_max="1.0"),
         boot=attrs.evolve(OPTS.boot, register=False),
     )
     r = await _boot(phone, lab, options=legacy)

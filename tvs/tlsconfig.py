@@ -35,7 +35,9 @@ __all__ = [
     "LEGACY_CIPHERS",
     "LEGACY_ONLY_CIPHERS",
     "MODERN_CIPHERS",
+    "TLS_MAX_VERSIONS",
     "ClientAuth",
+    "cap_version",
     "certificate_pinned",
     "client_context",
     "flush_alert",
@@ -127,6 +129,30 @@ def offer_only_legacy(ctx: ssl.SSLContext, *, max_tls10: bool = True) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.maximum_version = ssl.TLSVersion.TLSv1 if max_tls10 else ssl.TLSVersion.TLSv1_2
+
+
+TLS_MAX_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+"""What ``--tls-max`` takes: the highest TLS version a client offers."""
+
+
+def cap_version(ctx: ssl.SSLContext, tls_max: str) -> None:
+    """Make a client offer at most TLS ``tls_max``. ``1.0`` is what old phone firmware offers
+    (TLS 1.0 with AES256-SHA only, :func:`offer_only_legacy`); ``1.1`` allows TLS 1.0-1.1 with
+    the legacy suites; ``1.2`` and ``1.3`` only cap the maximum."""
+    if tls_max not in TLS_MAX_VERSIONS:
+        raise ValueError(f"TLS version {tls_max!r}: one of {', '.join(TLS_MAX_VERSIONS)}")
+    if tls_max == "1.0":
+        offer_only_legacy(ctx)
+        return
+    if tls_max == "1.1":
+        _versions(ctx, legacy=True)
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.maximum_version = {
+            "1.1": ssl.TLSVersion.TLSv1_1,
+            "1.2": ssl.TLSVersion.TLSv1_2,
+            "1.3": ssl.TLSVersion.TLSv1_3,
+        }[tls_max]
 
 
 def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:

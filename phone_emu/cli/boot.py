@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import structlog
 import trio
 
 from tvs.certs import CertificateError
 from tvs.cli.app import hostport
+from tvs.cli.common import (
+    CommandError,
+    add_logging_options,
+    describe_error,
+    load_identity,
+    setup_logging,
+)
+from tvs.exitcodes import ExitCode
 from tvs.roles import role_label
+from tvs.tlsconfig import TLS_MAX_VERSIONS
 from tvs.wire import QueryTags
 
 from ..phone import (
@@ -43,8 +50,7 @@ from .lab_options import add_fetch_options, fetch_options
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_ERROR = 2
+EXIT_OK = ExitCode.OK
 
 
 _hostport = hostport(69)
@@ -82,11 +88,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="skip the secure SIP handshake (reported as skipped, not passed)",
     )
-    p.add_argument(
-        "--legacy-tls",
-        action="store_true",
-        help="offer only TLS 1.0 / AES256-SHA, like old firmware",
-    )
+    add_tls_options(p)
     p.add_argument("--json", action="store_true", help="print the boot result as JSON")
     p.add_argument(
         "--log-format",
@@ -111,6 +113,7 @@ def register(sub: Any) -> None:
     add_fetch_options(p)
     p.add_argument("--query-tags", default="4,5", help="issuer/serial tags: 4,5 (default) or 5,6")
     p.add_argument("--keylog", type=Path, metavar="FILE", help="TLS secrets (SSLKEYLOGFILE)")
+    add_logging_options(p, formats=None, default_level="warning")
     p.set_defaults(func=_cmd_boot)
 
     s = sub.add_parser(
@@ -124,29 +127,44 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_show)
 
 
-def _quiet_logs() -> None:
-    """Library logs go to stderr, warnings and worse only: stdout is the result."""
-    structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+def _error(msg: str) -> int:
+    raise CommandError(msg)
+
+
+def add_tls_options(p: argparse.ArgumentParser) -> None:
+    """``--legacy-tls`` (also allow old TLS) and ``--tls-max`` (offer at most a version):
+    one meaning in every client command (``boot``, ``query``)."""
+    p.add_argument(
+        "--legacy-tls",
+        action="store_true",
+        help="also allow TLS 1.0/1.1 and the RSA-kx CBC suites (AES256-SHA), as a CUCM with "
+        "old phones does",
+    )
+    p.add_argument(
+        "--tls-max",
+        choices=TLS_MAX_VERSIONS,
+        help="offer at most this TLS version; 1.0 offers only what old firmware does "
+        "(TLS 1.0 with AES256-SHA)",
     )
 
 
-def _error(msg: str) -> int:
-    print(f"phone-emu: {msg}", file=sys.stderr)
-    return EXIT_ERROR
-
-
 def _cmd_boot(args: argparse.Namespace) -> int:
-    _quiet_logs()
+    setup_logging(args)
+    if args.state.exists() and not args.state.is_dir():
+        raise CommandError(f"--state {args.state}: not a directory")
+    load_identity(args.lsc, args.key, cert_option="--lsc")  # one line naming the file
     try:
         identity = PhoneIdentity.load(args.lsc, args.key, mac=args.mac, model=args.model)
+    except (OSError, CertificateError, IdentityError) as exc:
+        return _error(describe_error(exc))
+    try:
         tags = QueryTags.parse(args.query_tags)
-    except (OSError, CertificateError, IdentityError, ValueError) as exc:
-        return _error(str(exc))
+    except ValueError as exc:
+        return _error(f"--query-tags {args.query_tags}: {exc}")
     options = NetworkOptions(
         tvs=TvsClientConfig(
             legacy_tls=args.legacy_tls,
+            tls_max=args.tls_max,
             connect_timeout=args.timeout,
             timeout=args.timeout,
             keylog=args.keylog,
@@ -181,6 +199,12 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         out.write("\n")
     elif args.log_format == "summary":
         _print_summary(result)
+    if result.exit_code == ExitCode.ERROR:  # the one line saying why, on stderr
+        failed = next((s for s in result.steps if s.outcome.value == "error"), None)
+        where = f"TFTP {args.tftp[0]}:{args.tftp[1]}"
+        why = f"{failed.name} {failed.reason}" if failed else result.state.value
+        detail = f": {failed.detail}" if failed and failed.detail else ""
+        print(f"phone-emu boot: error: {where}: {why}{detail}", file=sys.stderr)
     return result.exit_code
 
 
@@ -232,7 +256,7 @@ def _print_list(title: str, tl: dict[str, Any] | None) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     if not args.state.is_dir():
-        return _error(f"{args.state}: no such state directory")
+        return _error(f"--state {args.state}: no such state directory")
     now = time.time()
     doc = _show_doc(StateStore(args.state).load(), now)
     if args.json:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ import trio
 
 from tvs.certs import Certificate, CertificateError, PrivateKey, load_certificates, load_private_key
 from tvs.cli.app import hostport
+from tvs.cli.common import CommandError
+from tvs.exitcodes import ExitCode
 from tvs.roles import Role
 from tvs.tlv import TlvError, parse_file, parse_trust_list
 from tvs.wire import (
@@ -34,12 +35,10 @@ from tvs.wire import (
 )
 
 from ..tvs_client import TvsClientConfig, TvsClientError, TvsExchange, tvs_exchange
+from .boot import add_tls_options
 
 __all__ = ["register"]
 
-EXIT_VALID = 0
-EXIT_INVALID = 1
-EXIT_ERROR = 2
 DEFAULT_DEVICE = "CP-8861-SEP000000000000"
 
 
@@ -80,7 +79,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="device name (default: the LSC's CN, else CP-8861-SEP0...)")
     p.add_argument("--id", type=int, default=1001, help="request id (1001, as in the seed)")
     p.add_argument("--query-tags", default="4,5", help="issuer/serial tags: 4,5 (default) or 5,6")
-    p.add_argument("--legacy-tls", action="store_true", help="allow TLS 1.0/1.1 and AES256-SHA")
+    add_tls_options(p)
     p.add_argument("--keylog", type=Path, metavar="FILE", help="TLS secrets (SSLKEYLOGFILE)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -165,6 +164,7 @@ def _client_config(args: argparse.Namespace) -> tuple[TvsClientConfig, Certifica
         pinned=_pinned(args.trust or []),
         insecure=args.insecure,
         legacy_tls=args.legacy_tls,
+        tls_max=args.tls_max,
         timeout=args.timeout,
         connect_timeout=args.timeout,
         keylog=args.keylog,
@@ -198,17 +198,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
         device = args.device or (lsc.common_name if lsc and lsc.common_name else DEFAULT_DEVICE)
         request = _request(args, device)
     except _UsageError as exc:
-        print(f"phone-emu query: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(str(exc)) from None
     host, port = args.tvs
     try:
         exchange = trio.run(tvs_exchange, host, port, request, config)
     except TvsClientError as exc:
-        print(f"phone-emu query: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"TVS {host}:{port}: {type(exc).__name__}: {exc}") from None
     _print(exchange, args.json)
     resp = exchange.response
     if not isinstance(resp, QueryCertResponse | VerifyResponse):
-        print("phone-emu query: the TVS answered with a non-response message", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_VALID if resp.status == Status.VALID else EXIT_INVALID
+        raise CommandError(f"TVS {host}:{port}: answered with a non-response message")
+    return ExitCode.OK if resp.status == Status.VALID else ExitCode.INVALID

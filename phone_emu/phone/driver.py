@@ -15,7 +15,6 @@ from __future__ import annotations
 import secrets
 import ssl
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -62,13 +61,12 @@ from .identity import PhoneIdentity
 from .persist import StateProblem, StateStore
 from .trust import TrustListCache, TrustState
 
-__all__ = ["LEGACY_CIPHER", "CapfRunner", "NetworkOptions", "Phone", "boot_phone"]
+__all__ = ["CapfRunner", "NetworkOptions", "Phone", "boot_phone"]
 
 CapfRunner = Callable[[RunCapf, PhoneIdentity, "NetworkOptions"], Awaitable[Result]]
 """Runs one CAPF session for the phone (TLS, the session, key generation); returns
 :class:`CapfIssued`, :class:`CapfEnded` or :class:`CapfFailed` stamped by the caller's clock."""
 
-LEGACY_CIPHER = "AES256-SHA:@SECLEVEL=0"
 """What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
 _CERTIFICATE_ALERTS = (
     "UNKNOWN_CA",
@@ -90,8 +88,9 @@ class NetworkOptions:
     """Client settings for one boot; one value can serve a whole fleet.
 
     ``tvs`` is a template: the phone's LSC/key (when the identity has them) and its ITL pins
-    are filled in per query. ``legacy_tls`` (there) makes the phone offer only TLS 1.0 with
-    AES256-SHA, to TVS and to SIP alike.
+    are filled in per query. Its TLS settings hold for TVS and SIP alike: ``legacy_tls`` also
+    allows TLS 1.0/1.1, ``tls_max="1.0"`` makes the phone offer only what old firmware offers
+    (TLS 1.0 with AES256-SHA).
     """
 
     tvs: TvsClientConfig = attrs.field(factory=TvsClientConfig)
@@ -202,8 +201,6 @@ class _Performer:
             if cert is not None and self.identity.key is not None:
                 changes.update(lsc=cert, key=self.identity.key)
             cfg = attrs.evolve(base, **changes)
-            if base.legacy_tls:
-                _make_legacy(cfg.ssl_context())
             self._configs[key] = cfg
         return cfg
 
@@ -381,15 +378,6 @@ def _subject(der: bytes | None) -> str:
         return Certificate.from_der(der).subject
     except CertificateError:
         return "an unreadable certificate"
-
-
-def _make_legacy(ctx: ssl.SSLContext) -> None:
-    """Offer only what old firmware offers: TLS 1.0 and AES256-SHA."""
-    ctx.set_ciphers(LEGACY_CIPHER)
-    with warnings.catch_warnings():  # the ssl module deprecates TLS 1.0; old phones speak it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1
 
 
 async def boot_phone(

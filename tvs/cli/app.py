@@ -91,6 +91,13 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
         print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
         return int(exc.code)
     except BaseException as exc:
+        only_interrupts = (
+            isinstance(exc, BaseExceptionGroup)
+            and first_error(exc, (KeyboardInterrupt,)) is not None
+            and first_error(exc, (Exception,)) is None
+        )
+        if only_interrupts:
+            return 130  # Ctrl-C inside a nursery
         kinds: tuple[type[BaseException], ...] = (CommandError, *user_errors())
         found = first_error(exc, kinds) if isinstance(exc, BaseExceptionGroup) else exc
         if found is None or not isinstance(found, kinds):

@@ -11,6 +11,7 @@ TVS"). Exit codes: 0 done, 2 bad configuration, PKI, store, or an address that c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import signal
 import sys
@@ -26,6 +27,7 @@ from ..device import DeviceNameError, normalise_mac
 from ..pki import LabPki, PkiError, Recipe, generate
 from ..server import LOG_FORMATS, configure_logging
 from ..store import StoreError
+from .common import add_json_option, emit_json
 
 __all__ = ["load_config", "register"]
 
@@ -83,6 +85,7 @@ def register(sub: Any) -> None:
     _add_config(p)
     p.add_argument("--mac", required=True, help="the phone's MAC (12 hex digits)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    add_json_option(p, "the files written (name, path, size, sha256)")
     p.set_defaults(func=_cmd_files)
 
 
@@ -238,9 +241,17 @@ def _cmd_files(args: argparse.Namespace) -> int:
         cluster = EmulatedCluster(config, pki=_lab_pki(config, args.recipe))
         files = cluster.files_for(mac)
         args.out.mkdir(parents=True, exist_ok=True)
+        written = []
         for name, data in files.items():
             (args.out / name).write_bytes(data)
-            print(args.out / name)
+            written.append(
+                {"name": name, "path": str(args.out / name), "size": len(data),
+                 "sha256": hashlib.sha256(data).hexdigest()}
+            )  # fmt: skip
+            if not args.json:
+                print(args.out / name)
+        if args.json:
+            emit_json({"cluster": config.name, "mac": mac, "files": written})
     except _ERRORS as exc:
         return _fail(str(exc))
     except OSError as exc:

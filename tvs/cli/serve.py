@@ -161,6 +161,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     load_identity(args.cert, args.key)  # one line naming the file, before anything listens
     if args.mic_ca is not None:
         load_certificate_chain(args.mic_ca, "--mic-ca")
+    if args.store.exists() and not args.store.is_dir():
+        raise CommandError(f"--store {args.store}: not a directory")
     config = config_from_args(args)
     factory = _observer_factory(args)
     if args.pidfile is not None:

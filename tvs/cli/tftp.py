@@ -1,7 +1,8 @@
 """``tvs tftp serve`` and ``tvs tftp get``: the TFTP server over a directory, and a client.
 
-Exit codes: 0 success; 1 a TFTP failure (the server's error, a timeout, a protocol error;
-the reason goes to stderr); 2 bad arguments.
+Exit codes (:class:`tvs.exitcodes.ExitCode`): 0 success; 1 the server refused (a TFTP error
+packet: file not found, access violation); 2 usage, a timeout, a protocol error, an address that
+cannot be bound or resolved, an unwritable output; the reason is one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import signal
 import sys
 from pathlib import Path, PurePosixPath
 
+from ..exitcodes import ExitCode
 from .app import hostport
+from .common import CommandError, add_json_option, emit_json, setup_logging
+from .common import startup_error as _startup_error
 
 __all__ = ["register"]
 
@@ -97,21 +101,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="retransmissions before giving up (default 5)",
     )
     get.add_argument("--netascii", action="store_true", help="netascii mode instead of octet")
+    add_json_option(get, "what was fetched (file, size, sha256, out) instead of nothing")
     get.set_defaults(func=_get)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
-    from tvs.server import configure_logging
     from tvs.tftp import DirectoryProvider, TftpServer
 
-    configure_logging(args.log_format, args.log_level)
+    setup_logging(args)
     try:
         provider = DirectoryProvider(args.root)
     except OSError as exc:
-        print(f"tvs tftp serve: {args.root}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--root {args.root}: {exc.strerror or exc}") from None
     server = TftpServer(
         provider, max_transfers=args.max_transfers, timeout=args.timeout, retries=args.retries
     )
@@ -133,21 +136,14 @@ def _serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             port, workers = _fork_workers(host, port, args.workers - 1, run)
         trio.run(run, port, args.workers > 1)
-    except (OSError, ExceptionGroup) as raised:
-        error = _first_os_error(raised)
-        if error is None:
-            raise
-        print(
-            f"tvs tftp serve: cannot listen on {host}:{port}: {error.strerror or error}",
-            file=sys.stderr,
-        )
-        return 1
+    except BaseException as exc:
+        raise _startup_error(exc, address=f"TFTP {host}:{port}") from None
     finally:
         for pid in workers:
             os.kill(pid, signal.SIGTERM)
         for pid in workers:
             os.waitpid(pid, 0)
-    return 0
+    return ExitCode.OK
 
 
 def _fork_workers(host: str, port: int, count: int, run) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
@@ -168,7 +164,7 @@ def _fork_workers(host: str, port: int, count: int, run) -> tuple[int, list[int]
             try:
                 trio.run(run, port, True)
             except BaseException:
-                code = 1
+                code = int(ExitCode.ERROR)
             sys.stdout.flush()
             os._exit(code)
         pids.append(pid)
@@ -176,21 +172,12 @@ def _fork_workers(host: str, port: int, count: int, run) -> tuple[int, list[int]
     return port, pids
 
 
-def _first_os_error(exc: BaseException) -> OSError | None:
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_os_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
 def _get(args: argparse.Namespace) -> int:
+    import hashlib
+
     import trio
 
-    from tvs.tftp import TftpError, tftp_get
+    from tvs.tftp import TftpError, TftpRemoteError, tftp_get
 
     host, port = args.server
     try:
@@ -206,13 +193,24 @@ def _get(args: argparse.Namespace) -> int:
                 mode="netascii" if args.netascii else "octet",
             )
         )
+    except TftpRemoteError as exc:  # the server answered with an error packet: refused
+        raise CommandError(f"{host}:{port} {args.file}: {exc}", ExitCode.INVALID) from None
     except (TftpError, ValueError, OSError) as exc:
-        print(f"tvs tftp get: {args.file}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{host}:{port} {args.file}: {exc}") from None
     out = args.out or PurePosixPath(args.file).name or "download"
     if out == "-":
+        if args.json:
+            raise CommandError("--out - writes the file to stdout; --json needs a file")
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    else:
+        return ExitCode.OK
+    try:
         Path(out).write_bytes(data)
-    return 0
+    except OSError as exc:
+        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
+    if args.json:
+        emit_json(
+            {"server": f"{host}:{port}", "file": args.file, "out": out, "size": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+        )  # fmt: skip
+    return ExitCode.OK
