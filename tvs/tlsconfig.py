@@ -87,9 +87,11 @@ def load_identity(
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    # the ssl module only loads identities from files: one file (chain, then key) in a private
-    # directory made once per process, removed right after loading. A fleet builds thousands of
-    # contexts, so no directory per call.
+    # the ssl module only loads identities from files: an anonymous memory file where Linux has
+    # them (no file system work: a fleet builds thousands of contexts), else one file (chain,
+    # then key) in a private directory made once per process, removed right after loading
+    if _load_from_memfd(ctx, chain_pem + key_pem):
+        return
     path = os.path.join(_identity_dir(), f"{os.getpid()}-{next(_identity_seq)}.pem")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -101,6 +103,32 @@ def load_identity(
             os.unlink(path)
 
 
+def _load_from_memfd(ctx: ssl.SSLContext, pem: bytes) -> bool:
+    """Load ``pem`` through an anonymous in-memory file (``memfd_create``, read through
+    ``/proc/self/fd``); False where that is not available."""
+    global _memfd_works
+    if not _memfd_works or not hasattr(os, "memfd_create"):
+        return False
+    try:
+        fd = os.memfd_create("tvs-tls-identity", os.MFD_CLOEXEC)
+    except OSError:
+        _memfd_works = False
+        return False
+    try:
+        view = memoryview(pem)
+        while view:
+            view = view[os.write(fd, view) :]
+        path = f"/proc/self/fd/{fd}"
+        if not os.path.exists(path):
+            _memfd_works = False
+            return False
+        ctx.load_cert_chain(path)
+    finally:
+        os.close(fd)
+    return True
+
+
+_memfd_works = True
 _identity_seq = itertools.count()
 _identity_path: str | None = None
 
