@@ -52,12 +52,11 @@ REV_LINE = b"QUERY_CERT_REQ\n"
 
 
 def _context(cert: str, key: str, legacy: bool) -> ssl.SSLContext:
-    from tvs.tlsconfig import client_context
+    from tvs.tlsconfig import client_context, offer_only_legacy
 
     ctx = client_context(cert=Path(cert), key=Path(key), legacy=legacy)
     if legacy:
-        ctx.set_ciphers("AES256-SHA:@SECLEVEL=0")
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        offer_only_legacy(ctx, max_tls10=False)
     return ctx
 
 
@@ -273,7 +272,9 @@ def start_s_server(args: Any) -> tuple[subprocess.Popen[bytes], int]:
            "-key", args.tvs_key, "-rev", "-quiet",
            "-verify", "1", "-CAfile", args.capf]  # fmt: skip
     if args.legacy:
-        cmd += ["-cipher", "AES256-SHA:@SECLEVEL=0", "-tls1_2"]
+        from tvs.tlsconfig import LEGACY_ONLY_CIPHERS
+
+        cmd += ["-cipher", LEGACY_ONLY_CIPHERS, "-tls1_2"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     _wait_listening(port, proc)

@@ -18,8 +18,15 @@ from pathlib import Path
 import attrs
 import trio
 
-from tvs.certs import Certificate, CertificateError, PrivateKey
-from tvs.tlsconfig import cap_version, certificate_pinned, client_context, flush_alert
+from tvs.certs import Certificate, PrivateKey
+from tvs.tlsclient import (
+    ConnectFailed,
+    ConnectTimeout,
+    TlsClientError,
+    open_tls,
+    ssl_reason,
+)
+from tvs.tlsconfig import cap_version, client_context
 from tvs.wire import (
     DEFAULT_MAX_MESSAGE,
     DecodeError,
@@ -124,26 +131,9 @@ class TvsExchange:
     tls_version: str | None
 
 
-def _ssl_reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    if isinstance(cause, ssl.SSLError):
-        return str(cause.reason or cause)
-    return type(cause).__name__
-
-
 def _is_alert(exc: BaseException) -> bool:
     cause = exc.__cause__ or exc.__context__
     return isinstance(cause, ssl.SSLError) and "ALERT" in str(cause.reason or "")
-
-
-async def _connect(host: str, port: int, config: TvsClientConfig) -> trio.SocketStream:
-    try:
-        with trio.fail_after(config.connect_timeout):
-            return await trio.open_tcp_stream(host, port)
-    except trio.TooSlowError:
-        raise TvsTimeout(f"connect to {host}:{port} timed out") from None
-    except OSError as exc:
-        raise TvsConnectError(f"connect to {host}:{port}: {exc.strerror or exc}") from None
 
 
 async def _receive(tls: trio.SSLStream[trio.SocketStream], config: TvsClientConfig) -> Message:
@@ -162,36 +152,23 @@ async def tvs_exchange(
         request = message
     else:
         request = encode_message(message, query_tags=config.query_tags)
-    ctx = config.ssl_context()
-    stream = await _connect(host, port, config)
-    tls = trio.SSLStream(stream, ctx, server_side=False)
     try:
-        try:
-            with trio.fail_after(config.timeout):
-                await tls.do_handshake()
-        except trio.TooSlowError:
-            raise TvsTimeout(f"TLS handshake with {host}:{port} timed out") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            await flush_alert(tls)
-            cause = exc.__cause__
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                raise TvsHandshakeError(
-                    f"server certificate not pinned ({cause.verify_message})"
-                ) from None
-            raise TvsHandshakeError(
-                f"TLS handshake with {host}:{port} failed: {_ssl_reason(exc)}"
-            ) from None
-        der = tls.getpeercert(binary_form=True)
-        server_cert = None
-        if der:
-            try:
-                server_cert = Certificate.from_der(der)
-            except CertificateError:
-                server_cert = None
-        if not config.insecure and not certificate_pinned(der, config.pinned):
-            who = server_cert.subject if server_cert else "no certificate"
-            raise TvsHandshakeError(f"server certificate not pinned: {who}")
-        cipher = tls.cipher()
+        session = await open_tls(
+            host,
+            port,
+            config.ssl_context(),
+            pinned=None if config.insecure else config.pinned,
+            connect_timeout=config.connect_timeout,
+            handshake_timeout=config.timeout,
+        )
+    except ConnectTimeout as exc:
+        raise TvsTimeout(str(exc)) from None
+    except ConnectFailed as exc:
+        raise TvsConnectError(str(exc)) from None
+    except TlsClientError as exc:
+        raise TvsHandshakeError(str(exc)) from None
+    tls = session.stream
+    try:
         try:
             with trio.fail_after(config.timeout):
                 await tls.send_all(request)
@@ -202,9 +179,9 @@ async def tvs_exchange(
             raise TvsProtocolError(f"bad response: {type(exc).__name__}: {exc}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if _is_alert(exc):
-                raise TvsHandshakeError(f"server refused the session: {_ssl_reason(exc)}") from None
-            raise TvsProtocolError(f"connection broken: {_ssl_reason(exc)}") from None
-        return TvsExchange(response, server_cert, cipher[0] if cipher else None, tls.version())
+                raise TvsHandshakeError(f"server refused the session: {ssl_reason(exc)}") from None
+            raise TvsProtocolError(f"connection broken: {ssl_reason(exc)}") from None
+        return TvsExchange(response, session.server_certificate, session.cipher, session.version)
     finally:
         with trio.move_on_after(1) as scope:
             scope.shield = True

@@ -31,9 +31,9 @@ from phone_emu.tvs_client import (
     TvsTimeout,
     tvs_exchange,
 )
-from tvs.certs import Certificate, CertificateError
+from tvs.certs import Certificate
 from tvs.sip import SipError, register_request, response_status, split_message
-from tvs.tlsconfig import certificate_pinned
+from tvs.tlsclient import ConnectFailed, ConnectTimeout, HandshakeFailed, open_tls
 
 from .boot import (
     Action,
@@ -67,7 +67,6 @@ CapfRunner = Callable[[RunCapf, PhoneIdentity, "NetworkOptions"], Awaitable[Resu
 """Runs one CAPF session for the phone (TLS, the session, key generation); returns
 :class:`CapfIssued`, :class:`CapfEnded` or :class:`CapfFailed` stamped by the caller's clock."""
 
-"""What old firmware offers (the seed's 8861 negotiated AES256-SHA with CUCM 10.5)."""
 _CERTIFICATE_ALERTS = (
     "UNKNOWN_CA",
     "BAD_CERTIFICATE",
@@ -251,35 +250,29 @@ class _Performer:
             return SipFailed(TransportFailure.HANDSHAKE, str(exc), self.clock())
         where = f"{action.host}:{action.port}"
         try:
-            with trio.fail_after(self.options.sip_timeout):
-                stream = await trio.open_tcp_stream(action.host, action.port)
-        except trio.TooSlowError:
-            return SipFailed(
-                TransportFailure.TIMEOUT, f"connect to {where} timed out", self.clock()
+            session = await open_tls(
+                action.host,
+                action.port,
+                ctx,
+                pinned=action.pinned,
+                connect_timeout=self.options.sip_timeout,
+                handshake_timeout=self.options.sip_timeout,
+                not_pinned="SIP server certificate not in the CTL (CCM/CCM+TFTP)",
             )
-        except OSError as exc:
-            detail = f"connect to {where}: {exc.strerror or exc}"
-            return SipFailed(TransportFailure.CONNECT, detail, self.clock())
-        tls = trio.SSLStream(stream, ctx, server_side=False)
+        except ConnectTimeout as exc:
+            return SipFailed(TransportFailure.TIMEOUT, str(exc), self.clock())
+        except ConnectFailed as exc:
+            return SipFailed(TransportFailure.CONNECT, str(exc), self.clock())
+        except HandshakeFailed as exc:
+            if exc.not_pinned:
+                return SipFailed(TransportFailure.HANDSHAKE, str(exc), self.clock())
+            failure, why = _tls_failure(exc.cause)
+            detail = f"TLS handshake with {where} failed: {why}"
+            return SipFailed(failure, detail, self.clock())
+        tls = session.stream
         try:
-            try:
-                with trio.fail_after(self.options.sip_timeout):
-                    await tls.do_handshake()
-            except trio.TooSlowError:
-                detail = f"TLS handshake with {where} timed out"
-                return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-                failure, why = _tls_failure(exc)
-                detail = f"TLS handshake with {where} failed: {why}"
-                return SipFailed(failure, detail, self.clock())
-            der = tls.getpeercert(binary_form=True)
-            if not certificate_pinned(der, action.pinned):
-                who = _subject(der)
-                detail = f"SIP server certificate not in the CTL (CCM/CCM+TFTP): {who}"
-                return SipFailed(TransportFailure.HANDSHAKE, detail, self.clock())
-            cipher = tls.cipher()
-            tls_detail = f"{tls.version()} {cipher[0] if cipher else ''}".strip()
-            return await self._register(tls, stream, action, tls_detail)
+            tls_detail = f"{session.version} {session.cipher or ''}".strip()
+            return await self._register(tls, session.tcp, action, tls_detail)
         finally:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
@@ -354,12 +347,14 @@ class _Performer:
         return SipRejected(status.line, detail, self.clock())
 
 
-def _tls_failure(exc: BaseException) -> tuple[TransportFailure, str]:
+def _tls_failure(exc: BaseException | None) -> tuple[TransportFailure, str]:
     """The failure kind and what went wrong. Only a TLS alert refusing the certificate says
     the server refused it (under TLS 1.3 that alert arrives after the phone's own handshake
     ended); a peer that closes or resets without an alert, during or after the handshake, is a
     transport error (``connect-failed``), not a refusal; other TLS errors are handshake
-    failures."""
+    failures. ``exc`` None: the peer closed without any TLS error."""
+    if exc is None:
+        return TransportFailure.CONNECT, _CLOSED
     cause = exc.__cause__ or exc
     text = str(cause) or type(cause).__name__
     reason = getattr(cause, "reason", None) or ""
@@ -369,15 +364,6 @@ def _tls_failure(exc: BaseException) -> tuple[TransportFailure, str]:
     if isinstance(cause, closed) or not isinstance(cause, ssl.SSLError):
         return TransportFailure.CONNECT, f"{_CLOSED} ({text})"
     return TransportFailure.HANDSHAKE, text
-
-
-def _subject(der: bytes | None) -> str:
-    if not der:
-        return "no certificate"
-    try:
-        return Certificate.from_der(der).subject
-    except CertificateError:
-        return "an unreadable certificate"
 
 
 async def boot_phone(
