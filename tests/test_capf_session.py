@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.capf_support import (
     capf_identity,
@@ -20,12 +22,13 @@ from tests.capf_support import (
 )
 from tvs.capf import CapfProtocolError, Command, Message, Reason
 from tvs.capf.client import ClientSession, Credential
-from tvs.capf.messages import CertType
+from tvs.capf.messages import CertificateBlob, CertType
 from tvs.capf.session import (
     CLIENT_EXPECTS,
     CLIENT_MAY_SEND,
     SERVER_EXPECTS,
     SERVER_MAY_SEND,
+    InstallCertificate,
     KeySpec,
     ServerSession,
     State,
@@ -385,3 +388,124 @@ def test_our_client_against_capfd_transcripts(name: str, kwargs: dict[str, str])
             assert mine.certificate == theirs.certificate and mine.sudi_data == theirs.sudi_data
             continue
         assert mine.encode() == theirs.encode(), mine.name
+
+
+# -- properties: whatever a peer sends, a machine answers or raises its protocol error -------
+
+_commands = st.sampled_from([int(c) for c in Command] + [0, 99, 255])
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "reason": st.integers(0, 9),
+        "version": st.integers(0, 4),
+        "device_name": st.sampled_from([DEVICE, "SEP00AABBCCDDEE", ""]),
+        "password": st.sampled_from(["", "4321", "1"]),
+        "public_key": st.binary(max_size=40),
+        "key_size": st.integers(0, 0xFFFF),
+        "key_type": st.integers(0, 3),
+        "curve": st.integers(0, 4),
+        "certificate": st.builds(CertificateBlob, st.integers(0, 3), st.binary(max_size=40)),
+        "signed_data": st.binary(max_size=20),
+    },
+)
+_messages = st.lists(st.tuples(_commands, _fields), max_size=8)
+
+
+class _NullPolicy:
+    """A policy that installs for everyone and issues garbage: the machine must cope."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[object] = []
+
+    def authorize(self, attempt: object) -> object:
+        return InstallCertificate(KeySpec.parse("ec-p256"))
+
+    def issue(self, attempt: object, key: object, public_key_der: bytes) -> bytes:
+        raise ValueError("no")
+
+    def completed(self, outcome: object) -> None:
+        self.outcomes.append(outcome)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_messages)
+def test_server_session_never_crashes(messages: list[tuple[int, dict[str, object]]]) -> None:
+    policy = _NullPolicy()
+    server = ServerSession(1, policy)  # type: ignore[arg-type]
+    server.start()
+    for command, fields in messages:
+        try:
+            out = server.receive(Message.build(command, 1, **fields))
+        except CapfProtocolError as exc:
+            assert exc.reason
+            break
+        for m in out:
+            assert set(m.tags) <= SERVER_MAY_SEND
+        if server.done:
+            break
+    if server.done:
+        assert len(policy.outcomes) == 1  # one outcome, one log line
+
+
+@settings(max_examples=200, deadline=None)
+@given(_messages)
+def test_client_session_never_crashes(messages: list[tuple[int, dict[str, object]]]) -> None:
+    client = ClientSession(DEVICE, current_lsc=b"der")
+    for command, fields in messages:
+        try:
+            out = client.receive(Message.build(command, 1, **fields))
+            if client.key_request is not None:
+                out += client.provide_key(ec.generate_private_key(ec.SECP256R1()))
+        except CapfProtocolError as exc:
+            assert exc.reason
+            break
+        for m in out:
+            assert set(m.tags) <= CLIENT_MAY_SEND
+        if client.done:
+            assert client.result is not None
+            break
+
+
+# -- our server against capfc's messages ---------------------------------------------------
+
+_SCHEDULES: dict[str, dict[str, str]] = {
+    "none.hex": {"operation": "none"},
+    "delete.hex": {"operation": "delete"},
+    "fetch.hex": {"operation": "fetch"},
+    "ec384.hex": {"operation": "install", "key": "ec-p384"},
+    "ec256_pw.hex": {
+        "operation": "install",
+        "auth_mode": "string",
+        "auth_string": "4321",
+        "key": "ec-p256",
+    },
+    "certauth.hex": {"operation": "install", "auth_mode": "lsc", "key": "rsa-2048"},
+    "ec_certauth.hex": {"operation": "install", "auth_mode": "lsc", "key": "rsa-2048"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SCHEDULES))
+def test_our_server_against_capfc_messages(name: str, tmp_path: Path) -> None:
+    import datetime as dt
+
+    exchanges = parse_transcript((VECTORS / name).read_text())
+    theirs_s2c = [ex.message for ex in exchanges if ex.direction == "S>C"]
+    c2s = [ex.message for ex in exchanges if ex.direction == "C>S"]
+    device = c2s[0].device_name
+    assert device is not None
+    authority = make_authority(tmp_path / "capf.sqlite3", capf_identity())
+    # the vectors' certificates were valid on the day they were made
+    authority.clock = lambda: dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+    authority.db.schedule([device], **_SCHEDULES[name])  # type: ignore[arg-type]
+    server = ServerSession(theirs_s2c[0].session_id, authority)
+    ours = server.start()
+    for msg in c2s:
+        ours += server.receive(msg)
+    assert server.done
+    assert [m.name for m in ours] == [m.name for m in theirs_s2c]
+    for mine, theirs in zip(ours, theirs_s2c, strict=True):
+        if mine.command == Command.STORE_CERTIFICATE_REQUEST:  # our CA, our certificate
+            assert mine.tags == theirs.tags and mine.certificate_type == theirs.certificate_type
+            continue
+        assert mine.encode() == theirs.encode(), mine.name
+    authority.db.close()

@@ -75,7 +75,7 @@ class CapfAuthority:
             return NothingPending(f"operation {op.operation} expired at {op.deadline}")
         refusal = self._check_auth(op, attempt)
         if refusal is not None:
-            return refusal
+            return attrs.evolve(refusal, operation=op.operation)
         if op.operation == "install":
             return InstallCertificate(KeySpec.parse(op.key))
         if op.operation == "fetch":

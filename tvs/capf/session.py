@@ -180,6 +180,8 @@ class AuthAttempt:
 class Refuse:
     reason: Reason
     why: str
+    operation: str = "none"
+    """The operation that was scheduled (for the log line), ``none`` when there was none."""
 
 
 @attrs.frozen
@@ -354,6 +356,7 @@ class ServerSession:
             return self._end(Reason.FAILURE, "refused", f"unsupported client version {version}")
         decision = self.policy.authorize(self.attempt)
         if isinstance(decision, Refuse):
+            self.operation = decision.operation
             return self._end(decision.reason, "refused", decision.why)
         if isinstance(decision, NothingPending):
             return self._end(Reason.NO_ACTION, "nothing", decision.why)
