@@ -43,7 +43,6 @@ __all__ = [
     "flush_alert",
     "load_identity",
     "offer_only_legacy",
-    "server_context",
 ]
 
 LEGACY_CIPHERS = "DEFAULT:AES256-SHA:AES128-SHA:@SECLEVEL=0"
@@ -191,37 +190,6 @@ def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
             ctx.minimum_version = ssl.TLSVersion.TLSv1
     else:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-
-
-def server_context(
-    cert: Certificate | Sequence[Certificate] | str | Path,
-    key: PrivateKey | str | Path,
-    *,
-    legacy: bool = False,
-    client_auth: ClientAuth | str = ClientAuth.OPTIONAL,
-    client_cas: Iterable[Certificate] = (),
-    keylog: str | Path | None = None,
-) -> ssl.SSLContext:
-    """A standard-``ssl`` server context, kept only until the CAPF listener moves to the one
-    server adapter, :func:`tvs.tlsserver.server_tls` (which can accept an unverified client
-    certificate under ``optional``; this one refuses it, and has no Nagle-stall fix)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _versions(ctx, legacy)
-    load_identity(ctx, cert, key)
-    ctx.num_tickets = 0
-    ctx.options |= ssl.OP_NO_TICKET
-    mode = ClientAuth(client_auth)
-    cas = list({c.der: c for c in client_cas}.values())
-    if cas:
-        ctx.load_verify_locations(cadata=b"".join(c.der for c in cas))
-    ctx.verify_mode = {
-        ClientAuth.NONE: ssl.CERT_NONE,
-        ClientAuth.OPTIONAL: ssl.CERT_OPTIONAL,
-        ClientAuth.REQUIRED: ssl.CERT_REQUIRED,
-    }[mode]
-    if keylog is not None:
-        ctx.keylog_filename = str(keylog)
-    return ctx
 
 
 def client_context(
