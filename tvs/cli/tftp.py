@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import signal
+import socket
 import sys
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..exitcodes import ExitCode
 from .app import hostport
@@ -120,56 +121,75 @@ def _serve(args: argparse.Namespace) -> int:
     )
     host, port = args.listen
 
-    async def run(port: int, reuse_port: bool) -> None:
-        # SIGINT / SIGTERM stop the server cleanly (exit 0, logs flushed)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(server.serve, host, port, reuse_port=reuse_port)
-                )
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+    if args.workers > 1:  # N processes on one port: tvs.workerpool (restarts, signals)
+        from tvs.workerpool import PoolConfig, reserve_port, run_pool
 
-    workers: list[int] = []
+        try:
+            reservation = reserve_port(host, port, socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise _startup_error(exc, address=f"TFTP {host}:{port}") from None
+        options = (
+            args.root,
+            args.max_transfers,
+            args.timeout,
+            args.retries,
+            host,
+            getattr(args, "log_format", "console"),
+            getattr(args, "log_level", "info"),
+        )
+        config = PoolConfig(workers=args.workers, name="tftp-worker")
+        return run_pool(_tftp_worker, options, config, reservation=reservation)
     try:
-        if args.workers > 1:
-            port, workers = _fork_workers(host, port, args.workers - 1, run)
-        trio.run(run, port, args.workers > 1)
+        trio.run(_serve_until_signalled, server, host, port, False, None)
     except BaseException as exc:
         raise _startup_error(exc, address=f"TFTP {host}:{port}") from None
-    finally:
-        for pid in workers:
-            os.kill(pid, signal.SIGTERM)
-        for pid in workers:
-            os.waitpid(pid, 0)
     return ExitCode.OK
 
 
-def _fork_workers(host: str, port: int, count: int, run) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
-    """Fork ``count`` worker processes serving (host, port) with SO_REUSEPORT, before any
-    Trio loop exists. Returns the port (resolved when 0) and the workers' pids."""
+async def _serve_until_signalled(
+    server: Any, host: str, port: int, reuse_port: bool, ready: Any
+) -> None:
+    """Serve until SIGINT / SIGTERM (then stop cleanly: exit 0, logs flushed)."""
     import trio
 
-    from tvs.tftp._io import open_udp_socket
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(
+                functools.partial(server.serve, host, port, reuse_port=reuse_port)
+            )
+            if ready is not None:
+                ready(address)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
 
-    holder = open_udp_socket(host, port, reuse_port=True)  # fixes the port for everyone
-    port = holder.getsockname()[1]
-    pids = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            holder.close()
-            code = 0
-            try:
-                trio.run(run, port, True)
-            except BaseException:
-                code = int(ExitCode.ERROR)
-            sys.stdout.flush()
-            os._exit(code)
-        pids.append(pid)
-    holder.close()
-    return port, pids
+
+def _tftp_worker(
+    root: Path,
+    max_transfers: int,
+    timeout: float,
+    retries: int,
+    host: str,
+    log_format: str,
+    log_level: str,
+    *,
+    index: int,
+    port: int,
+    ready: Any,
+) -> None:
+    """One ``tvs tftp serve --workers N`` process (run by :func:`tvs.workerpool.run_pool`)."""
+    import structlog
+    import trio
+
+    from tvs.server.logsetup import configure_logging
+    from tvs.tftp import DirectoryProvider, TftpServer
+
+    configure_logging(log_format, log_level)
+    structlog.contextvars.bind_contextvars(worker=index)
+    server = TftpServer(
+        DirectoryProvider(root), max_transfers=max_transfers, timeout=timeout, retries=retries
+    )
+    trio.run(_serve_until_signalled, server, host, port, True, ready)
 
 
 def _get(args: argparse.Namespace) -> int:
