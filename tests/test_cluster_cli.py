@@ -131,7 +131,8 @@ def test_busy_address_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with socket.socket() as busy:
         busy.bind(("127.0.6.1", 0))
         busy.listen()
-        config = _mini_config(tmp_path, tvs_port=busy.getsockname()[1])
+        busy_port = busy.getsockname()[1]
+        config = _mini_config(tmp_path, tvs_port=busy_port)
         argv = [
             "cluster",
             "serve",
@@ -141,8 +142,11 @@ def test_busy_address_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
             str(tmp_path / "recipe.toml"),
         ]
         assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "cannot serve cluster 'mini'" in err and "in use" in err
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    err = err.splitlines()[-1]  # before it: "generated the lab PKI", the TVS cache log line
+    assert err.startswith("tvs cluster serve: error:")
+    assert f"TVS of pub at 127.0.6.1:{busy_port}" in err and "in use" in err
 
 
 async def test_serve_generates_pki_prints_addresses_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -168,6 +172,78 @@ async def test_serve_generates_pki_prints_addresses_and_stops_on_sigterm(tmp_pat
         itl = parse_file(data)
         assert "ITLRECOVERY" in verify_file(itl).subject  # 12.5: ITLRecovery signs
         assert (tmp_path / "pki" / "mini" / "itlrecovery.pem").is_file()
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_two_clusters_started_at_once_share_one_lab_pki(tmp_path: Path) -> None:
+    """Issue 12 item 13: both generate the missing lab PKI at the same time; the generation
+    lock makes the second wait and keep what the first made (no "appeared while generating")."""
+    import subprocess
+
+    pki = tmp_path / "pki"
+    base = [sys.executable, "-c", "import sys; from tvs.cli import main; sys.exit(main())"]
+    base += ["cluster", "files", "--pki", str(pki), "--mac", MAC, "--json"]
+    procs = [
+        subprocess.Popen(
+            [*base, "--config", name, "--out", str(tmp_path / f"{name}{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i, name in enumerate(("source", "destination", "source"))
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        assert json.loads(out)["files"]
+    assert (pki / "source" / "itlrecovery.pem").is_file()
+    assert (pki / "destination" / "nodes" / "ucm11pub" / "callmanager.pem").is_file()
+
+
+async def test_serve_metrics_and_keylog(tmp_path: Path) -> None:
+    """``tvs cluster serve --metrics ADDR:PORT --keylog FILE``: the TVS metrics of every node
+    at /metrics, and the TLS secrets of a TVS handshake in the key log."""
+    import ssl
+    import urllib.request
+
+    config = _mini_config(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    keylog = tmp_path / "keys.log"
+    cmd = [sys.executable, "-c", "import sys; from tvs.cli import main; sys.exit(main())"]
+    cmd += ["cluster", "serve", "--config", str(config), "--recipe", str(tmp_path / "recipe.toml")]
+    cmd += ["--json", "--metrics", f"127.0.0.1:{metrics_port}", "--keylog", str(keylog)]
+    proc = await trio.lowlevel.open_process(cmd, stdout=-1, stderr=-1)
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with trio.fail_after(60):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(4096)
+                assert chunk, "serve exited before printing its addresses"
+                line += chunk
+        info = json.loads(line)
+        host, port = info["nodes"][0]["tvs"].rsplit(":", 1)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with trio.fail_after(20):
+            stream = await trio.open_ssl_over_tcp_stream(host, int(port), ssl_context=ctx)
+            await stream.do_handshake()
+            await stream.aclose()
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = await trio.to_thread.run_sync(
+            lambda: urllib.request.urlopen(url, timeout=10).read().decode()
+        )
+        assert "tvs_connections_total" in text and "tvs_cache_entries" in text
+        with trio.fail_after(10):
+            while "CLIENT_" not in (keylog.read_text() if keylog.exists() else ""):
+                await trio.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
             assert await proc.wait() == 0

@@ -5,7 +5,10 @@ A thin shell over :mod:`tvs.cluster`. ``serve`` generates the lab PKI into the c
 ``pki_dir`` when this cluster's directory is missing, prints the bound addresses (one line per
 node, or one JSON object with ``--json``) once everything listens, then runs until SIGTERM or
 SIGINT (exit 0); SIGHUP restarts TVS on every node (re-reads the stores, like CUCM's "restart
-TVS"). Exit codes: 0 done, 2 bad configuration, PKI, store, or an address that cannot be bound.
+TVS"). ``--metrics ADDR:PORT`` serves the TVS and HTTP metrics of every node; ``--keylog FILE``
+appends every listener's TLS secrets. Two clusters started at once share the lab PKI safely
+(generation takes a lock). Exit codes: 0 done, 2 bad configuration, PKI, store, or an address
+that cannot be bound (the line names the listener: ``TVS of ucm105pub at 127.0.1.1:2445``).
 """
 
 from __future__ import annotations
@@ -24,15 +27,24 @@ import trio
 from ..certs import CertificateError
 from ..cluster import EXAMPLES, ClusterConfig, ClusterError, EmulatedCluster
 from ..device import DeviceNameError, normalise_mac
+from ..exitcodes import ExitCode
 from ..pki import LabPki, PkiError, Recipe, generate
-from ..server import LOG_FORMATS, configure_logging
+from ..server import LOG_FORMATS
 from ..store import StoreError
-from .common import add_json_option, emit_json
+from .app import hostport
+from .common import (
+    CommandError,
+    add_json_option,
+    add_logging_options,
+    describe_error,
+    emit_json,
+    setup_logging,
+    startup_error,
+)
 
 __all__ = ["load_config", "register"]
 
-EXIT_OK = 0
-EXIT_ERROR = 2
+EXIT_OK = ExitCode.OK
 
 log = structlog.get_logger("tvs.cli.cluster")
 
@@ -74,8 +86,21 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the bound addresses as one JSON object"
     )
-    p.add_argument("--log-format", choices=LOG_FORMATS, default="console")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.add_argument(
+        "--metrics",
+        type=hostport(),
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics of every node's TVS and HTTP service at "
+        "http://ADDR:PORT/metrics",
+    )
+    p.add_argument(
+        "--keylog",
+        type=Path,
+        metavar="FILE",
+        help="append the TLS secrets of every listener (TVS, SIP, CAPF) here (SSLKEYLOGFILE "
+        "format, for Wireshark and tvs trace --keylog)",
+    )
+    add_logging_options(p, formats=LOG_FORMATS)
     p.set_defaults(func=_cmd_serve)
 
     p = cluster_sub.add_parser(
@@ -109,8 +134,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"tvs cluster: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+    raise CommandError(message)
 
 
 def load_config(args: argparse.Namespace) -> ClusterConfig:
@@ -143,18 +167,6 @@ def _lab_pki(config: ClusterConfig, recipe_path: Path | None) -> LabPki:
         generate(recipe, config.pki_dir)
         print(f"generated the lab PKI in {config.pki_dir}", file=sys.stderr)
     return LabPki.load(config.pki_dir)
-
-
-def _leaf(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
-    """The first exception of ``kinds`` inside (nested) exception groups."""
-    if isinstance(exc, kinds):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _leaf(inner, kinds)
-            if found is not None:
-                return found
-    return None
 
 
 def _addresses(cluster: EmulatedCluster) -> dict[str, Any]:
@@ -216,22 +228,50 @@ async def _serve(cluster: EmulatedCluster, as_json: bool) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    configure_logging(args.log_format, args.log_level)
+    setup_logging(args)
     try:
         config = load_config(args)
-        cluster = EmulatedCluster(config, pki=_lab_pki(config, args.recipe))
+        pki = _lab_pki(config, args.recipe)
     except _ERRORS as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _fail(describe_error(exc))
+    tvs_observer, http_observer = _metrics(args)
+    try:
+        cluster = EmulatedCluster(
+            config,
+            pki=pki,
+            tvs_observer=tvs_observer,
+            http_observer=http_observer,
+            keylog=args.keylog,
+        )
+    except _ERRORS as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(describe_error(exc))
     try:
         trio.run(_serve, cluster, args.json)
     except BaseException as exc:
-        found = _leaf(exc, (OSError, *_ERRORS))
-        if found is None:
-            raise
-        return _fail(f"cannot serve cluster {config.name!r}: {found}")
+        raise startup_error(exc) from None
     return EXIT_OK
+
+
+def _metrics(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--metrics``: the TVS and HTTP observers, their registry served at ADDR:PORT."""
+    if args.metrics is None:
+        return None, None
+    from ..metrics import HttpPrometheusObserver, MetricsServer, PrometheusObserver
+
+    tvs = PrometheusObserver()
+    http = HttpPrometheusObserver(tvs.registry)
+    host, port = args.metrics
+    try:
+        server = MetricsServer(tvs.registry, host, port)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise CommandError(f"--metrics: cannot listen on {host}:{port}: {why}") from None
+    log.info("metrics listening", url=server.url)
+    return tvs, http
 
 
 def _cmd_files(args: argparse.Namespace) -> int:
@@ -255,5 +295,5 @@ def _cmd_files(args: argparse.Namespace) -> int:
     except _ERRORS as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        return _fail(describe_error(exc))
     return EXIT_OK

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 import structlog
@@ -28,7 +29,7 @@ from ..capf.server import CapfServer, CapfServerConfig
 from ..certs import Certificate, CertificateError
 from ..http import HttpObserver, HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
-from ..server import NullObserver, TvsServer, TvsServerConfig
+from ..server import NullObserver, ServerObserver, TvsServer, TvsServerConfig
 from ..store import (
     BulkImportResult,
     StoreError,
@@ -71,15 +72,39 @@ class ClusterStats:
 
 
 class _TvsCounter(NullObserver):
-    def __init__(self) -> None:
+    """Counts for :meth:`EmulatedCluster.statistics`, passing every event on to ``inner``
+    (e.g. :class:`tvs.metrics.PrometheusObserver` for ``tvs cluster serve --metrics``)."""
+
+    def __init__(self, inner: ServerObserver | None = None) -> None:
         self.by_status: dict[str, int] = {}
         self.handshake_failures = 0
+        self.inner: ServerObserver = inner if inner is not None else NullObserver()
+
+    def connection_opened(self) -> None:
+        self.inner.connection_opened()
+
+    def connection_closed(self) -> None:
+        self.inner.connection_closed()
+
+    def connection_rejected(self, reason: str) -> None:
+        self.inner.connection_rejected(reason)
+
+    def client_unverified(self, reason: str) -> None:
+        self.inner.client_unverified(reason)
+
+    def bad_request(self, reason: str) -> None:
+        self.inner.bad_request(reason)
+
+    def cache_reloaded(self, size: int) -> None:
+        self.inner.cache_reloaded(size)
 
     def request_served(self, message_type: str, status: str, seconds: float) -> None:
         self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.inner.request_served(message_type, status, seconds)
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures += 1
+        self.inner.handshake_failed(reason)
 
 
 class _NodeFiles:
@@ -96,6 +121,39 @@ class _NodeFiles:
         return self.cluster.files.get(name, self.node)
 
 
+async def _start(
+    nursery: trio.Nursery,
+    what: str,
+    node: NodeConfig,
+    port: int,
+    serve: Callable[..., Any],
+    *args: object,
+) -> Any:
+    """``nursery.start(serve, *args)``; a listener that cannot bind is a ClusterError naming
+    it (``cannot listen on TVS of ucm105pub at 127.0.1.1:2445: Address already in use``)."""
+    try:
+        return await nursery.start(serve, *args)
+    except (OSError, BaseExceptionGroup) as exc:
+        found = exc if isinstance(exc, OSError) else _first_os_error(exc)
+        if found is None:
+            raise
+        why = found.strerror or str(found)
+        raise ClusterError(
+            f"cannot listen on {what} at {node.bind_address}:{port}: {why}"
+        ) from None
+
+
+def _first_os_error(exc: BaseExceptionGroup[BaseException]) -> OSError | None:
+    for inner in exc.exceptions:
+        if isinstance(inner, OSError):
+            return inner
+        if isinstance(inner, BaseExceptionGroup):
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 class EmulatedCluster:
     """One CUCM cluster. ``await nursery.start(cluster.serve)`` binds everything and returns
     the cluster; cancel the nursery to stop it. Files and stores work before ``serve`` too."""
@@ -107,8 +165,11 @@ class EmulatedCluster:
         pki: LabPki | None = None,
         clock: Callable[[], float] = time.time,
         http_observer: HttpObserver | None = None,
+        tvs_observer: ServerObserver | None = None,
+        keylog: Path | None = None,
     ) -> None:
         self.config = config
+        self._keylog = keylog  # TLS secrets of every listener (SSLKEYLOGFILE format)
         self._clock = clock
         self._log = log.bind(cluster=config.name)
         try:
@@ -133,7 +194,7 @@ class EmulatedCluster:
             known_certificate=self.known_phone_certificate,
         )
         self._signature = self._store.signature()
-        self._observer = _TvsCounter()
+        self._observer = _TvsCounter(tvs_observer)
         self._tvs: dict[str, TvsServer] = {}
         self._tftp: dict[str, TftpServer] = {}
         self._sip: dict[str, SipListener] = {}
@@ -342,10 +403,11 @@ class EmulatedCluster:
                         max_handshakes_per_address=cfg.max_handshakes_per_address,
                         trusted_networks=cfg.trusted_networks,
                         first_bytes_timeout=cfg.first_bytes_timeout,
+                        keylog=self._keylog,
                     ),
                     observer=self._observer,
                 )
-                _, tvs_port = await nursery.start(tvs.serve)
+                _, tvs_port = await _start(nursery, f"TVS of {n.name}", n, n.tvs_port, tvs.serve)
                 self._tvs[n.name] = tvs
                 sip = SipListener(
                     ident.callmanager.cert,
@@ -354,17 +416,27 @@ class EmulatedCluster:
                     client_auth=cfg.sip_requires_client_certificate,
                     client_cas=sip_cas,
                     admission=cfg.admission,
+                    keylog=self._keylog,
                 )
-                _, sip_port = await nursery.start(sip.serve, n.bind_address, n.sip_port)
+                _, sip_port = await _start(
+                    nursery, f"secure SIP of {n.name}", n, n.sip_port, sip.serve, n.bind_address,
+                    n.sip_port,
+                )  # fmt: skip
                 self._sip[n.name] = sip
                 sip_tcp = SipListener(ident.callmanager.cert, ident.callmanager.key, tls=False)
-                _, sip_tcp_port = await nursery.start(sip_tcp.serve, n.bind_address, n.sip_tcp_port)
+                _, sip_tcp_port = await _start(
+                    nursery, f"SIP (TCP) of {n.name}", n, n.sip_tcp_port, sip_tcp.serve,
+                    n.bind_address, n.sip_tcp_port,
+                )  # fmt: skip
                 self._sip_tcp[n.name] = sip_tcp
                 tftp_port = n.tftp_port
                 if n.tftp:
                     provider = self._provider(n.name)  # one provider: TFTP and HTTP share it
                     tftp = TftpServer(provider)
-                    _, tftp_port = await nursery.start(tftp.serve, n.bind_address, n.tftp_port)
+                    _, tftp_port = await _start(
+                        nursery, f"TFTP of {n.name}", n, n.tftp_port, tftp.serve,
+                        n.bind_address, n.tftp_port,
+                    )  # fmt: skip
                     self._tftp[n.name] = tftp
                     await self._start_http(nursery, n, provider)
                 capf_port = None
@@ -380,9 +452,12 @@ class EmulatedCluster:
                             mic_issuers=self._capf_issuers(),
                             legacy_tls=cfg.legacy_tls,
                             admission=cfg.admission,
+                            keylog=self._keylog,
                         )
                     )
-                    _, capf_port = await nursery.start(capf.serve)
+                    _, capf_port = await _start(
+                        nursery, f"CAPF of {n.name}", n, n.capf_port, capf.serve
+                    )
                     self._capf[n.name] = capf
                 endpoints.append(
                     NodeEndpoint(
@@ -420,7 +495,10 @@ class EmulatedCluster:
             http = HttpServer(
                 provider, admission=self.config.admission, observer=self._http_observer
             )
-            _, port = await nursery.start(http.serve, node.bind_address, node.http_port)
+            _, port = await _start(
+                nursery, f"HTTP of {node.name}", node, node.http_port, http.serve,
+                node.bind_address, node.http_port,
+            )  # fmt: skip
             self._http[node.name] = http
         elif node.http_port:
             port = node.http_port

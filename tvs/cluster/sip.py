@@ -68,8 +68,10 @@ class SipListener:
         admission: AdmissionLimits | None = None,
         responder: Callable[[bytes], bytes] = sip_response,
         tls: bool = True,
+        keylog: Path | None = None,
     ) -> None:
         self.tls = tls
+        self.keylog = keylog
         self.cert, self.key = cert, key
         self.legacy_tls, self.client_auth = legacy_tls, client_auth
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
@@ -89,6 +91,7 @@ class SipListener:
             legacy=self.legacy_tls,
             client_auth=self.client_auth,
             client_cas=client_cas,
+            keylog=self.keylog,
         )
 
     def set_client_cas(self, client_cas: Iterable[Certificate]) -> None:

@@ -16,7 +16,9 @@ issuer, else it is re-issued with the same key. Certificate contents come from `
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -224,6 +226,27 @@ def generate(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PkiError(f"cannot create output directory {root}: {exc.strerror or exc}") from None
+    with _generation_lock(root):  # two processes generating one lab PKI take turns
+        return _generate(recipe, root, overwrite, now)
+
+
+@contextlib.contextmanager
+def _generation_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on the directory itself (flock: released when the process dies, no
+    file left behind), so two clusters started at once do not race on writing the shared lab
+    PKI: the second waits, then keeps what the first made."""
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError as exc:
+        raise PkiError(f"cannot lock {root}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _generate(recipe: Recipe, root: Path, overwrite: bool, now: _dt.datetime) -> LabPki:
     slots = _plan(recipe, now)
     fresh = [s for s in slots if overwrite or not _key_path(root, s.label).exists()]
     keys = _make_keys([s.key_type for s in fresh])
