@@ -158,3 +158,22 @@ async def test_capf_server_not_in_the_trust_lists_is_untrusted(lab, capf, identi
     r = await _boot(Phone.open(identity), lab)
     assert r.step("capf").reason == "capf.server-untrusted", r.to_dict()
     rogue.close()
+
+
+async def test_new_lsc_is_kept_in_the_state_directory(lab, capf, identity, tmp_path):
+    """The LSC CAPF installed is written to the phone's flash (``lsc.pem``) and used again
+    when the phone comes back from its state directory (a new process)."""
+    from phone_emu.phone.persist import LSC_FILE
+
+    capf.db.schedule([DEVICE], operation="install", auth_mode="null", key="rsa-2048")
+    serve_encrypted(lab, capf, mode=2, fallback=None)
+    state = tmp_path / "phone"
+    phone = Phone.open(identity, state)
+    r = await _boot(phone, lab)
+    assert r.step("capf").reason == "capf.installed"
+    assert (state / LSC_FILE).is_file()
+    again = Phone.open(identity, state)  # the caller still names the factory LSC
+    assert again.identity.lsc == phone.identity.lsc != identity.lsc
+    serve_encrypted(lab, capf, mode=2, fallback=None)
+    r2 = await _boot(again, lab)
+    assert r2.step("config").reason == "config.applied" and r2.state is BootState.REGISTERED

@@ -58,7 +58,7 @@ from .capfrun import run_capf
 from .config import PhoneConfig
 from .fetch import Fetcher, FetchOptions
 from .identity import PhoneIdentity
-from .persist import StateProblem, StateStore
+from .persist import LSC_FILE, StateProblem, StateStore
 from .trust import TrustListCache, TrustState
 
 __all__ = ["CapfRunner", "NetworkOptions", "Phone", "boot_phone"]
@@ -127,11 +127,15 @@ class Phone:
         *,
         lists: TrustListCache | None = None,
     ) -> Phone:
-        """A phone with the state found in ``state_dir`` (None: in memory, starts empty)."""
+        """A phone with the state found in ``state_dir`` (None: in memory, starts empty); an
+        LSC that CAPF installed earlier (``lsc.pem`` there) replaces the identity's."""
         if state_dir is None:
             return cls(identity)
         store = StateStore(state_dir, lists=lists)
         loaded = store.load()
+        if loaded.lsc is not None:  # installed by CAPF at an earlier boot: the phone's flash
+            cert, key = loaded.lsc
+            identity = attrs.evolve(identity, lsc=cert, key=key)
         return cls(identity, loaded.trust, loaded.config, store, loaded.problems)
 
     def apply(self, result: BootResult, *, tftp: tuple[str, int] | None = None) -> list[str]:
@@ -144,6 +148,10 @@ class Phone:
         if self.store is None:
             return []
         written = self.store.save(self.trust, self.config)
+        new = result.identity
+        if new is not None and new.lsc is not None and new.key is not None:
+            self.store.save_lsc(new.lsc, new.key)
+            written.append(LSC_FILE)
         self.store.save_phone(
             {
                 "mac": self.identity.mac,

@@ -9,6 +9,7 @@ and treated as absent (a corrupt CTL/ITL means "no trust list"). Layout::
     config.json      the applied configuration (TVS members, CallManager group)
     tvs-cache.json   TVS answers: certificate (base64 DER), roles, expiry (Unix time)
     phone.json       identity and the last boot's summary (informational)
+    lsc.pem          the LSC CAPF installed, then its private key (PEM), when it did
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+from cryptography.hazmat.primitives import serialization
 
-from tvs.certs import Certificate, CertificateError
+from tvs.certs import Certificate, CertificateError, PrivateKey, load_private_key
 from tvs.tlv import TlvError
 
 from .config import PhoneConfig
@@ -33,6 +35,7 @@ __all__ = [
     "CONFIG_FILE",
     "CTL_FILE",
     "ITL_FILE",
+    "LSC_FILE",
     "PHONE_FILE",
     "TVS_CACHE_FILE",
     "LoadedState",
@@ -47,6 +50,7 @@ ITL_FILE: Final = "ITLFile.tlv"
 CONFIG_FILE: Final = "config.json"
 TVS_CACHE_FILE: Final = "tvs-cache.json"
 PHONE_FILE: Final = "phone.json"
+LSC_FILE: Final = "lsc.pem"
 _MAX_STATE_FILE: Final = 4 << 20
 _CORRUPT: Final = object()
 
@@ -72,6 +76,8 @@ class LoadedState:
     config: PhoneConfig | None
     problems: tuple[StateProblem, ...] = ()
     phone: dict[str, Any] | None = None
+    lsc: tuple[Certificate, PrivateKey] | None = attrs.field(default=None, repr=False)
+    """The LSC (and key) CAPF installed on this phone, when one is in ``lsc.pem``."""
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -171,6 +177,7 @@ class StateStore:
             except (KeyError, TypeError, ValueError) as exc:
                 problems.append(StateProblem(CONFIG_FILE, f"bad configuration, ignored: {exc!r}"))
         phone = self._json_file(PHONE_FILE, problems)
+        lsc = self._lsc(problems)
         trust = TrustState(ctl=ctl, itl=itl, tvs_cache=tuple(entries))
         self._remember(trust, config)
         for problem in problems:  # unreadable files are rewritten or erased at the next save
@@ -180,7 +187,32 @@ class StateStore:
             config=config,
             problems=tuple(problems),
             phone=phone if isinstance(phone, dict) else None,
+            lsc=lsc,
         )
+
+    def _lsc(self, problems: list[StateProblem]) -> tuple[Certificate, PrivateKey] | None:
+        data = self._read(LSC_FILE, problems)
+        if data is None:
+            return None
+        try:
+            return Certificate.from_pem(data), load_private_key(data)
+        except (CertificateError, ValueError) as exc:
+            problems.append(StateProblem(LSC_FILE, f"unusable LSC, ignored: {exc}"))
+            return None
+
+    def save_lsc(self, cert: Certificate, key: PrivateKey) -> None:
+        """Write ``lsc.pem``: the certificate CAPF installed, then its key (raises StateError)."""
+        pem = cert.to_pem() + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.root / LSC_FILE, pem)
+            os.chmod(self.root / LSC_FILE, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot write state in {self.root}: {exc}") from exc
 
     def _remember(self, trust: TrustState, config: PhoneConfig | None) -> None:
         self._saved = {
