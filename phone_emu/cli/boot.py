@@ -45,6 +45,7 @@ from ..phone import (
     console_lines,
 )
 from ..phone.persist import LoadedState
+from ..phone.values import CAPF_INTERVAL
 from ..tvs_client import TvsClientConfig
 from .lab_options import add_fetch_options, fetch_options
 
@@ -114,6 +115,20 @@ def register(sub: Any) -> None:
     p.add_argument("--query-tags", default="4,5", help="issuer/serial tags: 4,5 (default) or 5,6")
     p.add_argument("--keylog", type=Path, metavar="FILE", help="TLS secrets (SSLKEYLOGFILE)")
     add_logging_options(p, formats=None, default_level="warning")
+    p.add_argument(
+        "--capf-auth-string",
+        metavar="DIGITS",
+        help="the CAPF auth string a user types on the phone (used when the configuration "
+        "asks for one, capfAuthMode 1)",
+    )
+    p.add_argument(
+        "--capf-interval",
+        type=float,
+        default=CAPF_INTERVAL,
+        metavar="S",
+        help=f"wait between CAPF attempts (3 at most; 30 s on a real phone; default "
+        f"{CAPF_INTERVAL})",
+    )
     p.set_defaults(func=_cmd_boot)
 
     s = sub.add_parser(
@@ -176,7 +191,10 @@ def _cmd_boot(args: argparse.Namespace) -> int:
             register=not args.no_register,
             keep_bytes=args.log_format == "phone",
             query_tags=tags,
+            capf_auth_string=args.capf_auth_string,
+            capf_interval=max(0.0, args.capf_interval),
         ),
+        capf_timeout=args.timeout,
     )
     phone = Phone.open(identity, args.state)
     for problem in phone.problems:
