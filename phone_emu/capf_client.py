@@ -45,7 +45,8 @@ from tvs.capf.client import ClientSession, Credential, generate_key
 from tvs.capf.session import KeySpec
 from tvs.certs import Certificate, CertificateError, PrivateKey, load_certificates
 from tvs.roles import Role
-from tvs.tlsconfig import certificate_pinned, client_context, flush_alert
+from tvs.tlsclient import ConnectFailed, ConnectTimeout, HandshakeFailed, open_tls, ssl_reason
+from tvs.tlsconfig import client_context
 
 __all__ = [
     "CapfClientConfig",
@@ -239,50 +240,6 @@ class CapfResult:
         }
 
 
-def _ssl_reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__ or exc
-    if isinstance(cause, ssl.SSLError):
-        return str(cause.reason or cause)
-    return type(cause).__name__
-
-
-async def _connect(host: str, port: int, config: CapfClientConfig) -> trio.SocketStream:
-    try:
-        with trio.fail_after(config.connect_timeout):
-            return await trio.open_tcp_stream(host, port)
-    except trio.TooSlowError:
-        raise CapfTimeout(f"connect to {host}:{port} timed out") from None
-    except OSError as exc:
-        raise CapfConnectError(f"connect to {host}:{port}: {exc.strerror or exc}") from None
-
-
-async def _handshake(
-    tls: trio.SSLStream[trio.SocketStream], where: str, config: CapfClientConfig
-) -> Certificate | None:
-    try:
-        with trio.fail_after(config.timeout):
-            await tls.do_handshake()
-    except trio.TooSlowError:
-        raise CapfTimeout(f"TLS handshake with {where} timed out") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        await flush_alert(tls)
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            raise CapfHandshakeError(
-                f"{where}: CAPF certificate not trusted ({cause.verify_message})"
-            ) from None
-        raise CapfHandshakeError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}") from None
-    der = tls.getpeercert(binary_form=True)
-    try:
-        server_cert = Certificate.from_der(der) if der else None
-    except CertificateError:
-        server_cert = None
-    if not config.insecure and not certificate_pinned(der, config.trust):
-        who = server_cert.subject if server_cert else "no certificate"
-        raise CapfHandshakeError(f"{where}: CAPF certificate not trusted: {who}")
-    return server_cert
-
-
 async def _next_message(
     tls: trio.SSLStream[trio.SocketStream], decoder: Decoder, where: str, timeout: float
 ) -> Message:
@@ -299,7 +256,7 @@ async def _next_message(
     except trio.TooSlowError:
         raise CapfTimeout(f"no message from {where} within {timeout}s") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise CapfProtocolError(f"{where}: connection broken: {_ssl_reason(exc)}") from None
+        raise CapfProtocolError(f"{where}: connection broken: {ssl_reason(exc)}") from None
 
 
 async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfResult:
@@ -317,10 +274,24 @@ async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfRes
         ctx = config.ssl_context()
     except (ssl.SSLError, ValueError, OSError) as exc:
         raise CapfHandshakeError(f"cannot build the TLS context: {exc}") from None
-    stream = await _connect(host, port, config)
-    tls = trio.SSLStream(stream, ctx, server_side=False)
     try:
-        server_cert = await _handshake(tls, where, config)
+        opened = await open_tls(
+            host,
+            port,
+            ctx,
+            pinned=None if config.insecure else config.trust,
+            connect_timeout=config.connect_timeout,
+            handshake_timeout=config.timeout,
+            not_pinned=f"{where}: CAPF certificate not trusted",
+        )
+    except ConnectTimeout as exc:
+        raise CapfTimeout(str(exc)) from None
+    except ConnectFailed as exc:
+        raise CapfConnectError(str(exc)) from None
+    except HandshakeFailed as exc:
+        raise CapfHandshakeError(str(exc)) from None
+    tls, server_cert = opened.stream, opened.server_certificate
+    try:
         decoder = Decoder(config.max_message)
 
         async def send(messages: list[Message]) -> None:

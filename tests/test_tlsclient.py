@@ -1,0 +1,71 @@
+"""tvs.tlsclient.open_tls: the one connect-handshake-pin of every TLS client, its failures."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from tvs.pki import LabPki
+from tvs.server import TvsServer, TvsServerConfig
+from tvs.store import TrustStore
+from tvs.tlsclient import ConnectFailed, ConnectTimeout, HandshakeFailed, open_tls
+from tvs.tlsconfig import client_context
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_connect_refused() -> None:
+    with pytest.raises(ConnectFailed, match=r"connect to 127\.0\.0\.1:"):
+        await open_tls(
+            "127.0.0.1", _closed_port(), client_context(), pinned=None,
+            connect_timeout=5, handshake_timeout=5,
+        )  # fmt: skip
+
+
+async def test_a_server_that_never_answers_the_handshake_times_out() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as n:
+        serve = functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1")
+        (listener,) = await n.start(serve)
+        port = listener.socket.getsockname()[1]
+        with pytest.raises(ConnectTimeout, match="handshake"):
+            await open_tls(
+                "127.0.0.1", port, client_context(), pinned=None,
+                connect_timeout=5, handshake_timeout=0.2,
+            )  # fmt: skip
+        n.cancel_scope.cancel()
+
+
+async def test_pinning(tmp_path: Path, lab_pki_dir: Path, lab_pki: LabPki) -> None:
+    store = TrustStore.init_from_pki(tmp_path / "store", lab_pki_dir / "source")
+    tvs = lab_pki.clusters["source"].nodes["ucm105pub"].tvs
+    other = lab_pki.clusters["destination"].nodes["ucm11pub"].tvs.cert
+    server = TvsServer(
+        TvsServerConfig(store=store.root, cert=tvs.cert_path, key=tvs.key_path, port=0)
+    )
+    async with trio.open_nursery() as n:
+        host, port = await n.start(server.serve)
+        ok = await open_tls(
+            host, port, client_context(), pinned=[tvs.cert], connect_timeout=5,
+            handshake_timeout=5,
+        )  # fmt: skip
+        assert ok.server_certificate == tvs.cert and ok.version
+        await ok.stream.aclose()
+        with pytest.raises(HandshakeFailed) as info:
+            await open_tls(
+                host, port, client_context(), pinned=[other], connect_timeout=5,
+                handshake_timeout=5, not_pinned="CAPF certificate not trusted",
+            )  # fmt: skip
+        server.request_shutdown()
+    assert info.value.not_pinned
+    assert f"CAPF certificate not trusted: {tvs.cert.subject}" in str(info.value)
