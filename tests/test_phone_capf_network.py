@@ -35,8 +35,16 @@ async def lab(nursery, lab_pki, lab_pki_dir, tmp_path) -> Lab:
 @pytest.fixture
 async def capf(nursery, lab, tmp_path):
     c = lab.src.capf
+    mic_ca = lab.pki.manufacturing_ca
     server = CapfServer(
-        CapfServerConfig(chain=[c.cert], key=c.key, db=tmp_path / "capf.db", port=0)
+        CapfServerConfig(
+            chain=[c.cert],
+            key=c.key,
+            db=tmp_path / "capf.db",
+            port=0,
+            lsc_issuers=[c.cert],
+            mic_issuers=[mic_ca.cert] if mic_ca is not None else [],
+        )
     )
     await nursery.start(server.serve)
     yield server
@@ -177,3 +185,41 @@ async def test_new_lsc_is_kept_in_the_state_directory(lab, capf, identity, tmp_p
     serve_encrypted(lab, capf, mode=2, fallback=None)
     r2 = await _boot(again, lab)
     assert r2.step("config").reason == "config.applied" and r2.state is BootState.REGISTERED
+
+
+def _config_asking(lab: Lab, capf: CapfServer, mode: int) -> None:
+    assert capf.address is not None
+    xml = lab.config("source").replace(
+        b"</device>",
+        f"<capfAuthMode>{mode}</capfAuthMode><capfList><capf><phonePort>{capf.address[1]}"
+        f"</phonePort><processNodeName>127.0.0.1</processNodeName></capf></capfList>"
+        "</device>".encode(),
+    )
+    lab.files[f"SEP{MAC}.cnf.xml.sgn"] = make_config(lab.src, xml)
+
+
+async def test_phone_without_lsc_enrolls_with_its_mic(lab, capf):
+    """capfAuthMode 4: the phone proves itself with its MIC (SIGNED_DATA, SHA-2, SUDI)."""
+    from phone_emu.lab.fleet import make_mic_identities
+
+    assert lab.pki.manufacturing_ca is not None
+    (mic_phone,) = make_mic_identities(lab.pki.manufacturing_ca, [(0, MAC)])
+    capf.db.schedule([DEVICE], operation="install", auth_mode="mic", key="rsa-2048")
+    _config_asking(lab, capf, 4)
+    phone = Phone.open(mic_phone)
+    r = await _boot(phone, lab)
+    assert r.step("capf").reason == "capf.installed", r.to_dict()
+    assert phone.identity.lsc is not None and phone.identity.mic == mic_phone.mic
+    assert phone.identity.lsc.issuer == lab.src.capf.cert.subject
+    assert r.state is BootState.REGISTERED
+
+
+async def test_phone_renews_its_lsc_by_proving_the_old_one(lab, capf, identity):
+    """capfAuthMode 3: the existing LSC (issued by this CAPF) is the proof; EC key asked."""
+    capf.db.schedule([DEVICE], operation="install", auth_mode="lsc", key="ec-p256")
+    _config_asking(lab, capf, 3)
+    phone = Phone.open(identity)
+    r = await _boot(phone, lab)
+    assert r.step("capf").reason == "capf.installed", r.to_dict()
+    assert isinstance(phone.identity.key, ec.EllipticCurvePrivateKey)
+    assert phone.identity.lsc != identity.lsc and r.state is BootState.REGISTERED

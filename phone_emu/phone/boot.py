@@ -355,11 +355,10 @@ class BootMachine:
         if not stub.cert_hash or stub.cert_hash != mine:
             self._want_capf(stub.config, "config.cert-unknown")
             known = stub.cert_hash or "empty (the cluster knows no certificate of this phone)"
-            return _Verdict(
-                Outcome.REJECTED,
-                "config.cert-unknown",
-                f"certHash {known}, the phone's certificate is {mine or 'none'}",
-            )
+            detail = f"certHash {known}, the phone's certificate is {mine or 'none'}"
+            if cert is not None and not isinstance(cert.public_key, rsa.RSAPublicKey):
+                detail += f"; this phone's key is EC ({EC_LIMITATION})"
+            return _Verdict(Outcome.REJECTED, "config.cert-unknown", detail)
         if cert is not None and not isinstance(cert.public_key, rsa.RSAPublicKey):
             return _Verdict(Outcome.REJECTED, "config.ec-unsupported", EC_LIMITATION)
         enc_name = device.encrypted_config_filename(self.identity.mac)
