@@ -176,6 +176,8 @@ async def test_fleet_command_shards(source: EmulatedCluster, lab_pki_dir: Path, 
                 "fleet",
                 "--tftp",
                 f"{host}:{port}",
+                "--http-port",  # the cluster's own (port 0): never a stray server's 6970
+                str(source.http_address[1]),
                 "--phones",
                 "5",
                 "--shard",

@@ -47,6 +47,8 @@ def boot_args(lab: Lab, lsc, state: Path, *extra: str) -> list[str]:
         str(lsc.cert_path),
         "--key",
         str(lsc.key_path),
+        "--fetch",  # the test lab serves TFTP only (and 6970 here may be anyone's)
+        "tftp",
         *extra,
     ]
 

@@ -84,7 +84,7 @@ async def test_shards_cover_the_fleet_and_merge_to_the_one_shard_report(
     host, port = source.tftp_address
     n, phones = 3, 7
     base = ["fleet", "--tftp", f"{host}:{port}", "--phones", str(phones), "--pki", str(lab_pki_dir)]
-    base += ["--concurrency", "4", "--no-progress"]
+    base += ["--concurrency", "4", "--no-progress", "--http-port", str(source.http_address[1])]
     shard_files = []
     for index in range(n):
         out = tmp_path / f"shard-{index}.json"

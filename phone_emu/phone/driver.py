@@ -104,8 +104,11 @@ class NetworkOptions:
     over TLS); tests and benchmarks may put a fake here."""
     boot: BootOptions = attrs.field(factory=BootOptions)
     lists: TrustListCache | None = attrs.field(default=None, eq=False)
-    fetch: FetchOptions = attrs.field(factory=FetchOptions)
-    """HTTP first or TFTP only, the HTTP port, per-file caps and deadline (``fetch.py``)."""
+    fetch: FetchOptions = attrs.field(factory=lambda: FetchOptions(mode="tftp"))
+    """HTTP first or TFTP only, the HTTP port, per-file caps and deadline (``fetch.py``).
+    The library's default is TFTP only: a caller pointing at a TFTP server on an arbitrary
+    port cannot know where its HTTP service is (a stray server on 6970 would answer). The
+    commands default to ``http+tftp`` and the lab tells its phones each cluster's HTTP port."""
 
 
 @attrs.define(eq=False)

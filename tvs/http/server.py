@@ -14,7 +14,6 @@ coalesced first segment.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from typing import Any, cast
 
@@ -183,10 +182,15 @@ class HttpServer:
         self.observer.connection_opened()
         try:
             with slot:
-                sock = cast(socket.socket, stream.socket)  # only its fileno is waited on
-                if not await self.admission.first_bytes(sock, slot):
+                # the admission's first-bytes deadline, reading at once: a request that is
+                # already here costs no extra trip through the event loop
+                first: bytes | None = None
+                with trio.move_on_after(self.admission.limits.first_bytes_timeout):
+                    first = await stream.receive_some(_RECV)
+                if first is None:
                     raise _Deadline("first-bytes")
-                await self._connection(stream, client, where, slot)
+                slot.active()
+                await self._connection(stream, client, where, slot, first)
             if slot.shed:
                 self._counters.timeouts += 1
                 self.observer.connection_rejected("shed")
@@ -205,10 +209,16 @@ class HttpServer:
             await trio.aclose_forcefully(stream)
 
     async def _connection(
-        self, stream: trio.SocketStream, client: tuple[str, int], where: str, slot: Slot
+        self,
+        stream: trio.SocketStream,
+        client: tuple[str, int],
+        where: str,
+        slot: Slot,
+        first: bytes,
     ) -> None:
         limits = self.limits
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_request_bytes)
+        conn.receive_data(first)  # b"": the client closed without a word
         served = 0
         while True:
             try:
