@@ -5,16 +5,19 @@ phone identities loaded into TLS contexts without file system work."""
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any
 
 import pytest
+import trio
 
 from phone_emu.cli import build_parser
 from phone_emu.cli.lab_options import run_options
 from phone_emu.lab.fleet import fleet_macs, make_identities
 from phone_emu.lab.options import AUTO_WORKERS_FROM, auto_workers
 from phone_emu.lab.progress import RunProgress
+from tvs.tcpopen import open_tcp
 
 
 @pytest.mark.parametrize(
@@ -56,3 +59,35 @@ def test_in_memory_identities_load_with_or_without_memfd(
     assert len(ctx.get_ca_certs()) == 1
     if not memfd:
         assert os.listdir(tlsconfig._identity_dir()) == []
+
+
+async def test_open_tcp_is_open_tcp_stream_without_the_resolver() -> None:
+    """An IP literal connects directly (TCP_NODELAY on, like trio.open_tcp_stream); a refused
+    connect fails with the same message; a host name still resolves."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    got: list[bytes] = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        got.append(await stream.receive_some(10))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, listeners)
+        for host, bind in (("127.0.0.1", None), ("127.0.0.1", "127.0.0.1"), ("localhost", None)):
+            stream = await open_tcp(host, port, local_address=bind)
+            assert stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            await stream.send_all(b"hello")
+            assert await stream.receive_some(10) == b""
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert got == [b"hello"] * 3
+    closed = trio.socket.socket()
+    await closed.bind(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(OSError, match=f"all attempts to connect to 127.0.0.1:{free} failed") as a:
+        await open_tcp("127.0.0.1", free)
+    with pytest.raises(OSError) as b:
+        await trio.open_tcp_stream("127.0.0.1", free)
+    assert str(a.value) == str(b.value) and a.value.strerror is None

@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from .certs import Certificate, CertificateError
+from .tcpopen import open_tcp
 from .tlsconfig import certificate_pinned, flush_alert
 
 __all__ = [
@@ -96,7 +97,7 @@ async def open_tls(
     where = f"{host}:{port}"
     try:
         with trio.fail_after(connect_timeout):
-            tcp = await trio.open_tcp_stream(host, port)
+            tcp = await open_tcp(host, port)
     except trio.TooSlowError:
         raise ConnectTimeout(f"connect to {where} timed out") from None
     except OSError as exc:

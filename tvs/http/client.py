@@ -15,6 +15,7 @@ from urllib.parse import quote
 import h11
 import trio
 
+from ..tcpopen import open_tcp
 from .errors import (
     HttpConnectError,
     HttpProtocolError,
@@ -53,7 +54,7 @@ async def http_get(
     """
     with trio.move_on_after(timeout) as scope:
         try:
-            stream = await trio.open_tcp_stream(host, port, local_address=bind)
+            stream = await open_tcp(host, port, local_address=bind)
         except OSError as exc:
             why = _connect_failure(exc)
             raise HttpConnectError(f"connect to {host}:{port}: {why}") from None
