@@ -176,6 +176,7 @@ def main() -> int:
     p.add_argument("--max-enrollments", type=int, default=MAX_ENROLLMENTS)
     p.add_argument("--log-level", default="warning", help="the CAPF server's log level")
     p.add_argument("--no-tvs", action="store_true", help="skip the TVS reference cells")
+    p.add_argument("--rounds", type=int, default=1, help="best of N rounds per cell (1)")
     args = p.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     keys = args.keys.split(",")
@@ -209,12 +210,19 @@ def main() -> int:
                     devices = [f"SEP{cell:04X}{i:08X}" for i in range(args.max_enrollments)]
                     with CapfDb(db_path) as db:
                         db.schedule(devices, operation="install", auth_mode="null", key=key)
-                    cpu0 = tvs_load._tree_cpu(proc.pid)
-                    r = measure(
-                        port, c, args.procs, args.seconds, devices, key, str(work / "capf.pem")
-                    )
-                    cpu = tvs_load._tree_cpu(proc.pid) - cpu0
-                    r["server_cpu_ms"] = 1000 * cpu / r["done"] if r["done"] else 0.0
+                    best: dict[str, Any] | None = None
+                    for rnd in range(args.rounds):
+                        todo = devices[rnd :: args.rounds]
+                        cpu0 = tvs_load._tree_cpu(proc.pid)
+                        r = measure(
+                            port, c, args.procs, args.seconds, todo, key, str(work / "capf.pem")
+                        )
+                        cpu = tvs_load._tree_cpu(proc.pid) - cpu0
+                        r["server_cpu_ms"] = 1000 * cpu / r["done"] if r["done"] else 0.0
+                        if best is None or r["rate"] > best["rate"]:
+                            best = r
+                    assert best is not None
+                    r = best
                     rows.append(("capf", key, c, r))
                     print(_line("CAPF", key, c, r), flush=True)
                 if tvs_proc is not None:

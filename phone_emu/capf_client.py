@@ -170,15 +170,31 @@ class CapfClientConfig:
     )
 
     def ssl_context(self) -> ssl.SSLContext:
+        """The client TLS context; one per distinct (trust, insecure, legacy, keylog), shared
+        by every config alike (a fleet enrolls thousands of phones through a few contexts)."""
         ctx = self._contexts.get("ctx")
         if ctx is None:
-            ctx = client_context(
-                legacy=self.legacy_tls,
-                keylog=self.keylog,
-                pinned=None if self.insecure else self.trust,
+            key = (
+                tuple(c.der for c in self.trust),
+                self.insecure,
+                self.legacy_tls,
+                str(self.keylog) if self.keylog else None,
             )
+            ctx = _CONTEXTS.get(key)
+            if ctx is None:
+                ctx = client_context(
+                    legacy=self.legacy_tls,
+                    keylog=self.keylog,
+                    pinned=None if self.insecure else self.trust,
+                )
+                if len(_CONTEXTS) >= 64:
+                    _CONTEXTS.clear()
+                _CONTEXTS[key] = ctx
             self._contexts["ctx"] = ctx
         return ctx
+
+
+_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
 
 
 @attrs.frozen
