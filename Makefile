@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tvs_load.py
 	$(BIN)/python benchmarks/tftp_load.py
+	$(BIN)/python benchmarks/capf_load.py
 	$(BIN)/python benchmarks/http_load.py
 
 clean:
