@@ -509,3 +509,11 @@ def test_our_server_against_capfc_messages(name: str, tmp_path: Path) -> None:
             continue
         assert mine.encode() == theirs.encode(), mine.name
     authority.db.close()
+
+
+def test_client_reports_the_servers_reason_info() -> None:
+    client = ClientSession(DEVICE)
+    client.receive(Message.build(Command.AUTH_REQUEST, 3, version=3))
+    client.receive(Message.build(Command.END_SESSION, 3, reason=7, reason_info="locked out"))
+    assert client.result is not None and client.result.result == "refused"
+    assert client.result.why == "locked out"

@@ -203,9 +203,11 @@ class ClientSession:
 
     def _on_end(self, msg: Message) -> list[Message]:
         reason = msg.reason if msg.reason is not None else Reason.FAILURE
+        info = msg.reason_info  # a server may explain (capfd and CUCM were not seen to)
         self._set_state(State.CLOSED, f"END_SESSION {reason}")
         if reason in _REFUSALS:
-            self.result = ClientResult(self.operation, "refused", reason, _REFUSALS[Reason(reason)])
+            why = info or _REFUSALS[Reason(reason)]
+            self.result = ClientResult(self.operation, "refused", reason, why)
         elif self.operation == "install":
             if self._certificate is None:
                 why = "the session ended before a certificate was stored"
