@@ -79,7 +79,8 @@ async def test_boot_json_then_show(lab, lsc, tmp_path, capsys):
     assert code == 0
     shown = json.loads(out)
     assert shown["ctl"]["signer"]["name"] == lab.src.itlrecovery.cert.subject
-    assert {r["role"] for r in shown["itl"]["records"]} >= {"SAST", "TVS"}
+    assert {r["role_name"] for r in shown["itl"]["records"]} >= {"SAST", "TVS"}
+    assert {r["role"] for r in shown["itl"]["records"]} >= {0, 21}
     assert shown["config"]["tvs_members"][0]["port"] == lab.tvs_port
     assert shown["phone"]["last_boot"]["state"] == "registered"
     assert shown["phone"]["tftp"] == f"{lab.tftp[0]}:{lab.tftp[1]}"
@@ -174,3 +175,32 @@ def test_corrupt_state_is_reported_by_show(tmp_path, capsys):
     assert main(["show", "--state", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "problem: CTLFile.tlv: corrupt trust list" in out and "CTL: none" in out
+
+
+async def test_erase_then_boot_trusts_on_first_use(lab, lsc, tmp_path, capsys):
+    """Issue 12 item 14: ``phone-emu erase --state DIR [--ctl] [--itl] [--all]``."""
+    state = tmp_path / "flash"
+    code, _, err = await run(*boot_args(lab, lsc, state))
+    assert code == 0, err
+    capsys.readouterr()
+    assert main(["erase", "--state", str(state), "--itl", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["erased"] == ["itl"]
+    code, out = show(capsys, "--state", str(state), "--json")
+    shown = json.loads(out)
+    assert shown["itl"] is None and shown["ctl"] is not None and shown["config"] is not None
+
+    assert main(["erase", "--state", str(state)]) == 0  # neither flag: both lists
+    assert "erased ctl" in capsys.readouterr().out
+    assert main(["erase", "--state", str(state), "--all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["erased"] == ["config"]
+    shown = json.loads(show(capsys, "--state", str(state), "--json")[1])
+    assert shown["ctl"] is None and shown["itl"] is None and shown["config"] is None
+
+    code, out, err = await run(*boot_args(lab, lsc, state, "--json"))
+    assert code == 0, err
+    assert [s["reason"] for s in json.loads(out)["steps"]][:2] == [
+        "ctl.installed",
+        "itl.installed",
+    ]
+    assert main(["erase", "--state", str(tmp_path / "none")]) == 2
+    assert "--state" in capsys.readouterr().err

@@ -48,6 +48,7 @@ def test_the_suite_holds_the_issue_scenarios() -> None:
         "reenroll-on-destination",
         "capf-wrong-auth-string",
         "encrypted-config-migration",
+        "erase-trust-lists",
     }
     for s in SUITE.values():
         assert s.description
@@ -364,3 +365,14 @@ async def test_cli_run_exit_codes(lab_pki_dir: Path, tmp_path: Path) -> None:
     assert missing.returncode == 2 and b"no scenario 'nope'" in missing.stderr
     nothing = await _cli("scenarios", "run", *common)
     assert nothing.returncode == 2
+
+
+def test_erase_step_parameters() -> None:
+    """The ``erase`` step: phones "all" or indices; ctl/itl default on; something to erase."""
+    base = 'name = "x"\ndescription = "d"\nphones = 2\n[[steps]]\naction = "boot"\n'
+    step = Scenario.loads(base + '[[steps]]\naction = "erase"\nphones = [1]\nitl = false\n')
+    erase = step.steps[1]
+    assert erase.params == {"phones": (1,), "ctl": True, "itl": False, "all": False}
+    assert erase.describe() == "erase phones=1 itl=false"
+    with pytest.raises(ScenarioError, match="erase needs"):
+        Scenario.loads(base + '[[steps]]\naction = "erase"\nctl = false\nitl = false\n')

@@ -416,7 +416,7 @@ def test_describe_is_json(pki: Pki) -> None:
     assert again["signer"]["serial"] == pki.cert.serial_hex
     assert again["signer_record"] == 0
     assert [r["role_name"] for r in again["records"]] == ["SAST", "CCM+TFTP", "CAPF"]
-    assert again["records"][0]["certificate_sha256"] == pki.cert.sha256.hex()
+    assert again["records"][0]["sha256"] == pki.cert.sha256.hex()
 
 
 # --- corruption, truncation, fuzz -----------------------------------------------------------

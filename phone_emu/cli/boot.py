@@ -141,6 +141,21 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_cmd_show)
 
+    e = sub.add_parser(
+        "erase",
+        help="erase a phone's trust lists (what Settings > Security > Reset does)",
+        description="Erase the CTL and/or ITL a phone holds (both when neither --ctl nor --itl "
+        "is given), as a user does on a real phone; --all also forgets the cached TVS answers "
+        "and the configuration. The next boot then trusts the CTL/ITL it is given on first "
+        "use. Exit 0, 2 when the state directory does not exist.",
+    )
+    e.add_argument("--state", required=True, type=Path, metavar="DIR", help="the phone's flash")
+    e.add_argument("--ctl", action="store_true", help="erase the CTL")
+    e.add_argument("--itl", action="store_true", help="erase the ITL")
+    e.add_argument("--all", action="store_true", help="CTL, ITL, TVS answers and configuration")
+    e.add_argument("--json", action="store_true", help="print what was erased as JSON")
+    e.set_defaults(func=_cmd_erase)
+
 
 def _error(msg: str) -> int:
     raise CommandError(msg)
@@ -269,7 +284,7 @@ def _print_list(title: str, tl: dict[str, Any] | None) -> None:
         f"(serial {s['serial']}, {tl['hash_algorithm']})"
     )
     for r in tl["records"]:
-        print(f"  {r['role']:<10} {r['subject']}  serial {r['serial']}")
+        print(f"  {r['role_name']:<10} {r['subject']}  serial {r['serial']}")
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -293,7 +308,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"TVS cache: {len(doc['tvs_cache'])} entr{'y' if len(doc['tvs_cache']) == 1 else 'ies'}")
     for e in doc["tvs_cache"]:
         state = "expired" if e["expires_in"] <= 0 else f"expires in {e['expires_in']:.0f} s"
-        print(f"  {e['subject']}  serial {e['serial']}  roles {','.join(e['roles'])}  {state}")
+        print(f"  {e['subject']}  serial {e['serial']}  roles {','.join(e['role_names'])}  {state}")
     cfg = doc["config"]
     if cfg is None:
         print("configuration: none")
@@ -301,4 +316,36 @@ def _cmd_show(args: argparse.Namespace) -> int:
         tvs = ", ".join(f"{m['address']}:{m['port']}" for m in cfg["tvs_members"]) or "none"
         cms = ", ".join(f"{c['host']}:{c['secure_sip_port']}" for c in cfg["callmanagers"])
         print(f"configuration: TVS {tvs}; CallManager group {cms or 'none'}")
+    return EXIT_OK
+
+
+# --- erase -----------------------------------------------------------------------------------
+def _cmd_erase(args: argparse.Namespace) -> int:
+    if not args.state.is_dir():
+        return _error(f"--state {args.state}: no such state directory")
+    both = not (args.ctl or args.itl)
+    ctl, itl = args.ctl or both or args.all, args.itl or both or args.all
+    store = StateStore(args.state)
+    loaded = store.load()
+    before = loaded.trust
+    trust = before.erased(ctl=ctl, itl=itl, tvs_cache=args.all)
+    try:
+        written = store.save(trust, None if args.all else loaded.config)
+    except StateError as exc:
+        return _error(str(exc))
+    erased = [
+        name
+        for name, held, asked in (
+            ("ctl", before.ctl, ctl),
+            ("itl", before.itl, itl),
+            ("tvs_cache", before.tvs_cache, args.all),
+            ("config", loaded.config, args.all),
+        )
+        if asked and held
+    ]
+    if args.json:
+        json.dump({"state": str(args.state), "erased": erased, "files": written}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"{args.state}: erased {', '.join(erased) or 'nothing (none held)'}")
     return EXIT_OK

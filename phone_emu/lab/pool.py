@@ -132,5 +132,23 @@ class PhonePool:
             names.append(phone.identity.name)
         return names
 
+    async def erase(
+        self, indices: Sequence[int] | None, *, ctl: bool, itl: bool, everything: bool
+    ) -> list[str]:
+        """A user's erase on the phones ``indices`` (None: all); see the Pool protocol."""
+        names = []
+        for idx, phone in zip(self.indices, self.phones, strict=True):
+            if indices is not None and idx not in indices:
+                continue
+            phone.trust = phone.trust.erased(
+                ctl=ctl or everything, itl=itl or everything, tvs_cache=everything
+            )
+            if everything:
+                phone.config = None
+            if phone.store is not None:
+                phone.store.save(phone.trust, phone.config)
+            names.append(phone.identity.name)
+        return names
+
     async def aclose(self) -> None:
         return None

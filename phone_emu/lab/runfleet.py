@@ -199,6 +199,14 @@ class RunFleet:
             names += await pool.corrupt_itl(list(indices), itl)
         return names
 
+    async def erase(
+        self, indices: Sequence[int] | None, *, ctl: bool, itl: bool, everything: bool
+    ) -> list[str]:
+        names: list[str] = []
+        for pool in self.pools:
+            names += await pool.erase(indices, ctl=ctl, itl=itl, everything=everything)
+        return names
+
     # --- the report -----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The report's ``fleet`` section."""

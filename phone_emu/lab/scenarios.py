@@ -36,7 +36,9 @@ only; ``upload_capf``, manual only, default true: the source CAPF certificate in
 destination's CAPF-trust, so the destination's SIP port trusts the phones' LSCs);
 ``restart-tvs`` (``cluster`` = source | destination | both); ``set-rollback``
 (``cluster``, ``value``: "Prepare Cluster for Rollback to pre 8.0"); ``corrupt-itl``
-(``phones``: indices, ``mode`` = stale | erase); ``reenroll`` (``cluster``, default
+(``phones``: indices, ``mode`` = stale | erase); ``erase`` (what a user does on the phone:
+``phones`` = "all" or indices, ``ctl``, ``itl`` (both true by default), ``all``: also the TVS
+answers and the configuration); ``reenroll`` (``cluster``, default
 destination, schedules a CAPF install for every phone of the fleet: ``auth`` = null | string |
 lsc | mic, ``auth_string`` for string, ``key`` = rsa-2048 | ec-p256 | ..., and
 ``phone_auth_string``: what the phones are given to type, default ``auth_string``). A
@@ -81,6 +83,7 @@ _PARAMS: Final[Mapping[str, Mapping[str, Any]]] = {
     "restart-tvs": {"cluster": "source"},
     "set-rollback": {"cluster": "source", "value": True},
     "corrupt-itl": {"phones": [0], "mode": "stale"},
+    "erase": {"phones": "all", "ctl": True, "itl": True, "all": False},
     "reenroll": {
         "cluster": "destination",
         "auth": "null",
@@ -262,6 +265,11 @@ def _step(d: Any, where: str) -> ScenarioStep:
                 raise ScenarioError(f"{where}.{key}: expected a string")
         if params["auth"] == "string" and not params["auth_string"]:
             raise ScenarioError(f'{where}.auth_string: auth = "string" needs the string')
+    if action == "erase":
+        if params["phones"] != "all":
+            params["phones"] = _indices(params["phones"], f"{where}.phones")
+        if not (params["ctl"] or params["itl"] or params["all"]):
+            raise ScenarioError(f"{where}: erase needs ctl, itl or all")
     if action == "corrupt-itl":
         params["phones"] = _indices(params["phones"], f"{where}.phones")
         if params["mode"] not in ("stale", "erase"):

@@ -4,8 +4,8 @@ Owns the actions (``boot``: reboot every phone on the TFTP that DHCP option 150 
 tally the outcomes and check the step's expectations; ``import``: bulk (export, consolidate,
 import on both) or manual (the other cluster's CallManager and ITLRecovery certificates into
 CallManager-trust and Phone-SAST-trust), then the TVS restarts; ``move``: DHCP option 150;
-``restart-tvs``; ``set-rollback``; ``corrupt-itl``; ``reenroll``: a CAPF install scheduled for
-the fleet) and the ``steps`` records of the report.
+``restart-tvs``; ``set-rollback``; ``corrupt-itl``; ``erase`` (a user's erase on the phones);
+``reenroll``: a CAPF install scheduled for the fleet) and the ``steps`` records of the report.
 Does not own starting the clusters (``clusters``), the phones' pools (``runfleet``), what a
 boot means (``outcome``) nor the order of a run (``migrate``).
 """
@@ -212,6 +212,13 @@ class StepRunner:
         role, value = step.params["cluster"], bool(step.params["value"])
         self.clusters.need(role, "set-rollback").set_rollback_pre80(value)
         return f"Prepare Cluster for Rollback to pre 8.0 = {value} on the {role}"
+
+    async def _erase(self, step: ScenarioStep) -> str:
+        p = step.params
+        indices = None if p["phones"] == "all" else p["phones"]
+        names = await self.fleet.erase(indices, ctl=p["ctl"], itl=p["itl"], everything=p["all"])
+        what = "everything" if p["all"] else " and ".join(k.upper() for k in ("ctl", "itl") if p[k])
+        return f"erased {what} on {len(names)} phone(s)"
 
     async def _corrupt_itl(self, step: ScenarioStep) -> str:
         mode = step.params["mode"]

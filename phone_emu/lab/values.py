@@ -274,4 +274,11 @@ class Pool(Protocol):
         names."""
         ...
 
+    async def erase(
+        self, indices: Sequence[int] | None, *, ctl: bool, itl: bool, everything: bool
+    ) -> list[str]:
+        """A user's erase on the phones ``indices`` (None: every phone): the CTL and/or ITL,
+        with ``everything`` also the TVS answers and the configuration; their names."""
+        ...
+
     async def aclose(self) -> None: ...

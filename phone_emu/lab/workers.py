@@ -4,8 +4,8 @@ Owns a tiny protocol over a worker's stdin/stdout, one JSON object per line: ``i
 :class:`~phone_emu.lab.values.WorkerSettings`: issue the LSCs of the worker's slice of the fleet
 from the CAPF in a lab PKI directory), ``boot`` (a :class:`~phone_emu.lab.values.BootRequest`;
 the worker streams one :class:`~phone_emu.lab.values.BootEntry` per phone as each boot ends,
-then ``{"done": true}``), ``corrupt-itl``; end of input ends the worker. :class:`WorkerPool` is
-the parent's side, a :class:`~phone_emu.lab.values.Pool` like
+then ``{"done": true}``), ``corrupt-itl``, ``erase``; end of input ends the worker.
+:class:`WorkerPool` is the parent's side, a :class:`~phone_emu.lab.values.Pool` like
 :class:`~phone_emu.lab.pool.PhonePool`; the runner starts one per ``--workers``.
 """
 
@@ -158,6 +158,20 @@ class WorkerPool:
         )
         return list((await self._reply())["names"])
 
+    async def erase(
+        self, indices: Sequence[int] | None, *, ctl: bool, itl: bool, everything: bool
+    ) -> list[str]:
+        await self._send(
+            {
+                "op": "erase",
+                "indices": None if indices is None else list(indices),
+                "ctl": ctl,
+                "itl": itl,
+                "everything": everything,
+            }
+        )
+        return list((await self._reply())["names"])
+
     async def aclose(self) -> None:
         """End of input ends the worker; kill it if it has not exited within 10 s."""
         with trio.CancelScope(shield=True):
@@ -207,6 +221,11 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
         elif op == "corrupt-itl" and pool is not None:
             itl = base64.b64decode(msg["itl"]) if msg["itl"] is not None else None
             names = await pool.corrupt_itl(msg["indices"], itl)
+            await write.send_all(_line({"names": names}))
+        elif op == "erase" and pool is not None:
+            names = await pool.erase(
+                msg["indices"], ctl=msg["ctl"], itl=msg["itl"], everything=msg["everything"]
+            )
             await write.send_all(_line({"names": names}))
         else:
             await write.send_all(_line({"error": f"unexpected {op!r}"}))

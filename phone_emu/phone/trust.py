@@ -127,7 +127,8 @@ class TrustList:
             "hash_algorithm": h.hash_algorithm.hash_name,
             "records": [
                 {
-                    "role": role_names([r.role])[0],
+                    "role": r.role,
+                    "role_name": role_names([r.role])[0],
                     "subject": r.subject,
                     "issuer": r.issuer,
                     "serial": r.serial.hex().upper(),
@@ -225,7 +226,8 @@ class TvsCacheEntry:
             "issuer": self.certificate.issuer,
             "serial": self.certificate.serial_hex,
             "sha256": self.certificate.sha256.hex(),
-            "roles": role_names(self.roles),
+            "roles": list(self.roles),
+            "role_names": role_names(self.roles),
             "expires_at": self.expires_at,
         }
         if now is not None:
@@ -252,6 +254,16 @@ class TrustState:
 
     def held(self, kind: FileKind) -> TrustList | None:
         return self.ctl if kind is FileKind.CTL else self.itl if kind is FileKind.ITL else None
+
+    def erased(self, *, ctl: bool = True, itl: bool = True, tvs_cache: bool = False) -> TrustState:
+        """What a user's "erase" leaves (Settings > Security > Trust List > erase on a real
+        phone): without the chosen trust lists the next CTL/ITL is trusted on first use."""
+        return attrs.evolve(
+            self,
+            ctl=None if ctl else self.ctl,
+            itl=None if itl else self.itl,
+            tvs_cache=() if tvs_cache else self.tvs_cache,
+        )
 
     def first_use(self, kind: FileKind) -> bool:
         """Trust on first use: a CTL or ITL arriving while the phone holds no usable trust

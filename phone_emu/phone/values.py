@@ -274,7 +274,8 @@ class Attempt:
         if self.request_len:
             d.update(request_len=self.request_len, response_len=self.response_len)
         if self.roles:
-            d["roles"] = role_names(self.roles)
+            d["roles"] = list(self.roles)
+            d["role_names"] = role_names(self.roles)
         if self.ttl is not None:
             d["ttl"] = self.ttl
         return d

@@ -285,8 +285,8 @@ def _print_file(path: Path, f: TrustFile) -> None:
             print(f"      dns     {rec['dns_name']}")
         if rec["ip_address"]:
             print(f"      ip      {rec['ip_address']}")
-        if rec["certificate_sha256"]:
-            print(f"      sha256  {rec['certificate_sha256']}")
+        if rec["sha256"]:
+            print(f"      sha256  {rec['sha256']}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
