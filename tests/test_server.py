@@ -797,3 +797,29 @@ async def test_a_session_ticket_follows_the_handshake(running: Running) -> None:
         assert tls.session is not None and tls.session.has_ticket
     finally:
         await trio.aclose_forcefully(tls)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fault"),
+    [
+        (b"\x58\x01", "bad-discriminator"),
+        (b"\x57\x02", "unsupported-version"),
+        (b"\x57\x01\x01\x00\x00\x00\x00\x01\xff\xff" + b"x" * 16, "too-large"),
+        (b"\x57\x01\x01\x00\x00\x00\x00\x01\x00\x05\x01\x00\x09ab", "element-overrun"),
+        (b"\x57\x01\x01", "truncated"),
+    ],
+)
+async def test_the_decoders_fault_reason_reaches_log_and_metrics(
+    nursery: trio.Nursery, store_dir: Path, lab_pki: LabPki, payload: bytes, fault: str
+) -> None:
+    rec = Recorder()
+    r = await start(nursery, _config(store_dir, lab_pki), lab_pki, observer=rec)
+    with capture_logs() as logs:
+        await _raw_tls(r, payload)
+        with trio.fail_after(20):
+            while ("closed",) not in rec.calls:
+                await trio.sleep(0.01)
+    assert ("bad_request", fault) in rec.calls
+    (bad,) = [e for e in logs if e["event"] == "bad request"]
+    assert bad["fault"] == fault
+    r.server.request_shutdown()
