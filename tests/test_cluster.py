@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from phone_emu.tvs_client import TvsClientConfig, tvs_request
 from tvs.certs import Certificate
@@ -153,8 +154,7 @@ async def test_import_regenerates_files_but_tvs_needs_restart(
     source.import_certificates("CallManager-trust", [dst_cm])
     assert source.statistics().files_generation == generation + 2
     ctl = await _get_file(source, f"CTLSEP{MAC}.tlv")
-    added = [r for r in ctl.records if r.subject == dst_cm.subject]
-    assert [(r.role, r.serial) for r in added] == [(Role.SAST, dst_cm.serial)]
+    assert dst_cm.subject not in [r.subject for r in ctl.records]  # no CTL update yet
     assert (await _query(source, dst_cm)).status == Status.INVALID  # stale cache, as on CUCM
     await source.restart_tvs()
     resp = await _query(source, dst_cm)
@@ -170,6 +170,8 @@ async def test_import_from_file(make_cluster: Factory, lab_pki: LabPki, tmp_path
     pem = tmp_path / "CallManager.pem"
     pem.write_bytes(lab_pki.clusters["destination"].publisher.callmanager.cert.to_pem())
     cluster.import_certificates("Phone-SAST-trust", [pem])
+    assert len(parse_file(cluster.files_for(MAC)[f"CTLSEP{MAC}.tlv"]).records) == 4
+    cluster.ctl_update()
     ctl = parse_file(cluster.files_for(MAC)[f"CTLSEP{MAC}.tlv"])
     assert len(ctl.records) == 5
 
@@ -178,17 +180,22 @@ async def test_store_changed_elsewhere_regenerates_files(
     make_cluster: Factory, nursery: trio.Nursery, lab_pki: LabPki
 ) -> None:
     cluster = await _start(nursery, make_cluster("source", watch_interval=0.05))
-    before = len((await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records)
+    ctl_before = await _get(cluster, f"CTLSEP{MAC}.tlv")
+    generation = cluster.statistics().files_generation
     other = TrustStore.open(cluster.config.store_dir)  # as `tvs store import` would
     other.import_certificates(
         "Phone-SAST-trust", [lab_pki.clusters["destination"].itlrecovery.cert]
     )
     recovery = lab_pki.clusters["destination"].itlrecovery.cert
     with trio.fail_after(5):
-        while len((ctl := await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records) == before:
-            await trio.sleep(0.05)  # the cluster polls the store every 0.05 s
-    assert len(ctl.records) == before + 1
-    assert recovery.der in {r.certificate for r in ctl.records}
+        while cluster.statistics().files_generation == generation:
+            await trio.sleep(0.05)
+    assert await _get(cluster, f"CTLSEP{MAC}.tlv") == ctl_before  # the CTL keeps its bytes
+    cluster.ctl_update()
+    assert len((await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records) == 5
+    assert recovery.der in {
+        r.certificate for r in (await _get_file(cluster, f"CTLSEP{MAC}.tlv")).records
+    }
 
 
 async def test_bulk_certificate_management(make_cluster: Factory, tmp_path: Path) -> None:
@@ -201,9 +208,62 @@ async def test_bulk_certificate_management(make_cluster: Factory, tmp_path: Path
     destination.bulk_import(shared)
     dst_cm = _cm(destination)
     ctl = parse_file(source.files_for(MAC)[f"CTLSEP{MAC}.tlv"])
+    assert dst_cm.subject not in [r.subject for r in ctl.records]  # imports keep the CTL
+    source.ctl_update()
+    destination.ctl_update()
+    ctl = parse_file(source.files_for(MAC)[f"CTLSEP{MAC}.tlv"])
     assert (Role.SAST, dst_cm.subject) in [(r.role, r.subject) for r in ctl.records]
     back = parse_file(destination.files_for(MAC)[f"CTLSEP{MAC}.tlv"])
     assert _cm(source).subject in [r.subject for r in back.records]
+
+
+async def test_tvs_falls_back_to_the_current_ctl(
+    make_cluster: Factory, nursery: trio.Nursery, lab_pki: LabPki
+) -> None:
+    """A certificate only in the CTL (Phone-SAST-trust at the last CTL update, then removed
+    from the store) is answered from the CTL with its CTL role; the trace says which source."""
+    source = await _start(nursery, make_cluster("source"))
+    dst_rec = lab_pki.clusters["destination"].itlrecovery.cert
+    entry = source.store.import_certificates("Phone-SAST-trust", [dst_rec])[0]
+    source.ctl_update()
+    source.store.remove("Phone-SAST-trust", entry.certificate.sha256.hex())
+    source.regenerate_files()
+    await source.restart_tvs()  # restart mode: the TVS reads the new CTL on restart
+    with capture_logs() as logs:
+        resp = await _query(source, dst_rec)
+    assert resp.status == Status.VALID and resp.roles == (int(Role.SAST),)
+    lookups = [e for e in logs if e["event"] == "cache lookup"]
+    assert [e["source"] for e in lookups] == ["ctl"]
+    # the own CallManager is in both: the trust-store cache answers, with its store roles
+    with capture_logs() as logs:
+        own = await _query(source, _cm(source))
+    assert set(own.roles) == {Role.SAST, Role.CCM_TFTP}
+    assert [e["source"] for e in logs if e["event"] == "cache lookup"] == ["cache"]
+    # the CAPF is in the CTL (role CAPF) and in the store (own CAPF): the cache answers
+    assert (await _query(source, source.pki.capf.cert)).roles == (int(Role.CAPF),)
+
+
+async def test_ctl_update_reaches_a_notify_tvs_by_itself(
+    make_cluster: Factory, nursery: trio.Nursery, lab_pki: LabPki
+) -> None:
+    source = await _start(
+        nursery, make_cluster("source", tvs_refresh="notify", tvs_refresh_delay=0.1)
+    )
+    dst_cm = lab_pki.clusters["destination"].publisher.callmanager.cert
+    source.import_certificates("Phone-trust", [dst_cm])  # APP-SERVER, after the delay
+    with trio.fail_after(20):
+        while (resp := await _query(source, dst_cm)).status != Status.VALID:
+            await trio.sleep(0.1)
+    assert resp.roles == (int(Role.APP_SERVER),)
+    # a CTL update with a new Phone-SAST-trust entry: followed without a restart too
+    dst_rec = lab_pki.clusters["destination"].itlrecovery.cert
+    entry = source.store.import_certificates("Phone-SAST-trust", [dst_rec])[0]
+    source.ctl_update()
+    source.store.remove("Phone-SAST-trust", entry.certificate.sha256.hex())
+    with trio.fail_after(20):  # until the TVS has read both the store and the new CTL
+        while (await _query(source, dst_rec)).roles != (int(Role.SAST),):  # CTL role only
+            await trio.sleep(0.1)
+    assert source.statistics().tvs_requests.get("VALID", 0) >= 2
 
 
 def _phone_context(cluster: EmulatedCluster) -> ssl.SSLContext:

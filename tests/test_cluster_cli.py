@@ -14,6 +14,8 @@ import trio
 
 from tvs.cli import build_parser, main
 from tvs.cli.cluster import load_config
+from tvs.pki import LabPki
+from tvs.store import TrustStore
 from tvs.tftp import tftp_get
 from tvs.tlv import parse_file, verify_file
 
@@ -46,6 +48,7 @@ address = "127.0.6.1"
 tftp_port = {p["tftp_port"]}
 tvs_port = {p["tvs_port"]}
 sip_port = {p["sip_port"]}
+sip_tcp_port = 0
 """
     (tmp_path / "recipe.toml").write_text(MINI_RECIPE)
     path = tmp_path / "mini.toml"
@@ -154,6 +157,8 @@ async def test_serve_generates_pki_prints_addresses_and_stops_on_sigterm(tmp_pat
     cmd = [sys.executable, "-c", "import sys; from tvs.cli import main; sys.exit(main())"]
     cmd += ["cluster", "serve", "--config", str(config)]
     cmd += ["--recipe", str(tmp_path / "recipe.toml"), "--json", "--log-format", "json"]
+    pidfile = tmp_path / "cluster.pid"
+    cmd += ["--pidfile", str(pidfile)]
     proc = await trio.lowlevel.open_process(cmd, stdout=-1, stderr=-1)
     try:
         assert proc.stdout is not None
@@ -172,6 +177,16 @@ async def test_serve_generates_pki_prints_addresses_and_stops_on_sigterm(tmp_pat
         itl = parse_file(data)
         assert "ITLRECOVERY" in verify_file(itl).subject  # 12.5: ITLRecovery signs
         assert (tmp_path / "pki" / "mini" / "itlrecovery.pem").is_file()
+        # an import (another process) leaves the CTL alone; `tvs cluster ctl-update` rebuilds it
+        ctl_before = await tftp_get(host, int(port), "CTLFile.tlv", timeout=0.5)
+        other = LabPki.load(tmp_path / "pki").cluster("mini").capf.cert
+        TrustStore.open(tmp_path / "store").import_certificates("Phone-SAST-trust", [other])
+        assert main(["cluster", "ctl-update", "--pidfile", str(pidfile)]) == 0
+        with trio.fail_after(20):
+            while await tftp_get(host, int(port), "CTLFile.tlv", timeout=0.5) == ctl_before:
+                await trio.sleep(0.1)
+        (tmp_path / "bad.pid").write_text("not a pid\n")
+        assert main(["cluster", "ctl-update", "--pidfile", str(tmp_path / "bad.pid")]) == 2
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
             assert await proc.wait() == 0

@@ -152,17 +152,25 @@ def test_nonsecure_serves_no_ctl(lab_pki: LabPki) -> None:
     assert [r.role for r in itl.records] == [Role.SAST, Role.TFTP, Role.SAST, Role.TVS, Role.CAPF]
 
 
-def test_phone_sast_trust_appears_in_ctl_once_regenerated(lab_pki: LabPki) -> None:
+def test_phone_sast_trust_appears_in_ctl_only_after_a_ctl_update(lab_pki: LabPki) -> None:
     src = lab_pki.clusters["source"]
     dst_cm = lab_pki.clusters["destination"].nodes["ucm11pub"].callmanager.cert
     files = _files(_config("source"), src)
-    before = _parse(files.ctl())
+    before_bytes = files.ctl()
+    before = _parse(before_bytes)
     itl_before = files.itl()
     assert dst_cm.subject not in [r.subject for r in before.records]
     own_cm = src.nodes["ucm105pub"].callmanager.cert
     files.update(sast_trust=(dst_cm, dst_cm, own_cm), timestamp=NOW + 1)
     assert files.generation == 1
+    # an import rebuilds the ITL and configuration but keeps the CTL bytes (section 7, High)
+    assert files.ctl() == before_bytes
+    assert files.itl() != itl_before  # new timestamp
+    files.update(config=_config("source", rollback_pre80=False))  # rebuilt, same trust
+    assert dst_cm.subject not in [r.subject for r in _parse(files.ctl()).records]
+    files.ctl_update()  # utils ctl update CTLFile
     after = _parse(files.ctl())
+    assert after.header.timestamp == NOW + 1
     assert verify_file(after, trusted=[own_cm]) == own_cm
     added = [r for r in after.records if r.subject == dst_cm.subject]
     assert [(r.role, r.serial) for r in added] == [(Role.SAST, dst_cm.serial)]
@@ -329,6 +337,9 @@ def test_files_for_names_and_cache(lab_pki: LabPki) -> None:
     assert files.get("SEPdefault.cnf.xml") is None
     assert files.get("../etc/passwd") is None
     files.update(timestamp=NOW + 5)
+    assert _parse(files.itl()).header.timestamp == NOW + 5
+    assert _parse(files.ctl()).header.timestamp == NOW  # only a CTL update rebuilds the CTL
+    files.ctl_update()
     assert _parse(files.ctl()).header.timestamp == NOW + 5
 
 

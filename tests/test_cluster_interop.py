@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tvs.certs import load_certificates
 from tvs.cluster import ClusterConfig, EmulatedCluster
-from tvs.pki import LabPki
+from tvs.pki import LabPki, issue_lsc
 from tvs.tlv import parse_file, verify_file
 
 pytestmark = pytest.mark.interop
@@ -82,7 +83,15 @@ async def test_openssl_sees_the_node_certificates(
 ) -> None:
     tool = _need("openssl")
     host, port = (cluster.sip_addresses if which == "sip" else cluster.tvs_addresses)[0]
-    out = await _run([tool, "s_client", "-connect", f"{host}:{port}", "-showcerts"], tmp_path)
+    cmd = [tool, "s_client", "-connect", f"{host}:{port}", "-showcerts"]
+    if which == "sip":  # the secure SIP port requires a phone certificate (issue 11 item 6)
+        lsc = issue_lsc(cluster.pki.capf, mac=MAC)
+        (tmp_path / "lsc.pem").write_bytes(lsc.cert.to_pem())
+        (tmp_path / "lsc.key").write_bytes(
+            lsc.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        )
+        cmd += ["-cert", str(tmp_path / "lsc.pem"), "-key", str(tmp_path / "lsc.key")]
+    out = await _run(cmd, tmp_path)
     certs = load_certificates(out.encode())
     node = cluster.pki.publisher
     expected = node.callmanager.cert if which == "sip" else node.tvs.cert

@@ -34,7 +34,9 @@ Actions: ``boot``; ``move`` (``to`` = source | destination); ``import`` (``metho
 ``restart``, ``reverse``: also upload the source's certificates to the destination, manual
 only; ``upload_capf``, manual only, default true: the source CAPF certificate into the
 destination's CAPF-trust, so the destination's SIP port trusts the phones' LSCs);
-``restart-tvs`` (``cluster`` = source | destination | both); ``set-rollback``
+``restart-tvs`` (``cluster`` = source | destination | both); ``ctl-update`` (``cluster``, the
+same choices: ``utils ctl update CTLFile``, the only thing that rebuilds a CTL); ``wait``
+(``seconds``, at most 120: lets a ``notify`` TVS follow a change); ``set-rollback``
 (``cluster``, ``value``: "Prepare Cluster for Rollback to pre 8.0"); ``corrupt-itl``
 (``phones``: indices, ``mode`` = stale | erase); ``erase`` (what a user does on the phone:
 ``phones`` = "all" or indices, ``ctl``, ``itl`` (both true by default), ``all``: also the TVS
@@ -81,6 +83,8 @@ _PARAMS: Final[Mapping[str, Mapping[str, Any]]] = {
     "move": {"to": "destination"},
     "import": {"method": "bulk", "restart": True, "reverse": False, "upload_capf": True},
     "restart-tvs": {"cluster": "source"},
+    "ctl-update": {"cluster": "source"},
+    "wait": {"seconds": 1.0},
     "set-rollback": {"cluster": "source", "value": True},
     "corrupt-itl": {"phones": [0], "mode": "stale"},
     "erase": {"phones": "all", "ctl": True, "itl": True, "all": False},
@@ -249,7 +253,11 @@ def _step(d: Any, where: str) -> ScenarioStep:
             raise ScenarioError(f"{where}.{key}: expected true or false")
     if action == "move" and params["to"] not in CLUSTERS:
         raise ScenarioError(f"{where}.to: expected source or destination")
-    if action in ("restart-tvs",) and params["cluster"] not in (*CLUSTERS, "both"):
+    if action == "wait":
+        sec = params["seconds"]
+        if isinstance(sec, bool) or not isinstance(sec, int | float) or not 0 <= sec <= 120:
+            raise ScenarioError(f"{where}.seconds: expected 0..120 seconds")
+    if action in ("restart-tvs", "ctl-update") and params["cluster"] not in (*CLUSTERS, "both"):
         raise ScenarioError(f"{where}.cluster: expected source, destination or both")
     if action == "set-rollback" and params["cluster"] not in CLUSTERS:
         raise ScenarioError(f"{where}.cluster: expected source or destination")

@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from tvs import device
 from tvs.cluster import EmulatedCluster, consolidate
 from tvs.pki import LabPki
@@ -207,6 +209,18 @@ class StepRunner:
         for role in roles:
             await self.clusters.need(role, "restart-tvs").restart_tvs()
         return "TVS restarted on " + " and ".join(roles)
+
+    async def _ctl_update(self, step: ScenarioStep) -> str:
+        which = step.params["cluster"]
+        roles = CLUSTER_ROLES if which == "both" else (which,)
+        for role in roles:
+            self.clusters.need(role, "ctl-update").ctl_update()
+        return "utils ctl update CTLFile on " + " and ".join(roles)
+
+    async def _wait(self, step: ScenarioStep) -> str:
+        seconds = float(step.params["seconds"])
+        await trio.sleep(seconds)
+        return f"waited {seconds:g} s"
 
     async def _set_rollback(self, step: ScenarioStep) -> str:
         role, value = step.params["cluster"], bool(step.params["value"])

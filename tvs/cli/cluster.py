@@ -5,7 +5,9 @@ A thin shell over :mod:`tvs.cluster`. ``serve`` generates the lab PKI into the c
 ``pki_dir`` when this cluster's directory is missing, prints the bound addresses (one line per
 node, or one JSON object with ``--json``) once everything listens, then runs until SIGTERM or
 SIGINT (exit 0); SIGHUP restarts TVS on every node (re-reads the stores, like CUCM's "restart
-TVS"). ``--metrics ADDR:PORT`` serves the TVS and HTTP metrics of every node; ``--keylog FILE``
+TVS"); SIGUSR1 rebuilds the CTL from the current stores (``utils ctl update CTLFile``; send it
+with ``tvs cluster ctl-update --pid PID | --pidfile FILE``, ``serve --pidfile`` writes it).
+``--metrics ADDR:PORT`` serves the TVS and HTTP metrics of every node; ``--keylog FILE``
 appends every listener's TLS secrets. Two clusters started at once share the lab PKI safely
 (generation takes a lock). Exit codes: 0 done, 2 bad configuration, PKI, store, or an address
 that cannot be bound (the line names the listener: ``TVS of ucm105pub at 127.0.1.1:2445``).
@@ -14,8 +16,10 @@ that cannot be bound (the line names the listener: ``TVS of ucm105pub at 127.0.1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +35,7 @@ from ..exitcodes import ExitCode
 from ..pki import LabPki, PkiError, Recipe, generate
 from ..server import LOG_FORMATS
 from ..store import StoreError
+from ..store.atomic import atomic_write
 from .app import hostport
 from .common import (
     CommandError,
@@ -101,7 +106,24 @@ def register(sub: Any) -> None:
         "format, for Wireshark and tvs trace --keylog)",
     )
     add_logging_options(p, formats=LOG_FORMATS)
+    p.add_argument(
+        "--pidfile",
+        type=Path,
+        metavar="FILE",
+        help="write the process id here (for `tvs cluster ctl-update` and SIGHUP)",
+    )
     p.set_defaults(func=_cmd_serve)
+
+    u = cluster_sub.add_parser(
+        "ctl-update",
+        help="rebuild a running cluster's CTL from its stores (utils ctl update CTLFile)",
+        description="Send SIGUSR1 to a running `tvs cluster serve`: it rebuilds its CTL from "
+        "the current stores (imports never do, as on CUCM). SIGHUP still restarts TVS.",
+    )
+    g = u.add_mutually_exclusive_group(required=True)
+    g.add_argument("--pid", type=int, help="the process id of `tvs cluster serve`")
+    g.add_argument("--pidfile", type=Path, metavar="FILE", help="the file `serve --pidfile` wrote")
+    u.set_defaults(func=_cmd_ctl_update)
 
     p = cluster_sub.add_parser(
         "files",
@@ -211,7 +233,8 @@ def _print_addresses(cluster: EmulatedCluster, as_json: bool) -> None:
 
 
 async def _serve(cluster: EmulatedCluster, as_json: bool) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(cluster.serve)
             _print_addresses(cluster, as_json)
@@ -221,6 +244,12 @@ async def _serve(cluster: EmulatedCluster, as_json: bool) -> None:
                         await cluster.restart_tvs()
                     except (OSError, *_ERRORS) as exc:
                         log.error("restart failed", reason=str(exc))
+                    continue
+                if signum == signal.SIGUSR1:
+                    try:
+                        cluster.ctl_update()
+                    except (OSError, *_ERRORS) as exc:
+                        log.error("CTL update failed", reason=str(exc))
                     continue
                 log.info("signal received", signal=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
@@ -249,10 +278,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(describe_error(exc))
+    pidfile: Path | None = args.pidfile
     try:
+        if pidfile is not None:
+            atomic_write(pidfile, f"{os.getpid()}\n".encode())
         trio.run(_serve, cluster, args.json)
     except BaseException as exc:
         raise startup_error(exc) from None
+    finally:
+        if pidfile is not None:
+            with contextlib.suppress(OSError):
+                pidfile.unlink()
+    return EXIT_OK
+
+
+def _cmd_ctl_update(args: argparse.Namespace) -> int:
+    """Send SIGUSR1 (rebuild the CTL) to a running ``tvs cluster serve``."""
+    where = f"--pid {args.pid}" if args.pid is not None else str(args.pidfile)
+    try:
+        pid = args.pid if args.pid is not None else int(args.pidfile.read_text().strip())
+        os.kill(pid, signal.SIGUSR1)
+    except ValueError:
+        return _fail(f"{where}: not a process id")
+    except OSError as exc:
+        return _fail(f"{where}: {exc.strerror or exc}")
+    print(f"sent SIGUSR1 (CTL update) to {pid}")
     return EXIT_OK
 
 

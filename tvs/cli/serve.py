@@ -28,6 +28,7 @@ from ..server import (
     run_workers,
     serve_until_signalled,
 )
+from ..server.config import REFRESH_MODES
 from ..store.atomic import atomic_write
 from ..tlsconfig import ClientAuth
 from ..wire import DEFAULT_MAX_MESSAGE
@@ -104,7 +105,30 @@ def register(sub: Any) -> None:
         help="server processes sharing the port (SO_REUSEPORT)",
     )
     p.add_argument(
-        "--watch", action="store_true", help="reload automatically when the store changes"
+        "--watch",
+        action="store_true",
+        help="alias of --refresh notify --refresh-delay 0 (reload as soon as the store changes)",
+    )
+    p.add_argument(
+        "--refresh",
+        choices=REFRESH_MODES,
+        default="restart",
+        help="restart (default, the seed's caution): the cache changes on SIGHUP / `tvs reload` "
+        "only; notify: it follows store and CTL changes by itself after --refresh-delay",
+    )
+    p.add_argument(
+        "--refresh-delay",
+        type=float,
+        default=8.0,
+        metavar="S",
+        help="notify: seconds between noticing a change and answering from it (CUCM: ~8)",
+    )
+    p.add_argument(
+        "--ctl",
+        type=Path,
+        metavar="FILE",
+        help="the cluster's current CTLFile.tlv: on a cache miss, answer from its records "
+        "with their CTL roles (as CUCM's TVS); re-read with the cache",
     )
     add_logging_options(p, formats=LOG_FORMATS)
     p.add_argument("--pidfile", type=Path, help="write the server's process id here")
@@ -152,6 +176,9 @@ def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
         trusted_networks=tuple(args.trusted_networks),
         first_bytes_timeout=args.first_bytes_timeout,
         watch=args.watch,
+        refresh=args.refresh,
+        refresh_delay=args.refresh_delay,
+        ctl=args.ctl,
         keylog=args.keylog,
     )
 

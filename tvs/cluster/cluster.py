@@ -3,11 +3,15 @@ beside it, serving the same provider), a secure-SIP TLS listener and a CAPF
 (``tvs.capf.server``, operations in ``store_dir/capf.sqlite3``).
 
 A thin adapter. Owns the cluster's trust-store directory (its own certificates refreshed from
-the lab PKI at start), the servers' lifetimes, and CUCM's two update rules: imported
-certificates change the generated files at once (:meth:`EmulatedCluster.regenerate_files`,
-also run when another process changes the store) but TVS answers only after
-:meth:`EmulatedCluster.restart_tvs`. File contents come from :mod:`.files`, the TVS from
-:mod:`tvs.server`, TFTP from :mod:`tvs.tftp`, stores from :mod:`tvs.store`.
+the lab PKI at start), the servers' lifetimes, and CUCM's update rules (protocol notes
+section 7): imported certificates change the ITL and configuration at once
+(:meth:`EmulatedCluster.regenerate_files`, also run when another process changes the store)
+but not the CTL, which only :meth:`EmulatedCluster.ctl_update` rebuilds (``utils ctl update
+CTLFile``); TVS answers change after :meth:`EmulatedCluster.restart_tvs` (``tvs_refresh =
+"restart"``) or by themselves ``tvs_refresh_delay`` seconds later (``"notify"``), and on a
+cache miss the TVS answers from the CTL the cluster serves. File contents come from
+:mod:`.files`, the TVS from :mod:`tvs.server`, TFTP from :mod:`tvs.tftp`,
+stores from :mod:`tvs.store`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ from .files import ClusterFiles, FileInputs, NodeEndpoint, endpoints_from_config
 from .sip import SipListener, SipStats
 
 __all__ = ["ClusterStats", "EmulatedCluster"]
+
+_NOTIFY_POLL = 0.25
+"""Seconds between a notify-mode TVS's checks of the store and the CTL (in-process: cheap)."""
 
 log = structlog.get_logger("tvs.cluster")
 
@@ -272,7 +279,8 @@ class EmulatedCluster:
         return MappingProxyType(self._capf)
 
     def regenerate_files(self) -> None:
-        """Rebuild the CTL/ITL/configuration from the stores now, as CUCM does after a change."""
+        """Rebuild the ITL and configuration from the stores now, as CUCM does after a change.
+        The CTL keeps its bytes: only :meth:`ctl_update` rebuilds it (section 7, High)."""
         self._signature = self._store.signature()
         self._files.update(sast_trust=self._sast_trust(), timestamp=self._now())
         cas = self._store.phone_issuer_certificates()
@@ -306,6 +314,24 @@ class EmulatedCluster:
         )
         self.regenerate_files()
         return result
+
+    def ctl_update(self) -> None:
+        """``utils ctl update CTLFile``: rebuild the CTL from the current stores (Phone-SAST-trust).
+        A TVS in ``notify`` refresh mode follows the new CTL by itself; in ``restart`` mode it
+        reads it at its next restart."""
+        self._files.update(sast_trust=self._sast_trust(), timestamp=self._now())
+        self._files.ctl_update()
+        ctl = self._files.ctl()
+        self._log.info(
+            "cluster.ctl_updated",
+            generation=self._files.generation,
+            sast_trust=len(self._files.inputs.sast_trust),
+            size=len(ctl) if ctl else 0,
+        )
+
+    def _current_ctl(self) -> bytes | None:
+        """What the TVS falls back to on a cache miss: the CTL the cluster serves now."""
+        return self._files.ctl()
 
     async def restart_tvs(self) -> None:
         """ "Restart TVS on all nodes": every TVS re-reads its cache from the store."""
@@ -404,8 +430,12 @@ class EmulatedCluster:
                         trusted_networks=cfg.trusted_networks,
                         first_bytes_timeout=cfg.first_bytes_timeout,
                         keylog=self._keylog,
+                        refresh=cfg.tvs_refresh,
+                        refresh_delay=cfg.tvs_refresh_delay,
+                        watch_interval=_NOTIFY_POLL,
                     ),
                     observer=self._observer,
+                    ctl_source=self._current_ctl,
                 )
                 _, tvs_port = await _start(nursery, f"TVS of {n.name}", n, n.tvs_port, tvs.serve)
                 self._tvs[n.name] = tvs

@@ -125,13 +125,17 @@ def endpoints_from_config(config: ClusterConfig) -> tuple[NodeEndpoint, ...]:
 
 @attrs.frozen
 class FileInputs:
-    """Everything the generated files depend on. ``sast_trust`` is Phone-SAST-trust."""
+    """Everything the generated files depend on. ``sast_trust`` is Phone-SAST-trust now;
+    ``ctl_sast_trust``/``ctl_timestamp`` are what it was at the last CTL update (CUCM rebuilds
+    the CTL only on ``utils ctl update CTLFile``, section 7, High; None: the same as now)."""
 
     config: ClusterConfig
     pki: ClusterPki
     endpoints: tuple[NodeEndpoint, ...]
     sast_trust: tuple[Certificate, ...] = ()
     timestamp: int = 0
+    ctl_sast_trust: tuple[Certificate, ...] | None = None
+    ctl_timestamp: int | None = None
 
     def __attrs_post_init__(self) -> None:
         missing = [n.name for n in self.config.nodes if n.name not in self.pki.nodes]
@@ -218,7 +222,8 @@ def ctl_records(inputs: FileInputs) -> list[RecordSpec]:
         records.append(_callmanager_spec(inputs, n.name, Role.CCM_TFTP if n.tftp else Role.CCM))
     records.append(RecordSpec(role=int(Role.CAPF), certificate=pki.capf.cert))
     present = {r.certificate.der for r in sast}
-    for cert in inputs.sast_trust:
+    trusted = inputs.sast_trust if inputs.ctl_sast_trust is None else inputs.ctl_sast_trust
+    for cert in trusted:
         if cert.der not in present:
             present.add(cert.der)
             records.append(RecordSpec(role=int(Role.SAST), certificate=cert))
@@ -275,7 +280,7 @@ def build_ctl(inputs: FileInputs) -> bytes | None:
         key=signer.key,
         filename=CTL_NAME,
         digest=inputs.config.digest,
-        timestamp=inputs.timestamp,
+        timestamp=inputs.timestamp if inputs.ctl_timestamp is None else inputs.ctl_timestamp,
         signer_version=_signer_version(inputs.config, signer),
     )
 
@@ -375,6 +380,10 @@ class ClusterFiles:
         encrypted: Callable[[str], bool] | None = None,
         known_certificate: Callable[[str], Certificate | None] | None = None,
     ) -> None:
+        if inputs.ctl_sast_trust is None:  # the CTL as of now, until the next ctl_update()
+            inputs = attrs.evolve(
+                inputs, ctl_sast_trust=inputs.sast_trust, ctl_timestamp=inputs.timestamp
+            )
         self._inputs = inputs
         self.generation = 0
         self.capf_mode = capf_mode
@@ -407,10 +416,22 @@ class ClusterFiles:
 
     def update(self, **changes: object) -> None:
         """Replace some inputs (``config``, ``endpoints``, ``sast_trust``, ``timestamp``) and drop
-        every cached file; the next request regenerates them."""
+        the cached files; the next request regenerates them. The CTL keeps its bytes (an
+        import does not rebuild it on CUCM) unless ``config``/``endpoints`` change; even then
+        it is rebuilt from the trust it had at the last :meth:`ctl_update`."""
+        ctl, ctl_done = self._ctl, self._ctl_done
         self._inputs = attrs.evolve(self._inputs, **changes)  # type: ignore[arg-type]
         self.generation += 1
         self._reset()
+        if not {"config", "endpoints", "ctl_sast_trust", "ctl_timestamp"} & set(changes):
+            self._ctl, self._ctl_done = ctl, ctl_done
+
+    def ctl_update(self, timestamp: int | None = None) -> None:
+        """``utils ctl update CTLFile``: rebuild the CTL from Phone-SAST-trust as it is now."""
+        self.update(
+            ctl_sast_trust=self._inputs.sast_trust,
+            ctl_timestamp=self._inputs.timestamp if timestamp is None else timestamp,
+        )
 
     def ctl(self) -> bytes | None:
         if not self._ctl_done:

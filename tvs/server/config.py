@@ -17,7 +17,9 @@ from ..certs import Certificate, PrivateKey
 from ..tlsconfig import ClientAuth
 from ..wire import DEFAULT_MAX_MESSAGE
 
-__all__ = ["DEFAULT_PORT", "TvsServerConfig"]
+__all__ = ["DEFAULT_PORT", "REFRESH_MODES", "TvsServerConfig"]
+
+REFRESH_MODES = ("restart", "notify")
 
 DEFAULT_PORT = 2445
 
@@ -54,9 +56,32 @@ class TvsServerConfig:
     reuse_port: bool = False
     """SO_REUSEPORT, so several worker processes can share the port."""
     watch: bool = False
-    """Reload the cache automatically when the store changes (default: CUCM-like, on
-    SIGHUP / ``tvs reload`` / :meth:`TvsServer.reload` only)."""
+    """Alias of ``refresh="notify"`` with ``refresh_delay=0`` (the older flag)."""
     watch_interval: float = 1.0
+    """Seconds between checks of the store and the CTL for changes (notify mode)."""
+    refresh: str = attrs.field(default="restart")
+    """``restart``: the cache changes only on SIGHUP / ``tvs reload`` / :meth:`TvsServer.reload`
+    (the seed's caution, "restart TVS"); ``notify``: it follows store and CTL changes by
+    itself ``refresh_delay`` seconds after noticing them (CUCM's change notification, ~8 s;
+    section 7, Med)."""
+    refresh_delay: float = 8.0
+    ctl: Path | None = None
+    """The cluster's current CTL (``CTLFile.tlv``): on a cache miss the TVS answers from its
+    records with their CTL roles (section 7, High). Read at start and with the cache."""
+
+    @refresh.validator
+    def _check_refresh(self, attribute: object, value: str) -> None:
+        if value not in REFRESH_MODES:
+            raise ValueError(f"refresh must be one of {', '.join(REFRESH_MODES)}, not {value!r}")
+
+    @property
+    def notify(self) -> bool:
+        """Whether the cache follows changes by itself (``refresh="notify"`` or ``watch``)."""
+        return self.refresh == "notify" or self.watch
+
+    @property
+    def notify_delay(self) -> float:
+        return 0.0 if self.watch and self.refresh != "notify" else self.refresh_delay
     keylog: Path | None = None
     shutdown_grace: float = 15.0
     """At shutdown, seconds in-flight connections get before they are cancelled."""

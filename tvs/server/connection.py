@@ -148,6 +148,7 @@ class Connection:
                 kind=result.lookup.kind,
                 key=result.lookup.key,
                 roles=list(entry.roles) if entry is not None else None,
+                source=entry.source if entry is not None else None,
             )
         if result.response is None:
             self.log.warning("bad request", reason=result.error, fault="unexpected")

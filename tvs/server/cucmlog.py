@@ -121,6 +121,15 @@ def _lookup(ev: EventDict) -> list[str]:
     roles = ev.get("roles")
     if roles is None:
         return [*lines, f"{prefix}Entry not found"]  # ours
+    if ev.get("source") == "ctl":
+        # ours: the cache missed and the current CTL answered (CUCM's TVS falls back to the
+        # CTL, TAC 212051; its exact trace wording for this is not public)
+        ctl = "CTLFileCache::getCertificateInformation - "
+        lines += [
+            f"{prefix}Entry not found",
+            f"{ctl}Looking up the current CTL file (CTLFile.tlv)",
+        ]
+        prefix = ctl
     lines.append(f"{prefix}Found entry {{rolecount : {len(roles)}}}")
     lines += [f"{prefix}{{role : {r}}}" for r in roles]
     return lines

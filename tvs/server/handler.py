@@ -1,6 +1,9 @@
 """TVS request handling, pure: a decoded message and the certificate cache in, the response and
 the facts worth logging out. No sockets, no clocks, no logging.
 
+Lookup order (protocol notes section 7, TAC 212051, High): the trust-store cache first and,
+on a miss, the records of the cluster's current CTL with their CTL roles (the cache's
+fallback, :meth:`CertificateCache.with_fallback`); :attr:`Lookup.source` says which answered.
 QUERY_CERT_REQ: look up serial + issuer (issuer by parsed attributes); found: status VALID,
 the certificate, its roles, its TTL; not found: status INVALID alone (Low: the exact
 not-found shape of CUCM is unknown). VERIFY_REQUEST: look up the SHA-256 of the presented
@@ -35,6 +38,11 @@ class Lookup:
     kind: str  # "serial+issuer" | "sha256"
     key: str
     entry: CacheEntry | None
+
+    @property
+    def source(self) -> str | None:
+        """``cache`` (trust stores), ``ctl`` (the current CTL), or None (not found)."""
+        return self.entry.source if self.entry is not None else None
 
 
 @attrs.frozen

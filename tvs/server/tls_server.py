@@ -15,8 +15,10 @@ The certificate cache and the TLS context are snapshots, rebuilt only by :meth:`
 from __future__ import annotations
 
 import errno
+import hashlib
 import signal
 import socket as _socket
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -27,6 +29,7 @@ from ..admission import Admission, AdmissionRefused, Slot
 from ..certs import Certificate, CertificateError, load_certificates
 from ..store import CertificateCache, StoreError, TrustStore
 from ..tlsserver import ServerTls, TlsStream, server_tls
+from ..tlv import TlvError, parse_file
 from .config import TvsServerConfig
 from .connection import Connection, Limits
 from .observer import NullObserver, ServerObserver
@@ -43,8 +46,17 @@ _ACCEPT_BATCH = 64
 class TvsServer:
     """One TVS listener. ``await nursery.start(server.serve)`` returns ``(host, port)``."""
 
-    def __init__(self, config: TvsServerConfig, *, observer: ServerObserver | None = None) -> None:
+    def __init__(
+        self,
+        config: TvsServerConfig,
+        *,
+        observer: ServerObserver | None = None,
+        ctl_source: Callable[[], bytes | None] | None = None,
+    ) -> None:
         self.config = config
+        self._ctl_source = ctl_source or (_file_reader(config.ctl) if config.ctl else None)
+        """Where the current CTL comes from (the emulated cluster's files, or ``--ctl FILE``)."""
+        self._ctl_digest = b""
         self.observer: ServerObserver = observer or NullObserver()
         self.store = TrustStore.open(config.store, create=True)
         self.cache = CertificateCache.empty()
@@ -68,6 +80,8 @@ class TvsServer:
         cache = self.store.load_cache()
         for problem in self.store.problems:
             log.warning("store file skipped", reason=problem)
+        ctl, self._ctl_digest = self._ctl_cache()
+        cache = cache.with_fallback(ctl)
         cas = self.store.client_ca_certificates()
         if self.config.mic_ca is not None:
             cas += _read_pem_certs(self.config.mic_ca)
@@ -80,16 +94,51 @@ class TvsServer:
             keylog=self.config.keylog,
         )
         self.cache, self._signature = cache, signature
-        log.info("cache reloaded", entries=len(cache), client_cas=len(cas))
+        log.info(
+            "cache reloaded",
+            entries=len(cache),
+            ctl_entries=len(ctl) if ctl is not None else None,
+            client_cas=len(cas),
+        )
         self.observer.cache_reloaded(len(cache))
         return len(cache)
 
+    def _ctl_cache(self) -> tuple[CertificateCache | None, bytes]:
+        """The current CTL's records as a fallback cache, and the CTL's digest (b"": none)."""
+        if self._ctl_source is None:
+            return None, b""
+        data = self._ctl_source()
+        if not data:
+            return None, b""
+        digest = hashlib.sha256(data).digest()
+        try:
+            records = parse_file(data).records
+        except TlvError as exc:
+            log.error("CTL unreadable, not used", reason=str(exc))
+            return None, digest
+        pairs = [(r.role, r.cert) for r in records if r.cert is not None]
+        return CertificateCache.from_trust_list(pairs), digest
+
+    def _changed(self) -> bool:
+        if self.store.signature() != self._signature:
+            return True
+        if self._ctl_source is None:
+            return False
+        data = self._ctl_source()
+        return (hashlib.sha256(data).digest() if data else b"") != self._ctl_digest
+
     async def _watch_loop(self) -> None:
+        """Notify mode: follow store and CTL changes ``notify_delay`` seconds after noticing."""
+        delay = self.config.notify_delay
         while True:
             await trio.sleep(self.config.watch_interval)
             try:
-                if self.store.signature() != self._signature:
-                    self.reload()
+                if not self._changed():
+                    continue
+                if delay > 0:
+                    log.info("change notified", refresh_in=delay)
+                    await trio.sleep(delay)
+                self.reload()
             except (OSError, StoreError, CertificateError, SSL.Error, ValueError) as exc:
                 log.error("reload failed", reason=str(exc))
 
@@ -153,7 +202,7 @@ class TvsServer:
                         accept_scope.cancel()
                     async with trio.open_nursery() as aux:
                         aux.start_soon(self._accept_loop, listener, conns)
-                        if self.config.watch:
+                        if self.config.notify:
                             aux.start_soon(self._watch_loop)
                         log.info(
                             "server listening",
@@ -229,6 +278,18 @@ class TvsServer:
                 clog.warning("connection shed", reason="idle handshake, listener full")
         finally:
             self.observer.connection_closed()
+
+
+def _file_reader(path: Path) -> Callable[[], bytes | None]:
+    """Read ``path`` each time (a CTL another process may replace); None when missing."""
+
+    def read() -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    return read
 
 
 def _read_pem_certs(path: Path) -> list[Certificate]:
