@@ -12,13 +12,18 @@ import trio
 
 from phone_emu.phone.boot import BootResult, BootState
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
+from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.identity import PhoneIdentity
 from phone_emu.tvs_client import TvsClientConfig
 from tvs.cluster import ClusterConfig, EmulatedCluster
 from tvs.pki import LabPki
 
 MAC = "B000B4BA0AEE"
-OPTIONS = NetworkOptions(tvs=TvsClientConfig(timeout=5, connect_timeout=5), tftp_timeout=0.5)
+OPTIONS = NetworkOptions(
+    tvs=TvsClientConfig(timeout=5, connect_timeout=5),
+    tftp_timeout=0.5,
+    fetch=FetchOptions(mode="tftp"),  # never HTTP 6970 on a shared loopback address
+)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from phone_emu.lab.scenarios import builtin_scenarios
 from phone_emu.phone.boot import BootResult, BootState
 from phone_emu.phone.console import console_lines
 from phone_emu.phone.driver import NetworkOptions, Phone, boot_phone
+from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.identity import PhoneIdentity
 from phone_emu.tvs_client import TvsClientConfig, tvs_request
 from tvs.cluster import ClusterConfig, ClusterConfigError, EmulatedCluster
@@ -44,8 +45,11 @@ DEVICE = f"SEP{MAC}"
 
 
 def _options(legacy: bool = False) -> NetworkOptions:
-    tvs = TvsClientConfig(timeout=5, connect_timeout=5, legacy_tls=legacy)
-    return NetworkOptions(tvs=tvs, tftp_timeout=0.5, sip_timeout=5)
+    tvs = TvsClientConfig(
+        timeout=5, connect_timeout=5, legacy_tls=legacy, tls_max="1.0" if legacy else None
+    )  # old firmware: TLS 1.0 with AES256-SHA only
+    fetch = FetchOptions(mode="tftp")  # never HTTP 6970 on a shared loopback address
+    return NetworkOptions(tvs=tvs, tftp_timeout=0.5, sip_timeout=5, fetch=fetch)
 
 
 def _cluster(
@@ -179,7 +183,7 @@ async def test_refused_lsc_fails_register_and_a_trusted_one_registers(
     attempt = trusted.step("register").attempts[0]
     assert attempt.reason == "register.passed"
     version = {"1.3": "TLSv1.3", "1.2": "TLSv1.2", "legacy": "TLSv1 "}[tls]
-    assert attempt.detail.startswith(version) and attempt.detail.endswith("; SIP/2.0 200 OK")
+    assert attempt.detail.startswith(version) and attempt.detail.endswith("; SIP/2.0 200 OK"), attempt.detail
     assert sum(s.requests for s in source.statistics().sip.values()) == 1
     text = "\n".join(console_lines(trusted, _phone(own, None).identity))
     assert "SIPCC-REGISTER to" in text and "accepted: SIP/2.0 200 OK" in text
