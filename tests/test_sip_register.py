@@ -183,7 +183,8 @@ async def test_refused_lsc_fails_register_and_a_trusted_one_registers(
     attempt = trusted.step("register").attempts[0]
     assert attempt.reason == "register.passed"
     version = {"1.3": "TLSv1.3", "1.2": "TLSv1.2", "legacy": "TLSv1 "}[tls]
-    assert attempt.detail.startswith(version) and attempt.detail.endswith("; SIP/2.0 200 OK"), attempt.detail
+    assert attempt.detail.startswith(version), attempt.detail
+    assert attempt.detail.endswith("; SIP/2.0 200 OK")
     assert sum(s.requests for s in source.statistics().sip.values()) == 1
     text = "\n".join(console_lines(trusted, _phone(own, None).identity))
     assert "SIPCC-REGISTER to" in text and "accepted: SIP/2.0 200 OK" in text

@@ -123,6 +123,7 @@ def register(sub: Any) -> None:
     g = u.add_mutually_exclusive_group(required=True)
     g.add_argument("--pid", type=int, help="the process id of `tvs cluster serve`")
     g.add_argument("--pidfile", type=Path, metavar="FILE", help="the file `serve --pidfile` wrote")
+    add_json_option(u, "what was sent")
     u.set_defaults(func=_cmd_ctl_update)
 
     p = cluster_sub.add_parser(
@@ -302,7 +303,10 @@ def _cmd_ctl_update(args: argparse.Namespace) -> int:
         return _fail(f"{where}: not a process id")
     except OSError as exc:
         return _fail(f"{where}: {exc.strerror or exc}")
-    print(f"sent SIGUSR1 (CTL update) to {pid}")
+    if args.json:
+        emit_json({"pid": pid, "signal": "SIGUSR1", "action": "ctl-update"})
+    else:
+        print(f"sent SIGUSR1 (CTL update) to {pid}")
     return EXIT_OK
 
 
