@@ -34,6 +34,7 @@ from typing import Any, Final
 
 import attrs
 
+from .. import tomlfile
 from .errors import ClusterConfigError
 
 __all__ = [
@@ -157,15 +158,9 @@ class SecurityProfile:
 
     @classmethod
     def from_dict(cls, d: object, where: str) -> SecurityProfile:
-        if not isinstance(d, Mapping):
-            raise ClusterConfigError(f"{where}: expected a table")
+        d = tomlfile.expect_table(d, where, error=ClusterConfigError)
         allowed = {"name", "device_security_mode", "tftp_encrypted_config", "phones", "models"}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ClusterConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)} "
-                f"(allowed: {', '.join(sorted(allowed))})"
-            )
+        tomlfile.check_keys(d, allowed, where, error=ClusterConfigError)
         name = d.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name.strip()):
             raise ClusterConfigError(f"{where}.name: expected a profile name, got {name!r}")
