@@ -420,3 +420,18 @@ def test_cli_serve_bad_root_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert tvs_main(["http", "serve", "--root", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--root" in err and "Traceback" not in err
+
+
+async def test_a_client_that_stops_reading_is_closed_at_the_send_deadline(tmp_path: Path) -> None:
+    (tmp_path / "huge.bin").write_bytes(bytes(32 * 1024 * 1024))
+    with capture_logs() as logs:
+        async with running(DirectoryProvider(tmp_path), send_timeout=0.5) as (server, port):
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await sock.connect(("127.0.0.1", port))
+            await sock.send(b"GET /huge.bin HTTP/1.1\r\nHost:x\r\n\r\n")
+            with trio.fail_after(30):  # never read: the server must give up by itself
+                while server.statistics().timeouts == 0:
+                    await trio.sleep(0.05)
+            sock.close()
+    assert any(e["event"] == "http.timeout" and e["reason"] == "slow-reader" for e in logs)
