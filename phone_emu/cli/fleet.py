@@ -1,8 +1,9 @@
 """``phone-emu fleet``: boot N phones in one process against one TFTP server.
 
 Owns the command's flags (``--tftp``, ``--phones``, ``--shard I/N`` so N processes share one
-fleet, the lab PKI whose CAPF issues the LSCs, ``--state-dir``), the boot storm's summary
-(states, first failing reasons, LSC and boot times, peak memory) on stdout or as JSON, and the
+fleet, the lab PKI whose CAPF issues the LSCs, ``--state-dir``), printing the boot storm's
+summary (:class:`phone_emu.lab.fleetsummary.FleetSummary`: states, first failing reasons, LSC
+and boot times, peak memory, and the exit policy) as a table or JSON, and the
 per-phone ``--report`` (one shard's report, ``phone_emu.lab.shards``); ``--shards N`` takes the
 slice JOB_COMPLETION_INDEX names (a Kubernetes Indexed Job). Does not own booting
 (``phone_emu.lab.fleet``). Exit 0 every phone booted, 1 some phone rejected something, 2 a
@@ -15,7 +16,6 @@ import argparse
 import json
 import os
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from ..lab.fleet import (
     make_mic_identities,
     make_phones,
 )
+from ..lab.fleetsummary import FleetSummary, boot_detail
 from ..lab.migrate import peak_rss_mb
 from ..lab.outcome import snapshot
 from ..lab.report import write_json
@@ -45,9 +46,6 @@ from ..phone.persist import StateError
 from ..phone.trust import TrustListCache
 from ..phone.values import CAPF_INTERVAL
 from .lab_options import (
-    EXIT_DIFFERS,
-    EXIT_ERROR,
-    EXIT_OK,
     add_boot_options,
     add_phones,
     fail,
@@ -152,10 +150,6 @@ def register(sub: Any) -> None:
     f.set_defaults(func=_fleet)
 
 
-def _step_reasons(b: FleetBoot) -> set[tuple[str, str]]:
-    return {(s.name, s.reason) for s in b.result.steps} if b.result is not None else set()
-
-
 def _which_shard(args: argparse.Namespace) -> tuple[int, int]:
     """``--shard I/N``; else ``--shards N`` and JOB_COMPLETION_INDEX; else 1/1."""
     if args.shard is not None:
@@ -238,24 +232,15 @@ def _fleet(args: argparse.Namespace) -> int:
     finally:
         progress.end()
     boot_time = time.monotonic() - t1
-    states = Counter(b.result.state.value if b.result else "error" for b in boots)
-    reasons = Counter(_first_reason(b) for b in boots)
-    summary = {
-        "tftp": f"{args.tftp[0]}:{args.tftp[1]}",
-        "shard": f"{i}/{n}",
-        "phones": len(boots),
-        "states": dict(states),
-        "reasons": dict(reasons.most_common()),
-        "enrolled": sum(
-            1
-            for b in boots
-            if b.result is not None and ("capf", "capf.installed") in _step_reasons(b)
-        ),
-        "lsc_issue_time": round(issue_time, 3),
-        "boot_time": round(boot_time, 3),
-        "boots_per_second": round(len(boots) / boot_time, 1) if boot_time else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
+    result = FleetSummary.of(
+        boots,
+        tftp=target,
+        shard=(i, n),
+        lsc_issue_time=issue_time,
+        boot_time=boot_time,
+        peak_rss_mb=peak_rss_mb(),
+    )
+    summary = result.to_dict()
     if args.report:
         fleet = {
             "phones": args.phones,
@@ -280,7 +265,7 @@ def _fleet(args: argparse.Namespace) -> int:
             fleet=fleet,
             extra_summary=extra,
         )
-        report["phones_detail"] = [_detail(b) for b in boots]
+        report["phones_detail"] = [boot_detail(b) for b in boots]
         if to_stdout:
             print(json.dumps(report, indent=2))
         else:
@@ -294,43 +279,21 @@ def _fleet(args: argparse.Namespace) -> int:
     elif args.json:
         print(json.dumps(summary, indent=2))
     else:
-        Console().print(_table(summary, reasons, issue_time, boot_time))
-    if states.get("error"):
-        return EXIT_ERROR
-    return EXIT_OK if set(states) <= {"registered", "configured"} else EXIT_DIFFERS
+        Console().print(_table(result))
+    return result.exit_code
 
 
-def _first_reason(b: FleetBoot) -> str:
-    """The reason of a boot's first rejected or failed step (``ok``: none)."""
-    if not b.result:
-        return "lab.exception"
-    return next(
-        (s.reason for s in b.result.steps if s.outcome.value in ("rejected", "error")), "ok"
-    )
-
-
-def _detail(b: FleetBoot) -> dict[str, Any]:
-    """One phone in ``--report``'s ``phones_detail``."""
-    return {
-        "index": b.index,
-        "device": b.device,
-        "elapsed": round(b.elapsed, 6),
-        **(b.result.to_dict() if b.result else {"state": "error", "error": b.error}),
-    }
-
-
-def _table(
-    summary: dict[str, Any], reasons: Counter[str], issue_time: float, boot_time: float
-) -> Table:
+def _table(summary: FleetSummary) -> Table:
     """The terminal summary: times and memory in the title, phones by first failing reason."""
+    i, n = summary.shard
     t = Table(
-        title=f"fleet {summary['shard']}: {summary['phones']} phones, boot {boot_time:.1f}s "
-        f"({summary['boots_per_second']}/s), LSCs {issue_time:.1f}s, "
-        f"peak {summary['peak_rss_mb']:.0f} MiB",
+        title=f"fleet {i}/{n}: {summary.phones} phones, boot {summary.boot_time:.1f}s "
+        f"({summary.boots_per_second}/s), LSCs {summary.lsc_issue_time:.1f}s, "
+        f"peak {summary.peak_rss_mb:.0f} MiB",
         title_justify="left",
     )
     t.add_column("first failing step reason")
     t.add_column("phones", justify="right")
-    for reason, count in reasons.most_common():
+    for reason, count in summary.reasons.items():
         t.add_row(reason, str(count))
     return t
