@@ -48,5 +48,5 @@ def expand_devices(specs: Iterable[str], *, limit: int = MAX_EXPANSION) -> list[
             raise DeviceNameError(f"{spec!r}: more than {limit} devices")
         width = len(first)
         for n in range(lo, hi + 1):
-            out[f"SEP{prefix.upper()}{n:0{width}X}"] = None
+            out[device.device_name(f"{prefix}{n:0{width}X}")] = None
     return list(out)

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import attrs
 
-from .. import tomlfile
+from .. import device, tomlfile
 from .errors import ClusterConfigError
 
 __all__ = [
@@ -58,18 +58,14 @@ MODE_AUTHENTICATED: Final = 2
 MODE_ENCRYPTED: Final = 3
 DEVICE_SECURITY_MODES: Final = (MODE_NON_SECURE, MODE_AUTHENTICATED, MODE_ENCRYPTED)
 
-_MAC_RE = re.compile(r"^[0-9A-F]{12}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,63}$")
 
 
 def _mac(text: str, where: str) -> int:
-    s = text.strip().upper()
-    if s.startswith("SEP"):
-        s = s[3:]
-    s = s.replace(":", "").replace(".", "")
-    if not _MAC_RE.match(s):
-        raise ClusterConfigError(f"{where}: {text!r} is not a MAC address (12 hex digits)")
-    return int(s, 16)
+    try:
+        return int(device.normalise_mac(text), 16)
+    except device.DeviceNameError as exc:
+        raise ClusterConfigError(f"{where}: {exc}") from None
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ from types import MappingProxyType
 import attrs
 from cryptography.hazmat.primitives import serialization
 
+from .. import device
 from ..certs import Certificate, CertificateError, PrivateKey, load_private_key
 from .errors import PkiError
 from .issue import (
@@ -406,7 +407,9 @@ def _assemble(
         if parts[1] == "nodes":
             nodes[cname].setdefault(parts[2], {})[parts[3]] = ident
         elif parts[1] == "phones":
-            phones[cname][parts[2].removeprefix("SEP").upper()] = ident
+            mac = device.mac_in(parts[2])  # SEP<MAC>; any other file name is not a phone
+            if mac is not None:
+                phones[cname][mac] = ident
         else:
             own[cname][parts[1]] = ident
     clusters = {
