@@ -38,13 +38,15 @@ OPS_PER_PHONE: dict[str, tuple[int, str]] = {
     # the public-key work of one phone's bulk migration with today's defaults (RSA-2048 cluster
     # keys, EC P-256 LSCs; the authenticated security profile: the phone presents its LSC at
     # secure SIP, which verifies it; TVS does not ask for it, client_auth "none"):
+    # before: the phone's LSC (an EC P-256 key, the certificate signed by the source's CAPF);
     # boot 1 on the source: CTL, ITL, signed config, secure SIP (1 TLS handshake);
     # boot 2 on the destination: CTL, ITL, signed config, one TVS query to the source TVS about
     # the destination's CallManager certificate (1 handshake), secure SIP (1 handshake).
     "rsa2048 sign": (
-        5,
+        6,
         "3 TLS handshakes (server CertificateVerify) + 2 per-phone signed configs "
-        "(SEP<MAC>.cnf.xml.sgn, one per cluster; CTL/ITL are shared by the fleet)",
+        "(SEP<MAC>.cnf.xml.sgn, one per cluster; CTL/ITL are shared by the fleet) + the "
+        "phone's LSC, issued by the source CAPF when the run starts",
     ),
     "rsa2048 verify": (
         11,
