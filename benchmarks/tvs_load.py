@@ -239,7 +239,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def start_ours(
-    args: Any, workers: int, python: str | None = None
+    args: Any, workers: int, python: str | None = None, max_connections: int = 4096
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Our server (``python``: the interpreter of another checkout, for a before/after)."""
     port = _free_port()
@@ -247,7 +247,7 @@ def start_ours(
         "import sys; from tvs.server import TvsServerConfig, run_workers; "
         f"cfg = TvsServerConfig(store={str(args.store)!r}, cert={args.tvs_cert!r}, "
         f"key={args.tvs_key!r}, port={port}, legacy_tls={args.legacy!r}, "
-        "client_auth='optional', max_connections=4096); "
+        f"client_auth='optional', max_connections={max_connections}); "
         f"sys.exit(run_workers(cfg, {workers}, log_level={args.log_level!r}))"
     )
     log = Path(args.store).parent / f"server-{port}.log"
@@ -454,7 +454,7 @@ def _run_lockout(args: Any, payload: bytes, base_python: str | None) -> int:
     print(f"lockout: attacker 127.0.0.2 at {args.attack_rate:.0f} idle connections/s, "
           f"good client 127.0.0.3 at 1 query/s, {args.lockout:.0f}s per server")  # fmt: skip
     for name, python in targets:
-        proc, port = start_ours(args, 1, python)
+        proc, port = start_ours(args, 1, python, max_connections=1024)  # the default
         try:
             ok, sent, made = _lockout(args, port, payload)
         finally:
