@@ -476,6 +476,8 @@ def _run_load(
     errors: dict[tuple[str, int, str], int] = {}
     served: dict[str, int] = {}
     cpu: dict[str, float] = {}
+    cell_cpu: dict[tuple[str, str], float] = {}  # (server, client kind): CPU seconds in its cells
+    cell_done: dict[tuple[str, str], int] = {}
     ref_name = "openssl s_server -rev"
     servers: list[tuple[str, subprocess.Popen[bytes], int, str, bytes]] = []
     try:  # every server up front; cells interleaved so machine noise hits all alike
@@ -491,10 +493,14 @@ def _run_load(
         for rnd in range(args.rounds):
             for kind in kinds:
                 for c in levels:
-                    for name, _, port, mode, data in servers:
+                    for name, sproc, port, mode, data in servers:
+                        before_cpu = _tree_cpu(sproc.pid)
                         r = measure(
                             mode, port, c, args.procs, args.seconds, args, data, kind == "nodelay"
                         )
+                        ck = (name, kind)
+                        cell_cpu[ck] = cell_cpu.get(ck, 0.0) + _tree_cpu(sproc.pid) - before_cpu
+                        cell_done[ck] = cell_done.get(ck, 0) + r["done"]
                         key = (name, c, kind)
                         errors[key] = errors.get(key, 0) + sum(r["errors"].values())
                         served[name] = served.get(name, 0) + r["done"]
@@ -535,6 +541,18 @@ def _run_load(
         per = cpu[name] / max(1, served[name])
         print(f"  {name:<24} {per * 1000:6.3f} ms  ({served[name]} requests, "
               f"{ref_cpu / per if per else float('nan'):.2f}x s_server efficiency)")  # fmt: skip
+    print("by client kind (CPU during that kind's cells / requests done in them):")
+    for kind in kinds:
+        ref_k = cell_cpu[(ref_name, kind)] / max(1, cell_done[(ref_name, kind)])
+        for name, *_ in servers:
+            per = cell_cpu[(name, kind)] / max(1, cell_done[(name, kind)])
+            extra = ""
+            if name.startswith("tvs serve --workers") and base_python is not None:
+                old_key = (name.replace("tvs serve", "before:"), kind)
+                old = cell_cpu[old_key] / max(1, cell_done[old_key])
+                extra = f", {old / per if per else float('nan'):.2f}x before"
+            print(f"  {kind:<8} {name:<24} {per * 1000:6.3f} ms  "
+                  f"({ref_k / per if per else float('nan'):.2f}x s_server{extra})")  # fmt: skip
     return 0
 
 
