@@ -147,6 +147,15 @@ def run_http_load(
     return done / elapsed, done, failed
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has used (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -177,6 +186,7 @@ def start_ours(root: Path, port: int, tmp: Path) -> subprocess.Popen[bytes]:
 
 NGINX_CONF = """
 worker_processes 1;
+master_process off;
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
@@ -252,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             http_servers = [k for k in ("ours", "nginx") if k in ports]
             table = Table(
                 title=f"Whole-file downloads/s, median of {args.rounds} interleaved rounds of "
-                f"{args.seconds:g} s (one process each; TFTP blksize 1428)"
+                f"{args.seconds:g} s (one process each; TFTP blksize 1428), and server CPU ms "
+                "per download"
             )
             for col in ("file", "clients", "HTTP mode", "ours HTTP", "nginx", "ours TFTP",
-                        "ours/nginx", "HTTP/TFTP"):  # fmt: skip
+                        "ours/nginx", "HTTP/TFTP", "CPU ms/dl ours", "nginx", "TFTP"):  # fmt: skip
                 table.add_column(col, justify="right")
             for label, size in SIZES.items():
                 for clients in args.clients:
@@ -265,18 +276,25 @@ def main(argv: list[str] | None = None) -> int:
                         m: {k: [] for k in http_servers} for m in args.modes
                     }
                     failed: dict[tuple[str, str], int] = {}
+                    cpu: dict[tuple[str, str], list[float]] = {}  # server CPU ms per download
                     for _ in range(args.rounds):  # interleaved: the machine is noisy
                         for mode in args.modes:
                             for key in http_servers:
-                                rate, _, bad = run_http_load(
+                                before = _cpu(procs[key].pid)
+                                rate, done, bad = run_http_load(
                                     ports[key], label, size, clients, args.seconds,
                                     keep_alive=mode == "keep-alive",
                                 )  # fmt: skip
+                                used = _cpu(procs[key].pid) - before
+                                cpu.setdefault((mode, key), []).append(1e3 * used / max(done, 1))
                                 cells[mode][key].append(rate)
                                 failed[(mode, key)] = failed.get((mode, key), 0) + bad
-                        rate, _, bad = tftp_load.run_load(
+                        before = _cpu(procs["tftp"].pid)
+                        rate, done, bad = tftp_load.run_load(
                             ("127.0.0.1", ports["tftp"]), label, size, 1428, clients, args.seconds
                         )
+                        used = _cpu(procs["tftp"].pid) - before
+                        cpu.setdefault(("", "tftp"), []).append(1e3 * used / max(done, 1))
                         tftp_rates.append(rate)
                         tftp_failed += bad
                     tftp = statistics.median(tftp_rates)
@@ -299,13 +317,17 @@ def main(argv: list[str] | None = None) -> int:
                             f"{tftp:,.0f}" + (f" ({tftp_failed} failed)" if tftp_failed else ""),
                             f"{ours / nginx:.2f}" if nginx else "-",
                             f"{ours / tftp:.2f}" if tftp else "-",
+                            *(
+                                f"{statistics.median(cpu[k]):.3f}" if k in cpu else "-"
+                                for k in ((mode, "ours"), (mode, "nginx"), ("", "tftp"))
+                            ),
                         )
                         print(
                             f"{label} clients {clients} {mode}: {cells[mode]} tftp {tftp_rates}",
                             file=sys.stderr,
                             flush=True,
                         )
-            Console().print(table)
+            Console(width=160).print(table)
             if not has_nginx:
                 print(
                     "nginx not found (apt-get install nginx-light): no peer column", file=sys.stderr
