@@ -435,3 +435,26 @@ async def test_a_client_that_stops_reading_is_closed_at_the_send_deadline(tmp_pa
                     await trio.sleep(0.05)
             sock.close()
     assert any(e["event"] == "http.timeout" and e["reason"] == "slow-reader" for e in logs)
+
+
+async def test_cli_get_fetches_like_a_phone(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tvs.cli import main as tvs_main
+
+    async with running(DirectoryProvider(root)) as (_, port):
+        out = tmp_path / "got.tlv"
+        args = ["http", "get", f"127.0.0.1:{port}", f"CTLSEP{MAC}.tlv", "--out", str(out)]
+        code = await trio.to_thread.run_sync(tvs_main, [*args, "--json"])
+        assert code == 0 and out.read_bytes() == (root / f"CTLSEP{MAC}.tlv").read_bytes()
+        printed = capsys.readouterr().out  # server log lines go to stdout here, then the JSON
+        assert json.loads(printed[printed.rindex("\n{\n") + 1 :])["size"] == 5000
+        missing = ["http", "get", f"127.0.0.1:{port}", "nothing", "--out", str(out)]
+        assert await trio.to_thread.run_sync(tvs_main, missing) == 1
+        assert "404" in capsys.readouterr().err
+        small = [*args, "--max-size", "100"]
+        assert await trio.to_thread.run_sync(tvs_main, small) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "over the limit" in err and "Traceback" not in err

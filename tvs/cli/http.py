@@ -1,8 +1,10 @@
-"""``tvs http serve``: a directory over HTTP on port 6970, as CUCM serves its TFTP files to
-newer phone firmware (the same file provider and path rules as ``tvs tftp serve``).
+"""``tvs http serve`` and ``tvs http get``: a directory over HTTP on port 6970, as CUCM serves
+its TFTP files to newer phone firmware (the same file provider and path rules as ``tvs tftp
+serve``), and the phone's own fetch.
 
-Exit codes: 0 stopped by SIGINT/SIGTERM; 2 bad arguments, an unusable root, or an address
-that cannot be listened on (one line on stderr).
+Exit codes (serve): 0 stopped by SIGINT/SIGTERM; 2 bad arguments, an unusable root, or an
+address that cannot be listened on (one line on stderr). Get: 0 fetched; 1 the server answered
+another status; 2 transport, a file over ``--max-size``, usage.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from pathlib import Path
 from ..admission import add_admission_arguments, limits_from_args
 from ..exitcodes import ExitCode
 from .app import hostport
-from .common import CommandError, add_logging_options, setup_logging, startup_error
+from .common import (
+    CommandError,
+    add_json_option,
+    add_logging_options,
+    emit_json,
+    setup_logging,
+    startup_error,
+)
 
 __all__ = ["register"]
 
 _listen = hostport(6970)
+_server = hostport(6970)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,6 +84,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_admission_arguments(serve)
     add_logging_options(serve, formats=("console", "json"))
     serve.set_defaults(func=_serve)
+
+    get = http_sub.add_parser(
+        "get",
+        help="download one file the way a phone does (its exact request bytes)",
+        description="GET /FILE with the phone's own request (Host: without a space), from CUCM "
+        "or any server. Exit 0 fetched, 1 the server answered another status (404, 503), 2 "
+        "no answer, a broken one, a file over --max-size, or a usage error.",
+    )
+    get.add_argument(
+        "server", type=_server, metavar="HOST:PORT", help="server (port 6970 if omitted)"
+    )
+    get.add_argument("file", metavar="FILE", help="name of the file on the server")
+    get.add_argument(
+        "--out",
+        metavar="PATH",
+        help="where to write it ('-' for stdout; default: FILE's base name)",
+    )
+    get.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="whole exchange (default 10)"
+    )
+    get.add_argument(
+        "--max-size",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="refuse a larger file (default 64 MiB)",
+    )
+    add_json_option(get, "what was fetched (file, size, sha256, out) instead of nothing")
+    get.set_defaults(func=_get)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -131,4 +170,42 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(run)
     except (OSError, BaseExceptionGroup) as exc:
         raise startup_error(exc, address=f"HTTP {host}:{port}") from None
+    return int(ExitCode.OK)
+
+
+def _get(args: argparse.Namespace) -> int:
+    import hashlib
+    import sys
+    from pathlib import PurePosixPath
+
+    import trio
+
+    from ..http import HttpError, HttpStatusError, http_get
+
+    host, port = args.server
+    where = f"{host}:{port} {args.file}"
+    try:
+        data = trio.run(
+            lambda: http_get(host, port, args.file, timeout=args.timeout, max_size=args.max_size)
+        )
+    except HttpStatusError as exc:  # the server answered: refused or absent
+        raise CommandError(f"{where}: {exc}", ExitCode.INVALID) from None
+    except (HttpError, ValueError, OSError) as exc:
+        raise CommandError(f"{where}: {exc}") from None
+    out = args.out or PurePosixPath(args.file).name or "download"
+    if out == "-":
+        if args.json:
+            raise CommandError("--out - writes the file to stdout; --json needs a file")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return int(ExitCode.OK)
+    try:
+        Path(out).write_bytes(data)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
+    if args.json:
+        emit_json(
+            {"server": f"{host}:{port}", "file": args.file, "out": out, "size": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+        )  # fmt: skip
     return int(ExitCode.OK)
