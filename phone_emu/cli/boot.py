@@ -61,7 +61,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "boot",
         help="boot one emulated phone: CTL, ITL, configuration, secure SIP handshake",
-        description="Fetch CTL, ITL and the signed configuration by TFTP, validate them "
+        description="Fetch CTL, ITL and the signed configuration (HTTP 6970 first, TFTP per file "
+        "when HTTP fails; --fetch), validate them "
         "(first use, held signers, TVS), apply the configuration and prove a TLS handshake "
         "to the CallManager's secure SIP port. Exit 0 all passed, 1 the phone rejected "
         "something, 2 usage or transport error.",
