@@ -175,3 +175,38 @@ async def test_unacknowledged_requests_for_a_large_file_share_one_buffer(root: P
         tracemalloc.stop()
         for s in socks:
             s.close()
+
+
+async def test_stalled_http_downloads_of_a_large_file_share_one_buffer(root: Path) -> None:
+    from tvs.http import HttpServer
+
+    size, clients = 8 * MIB, 50
+    (root / "large.bin").write_bytes(os.urandom(size))
+    provider = DirectoryProvider(root)
+    server = HttpServer(provider)
+    socks: list[socket.socket] = []
+    gc.collect()
+    tracemalloc.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(clients):  # each asks and never reads
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET /large.bin HTTP/1.1\r\nHost:x\r\n\r\n")
+                socks.append(s)
+            with trio.fail_after(30):
+                while server.statistics().connections < clients:
+                    await trio.sleep(0.01)
+                await trio.sleep(0.2)  # every connection is now blocked sending
+            grown = tracemalloc.get_traced_memory()[0] - before
+            assert provider.reads == 1
+            # one shared 8 MiB buffer plus at most a 64 KiB head segment per connection
+            assert grown < size + clients * 256 * 1024, f"grew {grown} bytes"
+            nursery.cancel_scope.cancel()
+    finally:
+        tracemalloc.stop()
+        for s in socks:
+            s.close()
