@@ -6,6 +6,10 @@ divergence. Since FILE may be any path, ``diff`` is recognised only as the first
 a file named ``diff``, write ``./diff``. A FILE may be ``-`` (standard input) or a directory
 (every file in it, by name), so a lab run's cluster and phone logs can be given together.
 
+A FILE may also be a packet capture (pcap or pcapng): its TVS and CAPF exchanges are decrypted
+with ``--keylog`` by ``tshark`` (needed for captures; said plainly when missing) and become
+timeline events too (:mod:`tvs.trace.capture`).
+
 Exit codes: ``trace`` 0 timeline printed, 1 nothing recognised, 2 unreadable input;
 ``trace diff`` 0 same, 1 divergence, 2 unreadable input or nothing to compare.
 """
@@ -18,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..exitcodes import ExitCode
 from ..trace import (
     build_timeline,
     diff_timelines,
@@ -26,11 +31,17 @@ from ..trace import (
     format_timeline,
     timeline_to_dict,
 )
+from ..trace.capture import DEFAULT_PORTS, CaptureError, capture_events, is_capture, read_capture
 from ..trace.model import Timeline
+from ..trace.timeline import events_timeline
+from .common import CommandError, describe_error
 
 __all__ = ["register"]
 
-_USAGE = "tvs trace FILE... [--json] [--brief]\n       tvs trace diff EXPECTED ACTUAL [--json]"
+_USAGE = (
+    "tvs trace FILE... [--keylog KEYS] [--port N]... [--json] [--brief]\n"
+    "       tvs trace diff EXPECTED ACTUAL [--keylog KEYS] [--json]"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +55,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Run 'tvs trace diff --help' for the diff options.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="FILE", help="trace files, - = stdin")
+    _capture_options(p)
+    p.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        metavar="FILE",
+        help="trace files or packet captures (pcap/pcapng), - = stdin",
+    )
     p.set_defaults(func=_dispatch)
+
+
+def _capture_options(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    p.add_argument(
+        "--keylog",
+        type=Path,
+        metavar="KEYS",
+        default=None if defaults else argparse.SUPPRESS,
+        help="TLS key log (SSLKEYLOGFILE; tvs serve/cluster serve --keylog) to decrypt the "
+        "TVS and CAPF exchanges of a capture; captures are read with tshark",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        action="append",
+        metavar="N",
+        default=None if defaults else argparse.SUPPRESS,
+        help="TCP port of TVS/CAPF in a capture (repeat; default 2445 and 3804)",
+    )
 
 
 def _files_parser() -> argparse.ArgumentParser:
@@ -53,6 +89,7 @@ def _files_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true")
     p.add_argument("--brief", action="store_true", help="summaries only, no decoded messages")
+    _capture_options(p, defaults=False)
     return p
 
 
@@ -65,6 +102,7 @@ def _diff_parser() -> argparse.ArgumentParser:
     p.add_argument("expected", metavar="EXPECTED")
     p.add_argument("actual", metavar="ACTUAL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _capture_options(p, defaults=False)
     p.add_argument(
         "--ignore",
         default="",
@@ -76,55 +114,100 @@ def _diff_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
-    print(f"tvs trace: {message}", file=sys.stderr)
-    return 2
+    raise CommandError(message)
 
 
-def _read(path: str) -> list[tuple[str, str]]:
+def _read(path: str) -> list[tuple[str, str | None]]:
+    """(name, text) per file; text None for a packet capture (read with tshark)."""
     if path == "-":
         return [("<stdin>", sys.stdin.read())]
     p = Path(path)
     files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
-    return [(str(f), f.read_text(encoding="utf-8", errors="replace")) for f in files]
+    out: list[tuple[str, str | None]] = []
+    for f in files:
+        data = f.read_bytes()
+        out.append((str(f), None if is_capture(data[:4]) else data.decode("utf-8", "replace")))
+    return out
 
 
-def _timeline(paths: Sequence[str]) -> Timeline:
+def _timeline(paths: Sequence[str], capture: argparse.Namespace | None = None) -> Timeline:
     texts: list[tuple[str, str]] = []
+    captures: list[Timeline] = []
+    keylog = getattr(capture, "keylog", None)
+    ports = tuple(getattr(capture, "port", None) or DEFAULT_PORTS)
+    if keylog is not None and not keylog.is_file():
+        raise CommandError(f"--keylog {keylog}: no such file")
     for path in paths:
-        texts += _read(path)
-    return build_timeline(texts)
+        for name, text in _read(path):
+            if text is not None:
+                texts.append((name, text))
+                continue
+            try:
+                segments = read_capture(Path(name), keylog=keylog, ports=ports)
+            except CaptureError as exc:
+                raise CommandError(str(exc)) from None
+            events = capture_events(segments, server_ports=ports)
+            if not any(e.message is not None for e in events) and segments:
+                hint = "give --keylog KEYS" if keylog is None else "does --keylog match it?"
+                print(
+                    f"tvs trace: note: {name}: no TVS or CAPF message could be decrypted "
+                    f"({len(segments)} TCP segments on ports {', '.join(map(str, ports))}; "
+                    f"{hint})",
+                    file=sys.stderr,
+                )
+            captures.append(events_timeline(name, events))
+    timeline = build_timeline(texts) if texts else Timeline(events=())
+    for cap in captures:
+        timeline = Timeline(
+            events=timeline.events + cap.events, files=timeline.files + cap.files
+        )
+    return timeline
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     rest = list(args.rest)
     if rest and rest[0] == "diff":
-        d = _diff_parser().parse_args(rest[1:])
-        return _diff(d.expected, d.actual, as_json=d.json or args.json, ignore=d.ignore)
+        d = _diff_parser().parse_args(rest[1:], namespace=_capture_defaults(args))
+        return _diff(d.expected, d.actual, as_json=d.json or args.json, ignore=d.ignore, cap=d)
     if not rest:
         return _fail("give FILE... or diff EXPECTED ACTUAL")
-    f = _files_parser().parse_args(rest)
-    return _trace(f.files, as_json=f.json or args.json, brief=f.brief)
+    f = _files_parser().parse_args(rest, namespace=_capture_defaults(args))
+    return _trace(f.files, as_json=f.json or args.json, brief=f.brief, cap=f)
 
 
-def _trace(paths: Sequence[str], *, as_json: bool, brief: bool) -> int:
+def _capture_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The capture options given before FILE (``tvs trace --keylog K cap.pcapng``)."""
+    return argparse.Namespace(keylog=args.keylog, port=args.port)
+
+
+def _trace(
+    paths: Sequence[str], *, as_json: bool, brief: bool, cap: argparse.Namespace | None = None
+) -> int:
     try:
-        timeline = _timeline(paths)
+        timeline = _timeline(paths, cap)
     except OSError as exc:
-        return _fail(str(exc))
+        return _fail(describe_error(exc))
     if as_json:
         json.dump(timeline_to_dict(timeline), sys.stdout, indent=2)
         print()
     else:
         for line in format_timeline(timeline, details=not brief):
             print(line)
-    return 0 if timeline.events else 1
+    return ExitCode.OK if timeline.events else ExitCode.INVALID
 
 
-def _diff(expected: str, actual: str, *, as_json: bool, ignore: str) -> int:
+def _diff(
+    expected: str,
+    actual: str,
+    *,
+    as_json: bool,
+    ignore: str,
+    cap: argparse.Namespace | None = None,
+) -> int:
     try:
-        exp, act = _timeline([expected]), _timeline([actual])
+        exp, act = _timeline([expected], cap), _timeline([actual], cap)
     except OSError as exc:
-        return _fail(str(exc))
+        return _fail(describe_error(exc))
     fields = [f.strip() for f in ignore.split(",") if f.strip()]
     result = diff_timelines(exp, act, ignore=fields)
     if as_json:
@@ -134,5 +217,5 @@ def _diff(expected: str, actual: str, *, as_json: bool, ignore: str) -> int:
         for line in format_diff(result):
             print(line)
     if not result.compared:
-        return 2
-    return 0 if result.same else 1
+        return ExitCode.ERROR
+    return ExitCode.OK if result.same else ExitCode.INVALID

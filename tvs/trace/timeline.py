@@ -18,7 +18,7 @@ from .decode import message_lines
 from .model import Event, Kind, Source, Timeline
 from .reader import RawEvent, read_events
 
-__all__ = ["build_timeline", "read_timeline"]
+__all__ = ["build_timeline", "events_timeline", "read_timeline"]
 
 # (waiting side's kind, other side's kind): the k-th waiting event comes after the k-th other
 _TVS_WAITS = {Kind.CONNECTION: Kind.TVS_CONNECT, Kind.REQUEST: Kind.REQUEST}
@@ -190,6 +190,15 @@ def build_timeline(texts: Iterable[tuple[str, str]]) -> Timeline:
         if ev.kind == Kind.RESPONSE and ev.source == Source.TVS:
             lookup = None
     return Timeline(events=tuple(events), files=tuple(names))
+
+
+def events_timeline(name: str, raw: Iterable[RawEvent]) -> Timeline:
+    """A timeline of events already in order (a packet capture's, :mod:`.capture`)."""
+    events: list[Event] = []
+    lookup: dict[str, Any] | None = None
+    for ev in raw:
+        events.append(_finish(ev, name, lookup))
+    return Timeline(events=tuple(events), files=(name,))
 
 
 def read_timeline(text: str, name: str = "") -> Timeline:
