@@ -139,7 +139,15 @@ async def test_clusters_started_elsewhere(lab_pki_dir: Path, tmp_path: Path) -> 
         report = await run_scenario(
             lab,
             no_import,
-            RunOptions(phones=2, pki_dir=lab_pki_dir, external=external, workdir=tmp_path / "run"),
+            # external clusters: the runner cannot know their HTTP ports (a 6970 elsewhere on the
+            # machine may belong to another lab), so phones fetch by TFTP as they are told
+            RunOptions(
+                phones=2,
+                pki_dir=lab_pki_dir,
+                external=external,
+                workdir=tmp_path / "run",
+                fetch_mode="tftp",
+            ),
         )
         assert report["passed"], report["steps"]
         assert report["lab"]["source"]["external"] is True
