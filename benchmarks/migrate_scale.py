@@ -202,6 +202,7 @@ def run_migrate(phones: int, extra: list[str], timeout: float) -> dict[str, Any]
             for pid, r in procs
         ],
         "cpu_ms_per_phone": round(1000 * sum(r["cpu"] for r in seen.values()) / phones, 3),
+        "peak_rss_sum_mb": round(sum(r["rss"] for r in seen.values()), 1),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "stderr_tail": stderr[-400:] if proc.returncode else "",
@@ -221,7 +222,8 @@ def _print(run: dict[str, Any], floor_ms: float | None) -> None:
         f"{run['migrated_per_second']:.0f} migrated/s, migrated {run['migrated']} failed "
         f"{run['failed']} stayed {run['stayed']} (exit {run['exit']}); CPU "
         f"{run['cpu_ms_per_phone']:.2f} ms/phone = {ratio} the floor; peak RSS (report) "
-        f"{run['report_peak_total_mb']:.0f} MiB; load {run['load_before']} -> {run['load_after']}"
+        f"{run['report_peak_total_mb']:.0f} MiB (/proc, all processes: "
+        f"{run['peak_rss_sum_mb']:.0f} MiB); load {run['load_before']} -> {run['load_after']}"
     )
     for p in run["processes"]:
         if p["cpu_seconds"] < 0.05 and p["role"] not in ("runner", "fleet worker"):
