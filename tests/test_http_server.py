@@ -449,8 +449,9 @@ async def test_cli_get_fetches_like_a_phone(
         args = ["http", "get", f"127.0.0.1:{port}", f"CTLSEP{MAC}.tlv", "--out", str(out)]
         code = await trio.to_thread.run_sync(tvs_main, [*args, "--json"])
         assert code == 0 and out.read_bytes() == (root / f"CTLSEP{MAC}.tlv").read_bytes()
-        printed = capsys.readouterr().out  # server log lines go to stdout here, then the JSON
-        assert json.loads(printed[printed.rindex("\n{\n") + 1 :])["size"] == 5000
+        printed = capsys.readouterr().out  # server log lines share stdout here, in any order
+        start = printed.index('{\n  "server"')
+        assert json.loads(printed[start : printed.index("\n}", start) + 2])["size"] == 5000
         missing = ["http", "get", f"127.0.0.1:{port}", "nothing", "--out", str(out)]
         assert await trio.to_thread.run_sync(tvs_main, missing) == 1
         assert "404" in capsys.readouterr().err

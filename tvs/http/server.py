@@ -26,6 +26,7 @@ from ..admission import Admission, AdmissionLimits, AdmissionRefused, Slot
 from ..tftp.errors import FileRefused
 from ..tftp.providers import FileProvider
 from .policy import HttpLimits, Lookup, Reply, error_reply, file_reply, reason_phrase, route
+from .stats import HttpObserver, HttpServerStats, ServerCounters
 
 __all__ = ["HttpObserver", "HttpServer", "HttpServerStats", "serve_http"]
 
@@ -36,64 +37,6 @@ _CHUNK = 65536
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
 _REFUSED_LINGER = 0.25  # short: a refused connection must cost little
-
-
-class HttpObserver:
-    """Hooks for metrics; every method does nothing here (``tvs.metrics`` counts them)."""
-
-    def connection_opened(self) -> None:
-        pass
-
-    def connection_closed(self) -> None:
-        pass
-
-    def connection_rejected(self, reason: str) -> None:
-        pass
-
-    def request_served(
-        self, method: str, status: int, outcome: str, seconds: float, size: int
-    ) -> None:
-        pass
-
-
-@attrs.frozen
-class HttpServerStats:
-    """Counters since the server started (``HttpServer.statistics()``)."""
-
-    connections: int = 0
-    active_connections: int = 0
-    busy_rejected: int = 0  # answered 503 at the connection limit
-    requests: int = 0  # answered, whatever the status
-    files_sent: int = 0  # 200 answers
-    not_found: int = 0  # 404: missing or refused by the path rules
-    bad_requests: int = 0  # 400, 405, 413, 414, 431
-    timeouts: int = 0  # connections closed for a slow or silent client
-    errors: int = 0  # 500: the provider failed
-    bytes_sent: int = 0  # body bytes
-
-
-@attrs.define
-class _Counters:
-    connections: int = 0
-    busy_rejected: int = 0
-    requests: int = 0
-    files_sent: int = 0
-    not_found: int = 0
-    bad_requests: int = 0
-    timeouts: int = 0
-    errors: int = 0
-    bytes_sent: int = 0
-
-    def count_reply(self, reply: Reply) -> None:
-        self.requests += 1
-        if reply.status == 200:
-            self.files_sent += 1
-        elif reply.status == 404:
-            self.not_found += 1
-        elif reply.status >= 500:
-            self.errors += 1
-        else:
-            self.bad_requests += 1
 
 
 class _Deadline(Exception):
@@ -135,7 +78,7 @@ class HttpServer:
         )
         self.observer = observer or HttpObserver()
         self.log_requests = log_requests
-        self._counters = _Counters()
+        self._counters = ServerCounters()
         self._active = 0
 
     def statistics(self) -> HttpServerStats:
