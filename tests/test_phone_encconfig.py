@@ -260,3 +260,4 @@ def test_console_lines_of_the_capf_step(src, identity) -> None:
     assert "Attempting connect to CAPF server addr [capf.lab]" in text
     assert "SECUREAPP-CAPF: LSC installed: new LSC" in text
     assert f"src=SEP{MAC}.cnf.xml.enc.sgn" in text
+    assert "Encrypted config: certHash matches, file decrypted." in text

@@ -159,6 +159,8 @@ def _verdict_lines(w: _Writer, step: Step) -> None:
             w("INF", t, "SECUREAPP-TL file updated.")
         else:
             w("DEB", t, "SECUREAPP-SGN file verified successfully.")
+            if any(f.endswith(".enc.sgn") for f in step.files):
+                w("NOT", t, "SECUREAPP-Encrypted config: certHash matches, file decrypted.")
             w("INF", t, "SECUREAPP-Configuration file applied.")
         return
     if step.outcome is Outcome.REJECTED:
