@@ -407,7 +407,7 @@ class BootOptions:
     register: bool = True
     default_ttl: int = DEFAULT_TVS_TTL
     keep_bytes: bool = False  # keep TVS request/response bytes (console byte dumps)
-    query_tags: QueryTags = QueryTags.TAGS_4_5
+    query_tags: QueryTags = QueryTags.TAGS_4_5  # the one setting: QueryTvs.data is sent as is
     max_trust_list: int = MAX_TRUST_LIST_SIZE
     capf: bool = True  # run CAPF when the configuration asks for it
     capf_attempts: int = CAPF_ATTEMPTS
