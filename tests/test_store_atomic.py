@@ -244,3 +244,16 @@ def test_recognise_table(lab_pki: LabPki) -> None:
     assert recognise(cm, "", "dest_tomcat.pfx").kind == "tomcat"  # type: ignore[union-attr]
     assert recognise(cm, "", "dest.pfx") is None
     assert os.sep not in recognise(d.capf.cert).why  # type: ignore[union-attr]
+
+
+def test_an_open_never_disturbs_an_import_in_progress(tmp_path: Path, lab_pki_dir: Path) -> None:
+    """Recovery runs only when it can take the store's lock; a live writer holds it."""
+    from tvs.store.journal import store_lock
+
+    store = TrustStore.init_from_pki(tmp_path / "store", lab_pki_dir / "source")
+    busy = store.root / "Phone-SAST-trust" / ".x.pem.1.ab.tmp"
+    busy.write_bytes(b"being written")
+    with store_lock(store.root):
+        assert TrustStore.open(store.root).recovered == []
+        assert busy.exists()
+    assert TrustStore.open(store.root).recovered and not busy.exists()
