@@ -257,3 +257,15 @@ def test_an_open_never_disturbs_an_import_in_progress(tmp_path: Path, lab_pki_di
         assert TrustStore.open(store.root).recovered == []
         assert busy.exists()
     assert TrustStore.open(store.root).recovered and not busy.exists()
+
+
+def test_store_import_reads_a_pfx_from_openssl(
+    tmp_path: Path, lab_pki_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = TrustStore.init_from_pki(tmp_path / "store", lab_pki_dir / "source")
+    node = lab_pki_dir / "destination" / "nodes" / "ucm11pub"
+    pfx = _openssl_p12(tmp_path / "cm.pfx", node / "callmanager.pem", node / "callmanager.key")
+    argv = ["store", "import", "--store", str(store.root), "--trust", "Phone-SAST-trust"]
+    assert main([*argv, "--password", "tvs-lab", str(pfx)]) == 0
+    assert "ucm11pub" in capsys.readouterr().out
+    assert len(_sast(store.root)) == 1
