@@ -89,6 +89,20 @@ def test_result_commands_have_json(
     assert "--json" in _options(parser), f"{prog} {' '.join(path)} prints a result: add --json"
 
 
+@pytest.mark.parametrize(("prog", "path", "parser"), COMMANDS, ids=IDS)
+def test_logging_options_come_from_the_one_helper(
+    prog: str, path: tuple[str, ...], parser: argparse.ArgumentParser
+) -> None:
+    """``--log-level`` takes the same levels everywhere (``tvs.cli.common.add_logging_options``,
+    which the command's ``setup_logging`` reads)."""
+    from tvs.cli.common import LOG_LEVELS
+
+    level = _options(parser).get("--log-level")
+    if level is None:
+        pytest.skip("no --log-level")
+    assert tuple(level.choices or ()) == LOG_LEVELS, f"{prog} {' '.join(path)}: own --log-level"
+
+
 # --- start-up errors -----------------------------------------------------------------------------
 
 

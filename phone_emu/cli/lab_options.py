@@ -11,14 +11,15 @@ command group registers itself (``migrate``, ``fleet``, ``scenarios``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tvs.cli.app import hostport as _hostport
+from tvs.cli.common import CommandError, add_logging_options
+from tvs.cli.common import setup_logging as _setup_logging
 from tvs.cluster import ClusterError
+from tvs.exitcodes import ExitCode
 from tvs.pki import PkiError
-from tvs.server.logsetup import configure_logging
 from tvs.tftp.protocol import MAX_BLKSIZE, MIN_BLKSIZE
 
 from ..lab.config import LabConfig, LabConfigError
@@ -53,7 +54,7 @@ __all__ = [
 
 # 0 as expected (every phone booted / migrated / did what the scenario says), 1 some phone did
 # not, 2 usage, configuration or lab error
-EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_DIFFERS, EXIT_ERROR = ExitCode.OK, ExitCode.INVALID, ExitCode.ERROR
 LAB_ERRORS = (
     LabConfigError,
     ScenarioError,
@@ -131,12 +132,7 @@ def add_boot_options(p: argparse.ArgumentParser) -> None:
     )
     add_fetch_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (stderr)")
-    p.add_argument(
-        "--log-level",
-        default="error",
-        metavar="LEVEL",
-        help="server and phone log lines on stderr at or above LEVEL (default error)",
-    )
+    add_logging_options(p, formats=None, default_level="error")  # servers' and phones' lines
 
 
 def add_fetch_options(p: argparse.ArgumentParser) -> None:
@@ -214,7 +210,8 @@ def add_scenario_dirs(p: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
-    configure_logging("console", args.log_level, stream=sys.stderr)
+    """The one logging setup (:func:`tvs.cli.common.setup_logging`), console on stderr."""
+    _setup_logging(args)
 
 
 def load_lab(args: argparse.Namespace) -> LabConfig:
@@ -245,7 +242,7 @@ def run_options(args: argparse.Namespace, progress: RunProgress, **extra: Any) -
     )
 
 
-def fail(text: str) -> int:
-    """Say what went wrong on stderr; the lab-error exit code."""
-    print(f"phone-emu: {text}", file=sys.stderr)
-    return EXIT_ERROR
+def fail(text: str) -> NoReturn:
+    """End the command with the lab-error exit code and ``text`` as its one stderr line
+    (``phone-emu migrate: error: ...``, by :func:`tvs.cli.app.run_command`)."""
+    raise CommandError(text, ExitCode.ERROR)

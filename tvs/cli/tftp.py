@@ -17,7 +17,13 @@ from typing import Any
 
 from ..exitcodes import ExitCode
 from .app import hostport
-from .common import CommandError, add_json_option, emit_json, setup_logging
+from .common import (
+    CommandError,
+    add_json_option,
+    add_logging_options,
+    emit_json,
+    setup_logging,
+)
 from .common import startup_error as _startup_error
 
 __all__ = ["register"]
@@ -68,11 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help="worker processes sharing the port (SO_REUSEPORT; default 1)",
     )
-    serve.add_argument(
-        "--log-format", choices=("console", "json"), default="console",
-        help="one line per transfer: console (default) or json",
-    )  # fmt: skip
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    add_logging_options(serve, formats=("console", "json"))  # one line per transfer
     serve.set_defaults(func=_serve)
 
     get = tftp_sub.add_parser("get", help="download one file")
