@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies_tlv import make_cert, make_key
 
 from tvs.certs import Certificate, load_private_key
@@ -43,6 +45,7 @@ ENC = (VECTORS / "SEP001122334455.cnf.xml.enc.sgn").read_bytes()
 STUB = (VECTORS / "SEP001122334455.cnf.xml.sgn").read_bytes()
 PHONE_PEM = VECTORS / "SEP001122334455-lsc.pem"
 SIGNER_PEM = VECTORS / "tftp-signer.pem"
+KEY = load_private_key(PHONE_PEM)
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +353,27 @@ def test_cli_unreadable_exit_2(capsysbinary, tmp_path: Path, keys) -> None:
         VECTORS / "SEP001122334455.cnf.xml",
     )
     assert code == 2 and "lab limitation" in err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_damage_is_a_value_or_a_tlv_error(data: st.DataObject) -> None:
+    """The fuzz invariant for the encrypted layout: flips, cuts and trailing bytes of the
+    enccnf example parse to a value or raise TlvError; opening raises only TlvError."""
+    raw = bytearray(ENC)
+    for _ in range(data.draw(st.integers(0, 4))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    blob = bytes(raw[:cut]) + data.draw(st.binary(max_size=8))
+    try:
+        f = parse_file(blob)
+    except TlvError:
+        return
+    assert f.raw == blob
+    if f.encrypted:
+        try:
+            plain = decrypt_config(f, KEY)
+        except TlvError:
+            return
+        assert plain == PLAIN  # only an undamaged ciphertext and header open at all
