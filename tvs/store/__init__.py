@@ -1,9 +1,11 @@
 """CUCM trust stores on disk, the store-to-roles table, the TVS cache, bulk certificate management.
 
-Public API: :class:`TrustStore` (``open``, ``init_from_pki``, ``import_certificates``,
-``list``, ``remove``, ``load_cache``), :class:`CertificateCache`, the one roles table
-(``STORE_ROLES``), the phone issuing set (``PHONE_ISSUER_STORES``), PKCS#12 helpers and the
-bulk functions (``bulk_export``, ``consolidate``, ``bulk_import``).
+Public API: :class:`TrustStore` (``open``, which also finishes or rolls back an import a
+killed writer left, ``init_from_pki``, ``import_certificates`` and ``import_many``, all or
+nothing, ``list``, ``remove``, ``load_cache``), :class:`CertificateCache`, the one roles table
+(``STORE_ROLES``), the phone issuing set (``PHONE_ISSUER_STORES``), what a certificate in an
+export is (``recognise``, ``KINDS``), PKCS#12 helpers and the bulk functions (``bulk_export``,
+``consolidate``, ``bulk_import``).
 """
 
 from __future__ import annotations
