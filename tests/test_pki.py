@@ -469,7 +469,8 @@ def test_cli_errors_exit_2_with_a_message(
     (tmp_path / "bad.toml").write_text("[[clusters]]\nname = 'x'\n")
     assert tvs_main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("tvs certs: error: ") and str(tmp_path) in err
+    assert err.startswith(f"tvs certs {argv[1]}: error: ") and str(tmp_path) in err
+    assert err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
 

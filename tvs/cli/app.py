@@ -86,7 +86,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        return int(ExitCode.OK)
     except CommandError as exc:
         print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
         return int(exc.code)

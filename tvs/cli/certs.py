@@ -16,12 +16,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..exitcodes import ExitCode
 from ..pki import KEY_TYPES, Identity, LabPki, PkiError, Recipe, generate
+from .common import CommandError
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_ERROR = 2
+EXIT_OK = ExitCode.OK
 
 
 def register(sub: Any) -> None:
@@ -69,8 +70,7 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"tvs certs: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+    raise CommandError(message)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
