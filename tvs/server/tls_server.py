@@ -8,8 +8,10 @@ handshake and its request; unfinished handshakes are limited per client address,
 connection is closed at accept and counted). The decoder is fed incrementally. Any bad input
 ends in one log line with the reason and a closed connection.
 
-The certificate cache and the TLS context are snapshots, rebuilt only by :meth:`TvsServer.reload`
-(``SIGHUP``, ``tvs reload``, or ``watch``), like CUCM's TVS cache.
+The certificate cache (with the current CTL's records behind it, ``ctl_source``) and the TLS
+context are snapshots, rebuilt only by :meth:`TvsServer.reload`: ``SIGHUP``/``tvs reload`` in
+``refresh="restart"`` mode, like CUCM's TVS cache; in ``"notify"`` mode (or ``watch``) also by
+itself ``refresh_delay`` seconds after the store or the CTL changed.
 """
 
 from __future__ import annotations
