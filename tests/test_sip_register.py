@@ -267,6 +267,28 @@ async def test_callmanager_trust_capf_verifies_at_sip_and_at_a_verifying_tvs(
     assert r.state is BootState.REGISTERED, r.to_dict()
 
 
+async def test_optional_sip_port_registers_an_unverified_lsc_and_says_whose(
+    lab_pki: LabPki, lab_pki_dir: Path, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Issue 10 item 5: ``optional`` asks for the certificate, lets a phone whose LSC does not
+    verify register, and logs whose certificate it was and why it did not verify."""
+    from structlog.testing import capture_logs
+
+    cluster = _cluster(lab_pki, lab_pki_dir, tmp_path, sip_client_auth="optional")
+    source = await nursery.start(cluster.serve)
+    stranger = issue_lsc(lab_pki.clusters["destination"].capf, mac=MAC)  # an untrusted CAPF
+    with capture_logs() as logs:
+        result = await _boot(_phone(stranger, tmp_path / "stranger"), source)
+    assert result.state is BootState.REGISTERED, result.to_dict()
+    (line,) = [e for e in logs if e["event"] == "sip.client_unverified"]
+    assert line["client"] == stranger.cert.subject
+    assert line["client_issuer"] == stranger.cert.issuer
+    assert line["client_serial"] == stranger.cert.serial_hex
+    assert line["client_sha256"] == stranger.cert.sha256.hex()
+    assert "unable to get local issuer certificate" in line["client_unverified"]
+    assert sum(s.unverified for s in source.statistics().sip.values()) == 1
+
+
 # --- the migrations, with the SIP port verifying -------------------------------------------------
 
 
