@@ -348,3 +348,27 @@ def test_missing_pki_is_a_cluster_error(tmp_path: Path, lab_pki: LabPki) -> None
     ghost = config.with_nodes().evolve(nodes=(config.nodes[0].__class__("ghost", "127.0.1.9"),))
     with pytest.raises(ClusterError, match="ghost"):
         EmulatedCluster(ghost, pki=lab_pki)
+
+
+@pytest.mark.parametrize("version", ["10.5.2.11900-3", "11.0.1.10000-10", "12.5.1.10000-22"])
+async def test_served_itl_by_version(
+    make_cluster: Factory, nursery: trio.Nursery, version: str
+) -> None:
+    """The ITL a running 10.5, 11.0 and 12.5 cluster serves over TFTP, decoded: records and
+    roles as protocol notes section 7 says (issue 11 item 5)."""
+    cluster = await _start(nursery, make_cluster("source", version=version))
+    itl = await _get_file(cluster, f"ITLSEP{MAC}.tlv")
+    cm, rec = _cm(cluster), cluster.pki.itlrecovery.cert
+    tvs = cluster.pki.publisher.tvs.cert
+    twelve = version.startswith("12.")
+    head = (
+        [(Role.SAST, rec), (Role.SAST, cm), (Role.CCM_TFTP, cm)]
+        if twelve
+        else [(Role.SAST, cm), (Role.CCM_TFTP, cm), (Role.SAST, rec)]
+    )
+    expected = [*head, (Role.TVS, tvs), (Role.CAPF, cluster.pki.capf.cert)]
+    assert [(r.role, r.subject) for r in itl.records] == [(r, c.subject) for r, c in expected]
+    signer = rec if twelve else cm
+    assert verify_file(itl, trusted=[signer]) == signer
+    ctl = await _get_file(cluster, f"CTLSEP{MAC}.tlv")
+    assert not ctl.records_with_role(Role.TVS)  # never TVS in a CTL

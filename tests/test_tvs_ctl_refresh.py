@@ -21,6 +21,7 @@ from tvs.roles import Role
 from tvs.server import TvsServer, TvsServerConfig, configure_logging
 from tvs.store import TrustStore
 from tvs.tlv import build_trust_list
+from tvs.trace import Kind, build_timeline
 from tvs.wire import QueryCertRequest, QueryCertResponse, Status
 
 DEVICE = "CP-8861-SEPB000B4BA0AEE"
@@ -87,6 +88,14 @@ async def test_cache_miss_falls_back_to_the_ctl_with_its_roles(
     assert "CTLFileCache::getCertificateInformation - Looking up the current CTL file" in text
     assert "CTLFileCache::getCertificateInformation - {role : 6}" in text
     assert text.count("CertificateDBCache::getCertificateInformation - Entry not found") == 2
+    # `tvs trace` reads the source back: the first lookup was answered by the CTL
+    lookups = [e for e in build_timeline([("tvs.log", text)]).events if e.kind is Kind.LOOKUP]
+    assert [(e.fields.get("found"), e.fields.get("source")) for e in lookups] == [
+        (True, "ctl"),
+        (True, None),
+        (False, None),
+    ]
+    assert lookups[0].fields["roles"] == [int(Role.FIREWALL)]
 
 
 async def test_restart_mode_reads_a_new_ctl_only_on_reload(

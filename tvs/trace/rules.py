@@ -158,6 +158,12 @@ def _not_found(st: ReadState, rec: Record, m: re.Match[str], dumps: list[HexDump
     ev.fields["found"] = False
 
 
+def _ctl_lookup(st: ReadState, rec: Record, m: re.Match[str], dumps: list[HexDump]) -> None:
+    """The cache missed and the TVS looks in the current CTL (the lab's ``cucm`` trace)."""
+    ev = st.last(Source.TVS, Kind.LOOKUP) or st.new(rec, Kind.LOOKUP)
+    ev.fields["source"] = "ctl"
+
+
 def _sending(st: ReadState, rec: Record, m: re.Match[str], dumps: list[HexDump]) -> None:
     st.new(rec, Kind.RESPONSE, type=m.group(1))
 
@@ -208,6 +214,7 @@ TVS_RULES: list[tuple[Rule, Handler]] = [
     (_rule("Found entry", r"Found entry \{rolecount : (\d+)\}"), _found),
     (_rule("{role :", r"\{role : (\d+)\}"), _role),
     (_rule("Entry not found", r"getCertificateInformation - Entry not found"), _not_found),
+    (_rule("current CTL file", r"Looking up the current CTL file"), _ctl_lookup),
     (_rule("Sending", r"Sending (\w+) msg"), _sending),
     (_rule("Cert Type", r"Cert Type : \d+ HEX_DUMP"), _cert_dump),
     (_rule("PublicKey", r"PublicKey : HEX_DUMP"), _ttl_dump),
