@@ -54,7 +54,9 @@ def register(sub: Any) -> None:
         "serve",
         help="run the TVS server (TLS, default 127.0.0.1:2445)",
         description="Serve TVS QUERY_CERT_REQ / VERIFY_REQUEST over TLS from a trust store. "
-        "The cache is read at start and on SIGHUP (`tvs reload`), like CUCM's TVS.",
+        "The cache is read at start and on SIGHUP (`tvs reload`), like CUCM's TVS "
+        "(--refresh notify: also by itself after --refresh-delay); a cache miss is answered "
+        "from the --ctl file's records.",
     )
     p.add_argument(
         "--listen",
