@@ -197,20 +197,27 @@ class HttpServer:
         self, conn: h11.Connection, stream: trio.SocketStream, *, first: bool
     ) -> h11.Request | None:
         """The next request head, None when the client closed between requests."""
+        event = conn.next_event()  # the common case: the whole head is already here
+        if isinstance(event, h11.Request):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if event is not h11.NEED_DATA:
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}", 400)
         limits = self.limits
-        started = bool(conn.trailing_data[0])  # pipelined bytes already here
+        started = bool(conn.trailing_data[0])  # part of a head already here
         deadline = trio.current_time() + (
             limits.request_timeout if started else limits.idle_timeout
         )
         with trio.move_on_at(deadline) as scope:
             while True:
-                event = conn.next_event()
                 if event is h11.NEED_DATA:
                     data = await stream.receive_some(_RECV)
                     if data and not started:
                         started = True
                         scope.deadline = trio.current_time() + limits.request_timeout
                     conn.receive_data(data)
+                    event = conn.next_event()
                     continue
                 if isinstance(event, h11.Request):
                     return event
