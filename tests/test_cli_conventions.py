@@ -349,3 +349,18 @@ def test_unresolvable_or_busy_address_is_one_line(
     finally:
         if busy is not None:
             busy.close()
+
+
+def test_first_error_of_nested_exception_groups() -> None:
+    """``tvs.excgroup``: the one way to find the error inside what a nursery raises."""
+    from tvs.excgroup import first_error, leaves
+
+    busy = OSError(98, "Address already in use")
+    group = BaseExceptionGroup(
+        "outer", [ExceptionGroup("inner", [ValueError("x"), busy]), KeyboardInterrupt()]
+    )
+    assert first_error(group, (OSError,)) is busy
+    assert isinstance(first_error(group), ValueError)
+    assert first_error(group, (LookupError,)) is None
+    assert [type(e) for e in leaves(group)] == [ValueError, OSError, KeyboardInterrupt]
+    assert leaves(busy) == [busy]

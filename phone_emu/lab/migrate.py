@@ -22,6 +22,7 @@ from typing import Any
 
 import trio
 
+from tvs.excgroup import leaves
 from tvs.pki import LabPki, generate
 
 from .clusters import RunClusters, check_external
@@ -150,16 +151,7 @@ async def run_scenario(
 
 def _single(group: BaseExceptionGroup) -> BaseException:
     """The one error a failed run raised (nurseries wrap errors in groups)."""
-    leaves: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup) -> None:
-        for e in g.exceptions:
-            if isinstance(e, BaseExceptionGroup):
-                walk(e)
-            else:
-                leaves.append(e)
-
-    walk(group)
-    return leaves[0] if len(leaves) == 1 else group
+    found = leaves(group)
+    return found[0] if len(found) == 1 else group
 
 

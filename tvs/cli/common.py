@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..excgroup import first_error
 from ..exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -125,20 +126,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..tlv import TlvError
 
     return (OSError, CertificateError, ClusterError, PkiError, StoreError, TlvError)
-
-
-def first_error(
-    exc: BaseException, kinds: tuple[type[BaseException], ...] = (Exception,)
-) -> BaseException | None:
-    """The first exception of ``kinds`` in ``exc``, looking inside (nested) exception groups
-    depth first (what a Trio nursery raises when one of its tasks fails to start)."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = first_error(inner, kinds)
-            if found is not None:
-                return found
-        return None
-    return exc if isinstance(exc, kinds) else None
 
 
 def startup_error(exc: BaseException, *, address: str | None = None) -> CommandError:

@@ -31,6 +31,7 @@ from .. import device
 from ..capf.db import CapfDb, capf_auth_mode
 from ..capf.server import CapfServer, CapfServerConfig
 from ..certs import Certificate, CertificateError
+from ..excgroup import first_error
 from ..http import HttpObserver, HttpServer, HttpServerStats
 from ..pki import ClusterPki, LabPki, PkiError
 from ..server import NullObserver, ServerObserver, TvsServer, TvsServerConfig
@@ -141,24 +142,13 @@ async def _start(
     try:
         return await nursery.start(serve, *args)
     except (OSError, BaseExceptionGroup) as exc:
-        found = exc if isinstance(exc, OSError) else _first_os_error(exc)
-        if found is None:
+        found = first_error(exc, (OSError,))
+        if not isinstance(found, OSError):
             raise
         why = found.strerror or str(found)
         raise ClusterError(
             f"cannot listen on {what} at {node.bind_address}:{port}: {why}"
         ) from None
-
-
-def _first_os_error(exc: BaseExceptionGroup[BaseException]) -> OSError | None:
-    for inner in exc.exceptions:
-        if isinstance(inner, OSError):
-            return inner
-        if isinstance(inner, BaseExceptionGroup):
-            found = _first_os_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 class EmulatedCluster:
