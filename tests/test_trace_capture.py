@@ -86,11 +86,20 @@ def test_capture_magic() -> None:
 # --- a real TLS session, recorded and written as a pcap -------------------------------------------
 
 
-def _pcap(records: list[tuple[bool, bytes]], cport: int, sport: int) -> bytes:
-    """An Ethernet/IPv4/TCP pcap of a handshake then ``records`` (direction, payload)."""
+def _pcap(conns: list[tuple[list[tuple[bool, bytes]], int, int]]) -> bytes:
+    """An Ethernet/IPv4/TCP pcap: per connection (records, client port, server port), a
+    handshake then the records (direction, payload)."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    seq = {True: 1000, False: 5000}
     t = [1_700_000_000.0]
+    for records, cport, sport in conns:
+        _connection(out, t, records, cport, sport)
+    return b"".join(out)
+
+
+def _connection(
+    out: list[bytes], t: list[float], records: list[tuple[bool, bytes]], cport: int, sport: int
+) -> None:
+    seq = {True: 1000, False: 5000}
 
     def packet(to_server: bool, flags: int, payload: bytes = b"") -> None:
         src, dst = (cport, sport) if to_server else (sport, cport)
@@ -112,7 +121,6 @@ def _pcap(records: list[tuple[bool, bytes]], cport: int, sport: int) -> bytes:
     for to_server, data in records:
         for i in range(0, len(data), 1400):
             packet(to_server, 0x18, data[i : i + 1400])
-    return b"".join(out)
 
 
 async def _relay(
@@ -165,7 +173,11 @@ async def test_tshark_decrypts_a_real_tvs_exchange(
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     capture = tmp_path / "tvs.pcap"
-    capture.write_bytes(_pcap(records, 40000, 2445))
+    download = [
+        (True, b"GET /CTLSEPB000B4BA0AEE.tlv HTTP/1.1\r\nHost: 127.0.1.1:6970\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"),
+    ]
+    capture.write_bytes(_pcap([(download, 40001, 6970), (records, 40000, 2445)]))
     capsys.readouterr()
 
     code = main(["trace", str(capture), "--keylog", str(keys), "--json"])
@@ -176,6 +188,9 @@ async def test_tshark_decrypts_a_real_tvs_exchange(
     assert "request" in kinds and "response" in kinds, kinds
     request = next(e for e in events if e["kind"] == "request")
     assert request["fields"]["type"] == "VERIFY_REQUEST"
+    assert kinds[:2] == ["file-request", "file-done"]  # the HTTP provisioning download
+    assert events[0]["fields"]["file"] == "CTLSEPB000B4BA0AEE.tlv"
+    assert events[1]["fields"]["status"] == 200
 
     # without the key log nothing decrypts, and the command says why
     assert main(["trace", str(capture)]) in (0, 1)

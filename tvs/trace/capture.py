@@ -3,8 +3,10 @@
 Two parts. :func:`read_capture` is the one impure function of :mod:`tvs.trace`: it runs
 ``tshark`` (Wireshark's, which decrypts TLS with a key log) and returns each TCP segment of the
 chosen ports with its decrypted application bytes (:class:`Segment`). :func:`capture_events`
-is pure: it follows each TCP connection, reassembles each direction's bytes into TVS messages
-(discriminator 0x57) or CAPF messages (0x55) and gives timeline events: the connection, the
+is pure: it turns the HTTP file service's GETs and answers (port 6970) into file-request
+and file-done events, and follows each TLS connection, reassembles each direction's bytes
+into TVS messages (discriminator 0x57) or CAPF messages (0x55) and gives timeline events: the
+connection, the
 TLS handshake (or the alert that ended it), each request the client sent and each response
 the server sent, with their decoded fields (the same fields a CUCM trace gives, so
 ``tvs trace diff`` compares a capture with a trace).
@@ -43,6 +45,8 @@ __all__ = [
 
 DEFAULT_PORTS = (2445, 3804)
 """TVS and CAPF."""
+HTTP_PORTS = (6970,)
+"""The HTTP file service phones download CTL/ITL/configuration from (before TFTP)."""
 
 _MAGICS = (
     b"\x0a\x0d\x0d\x0a",  # pcapng section header block
@@ -66,6 +70,8 @@ _FIELDS = (
     "tls.handshake.type",
     "tls.alert_message.desc",
     "data.data",
+    "http.request.uri",
+    "http.response.code",
 )
 
 
@@ -86,6 +92,9 @@ class Segment:
     handshake: tuple[int, ...] = ()
     alert: str | None = None
     data: bytes = b""
+    http_request: str | None = None
+    """The path of an HTTP GET (the phone's provisioning download)."""
+    http_status: int | None = None
 
 
 def is_capture(head: bytes) -> bool:
@@ -97,9 +106,14 @@ def is_capture(head: bytes) -> bool:
 
 
 def read_capture(
-    path: Path, *, keylog: Path | None = None, ports: Sequence[int] = DEFAULT_PORTS
+    path: Path,
+    *,
+    keylog: Path | None = None,
+    ports: Sequence[int] = DEFAULT_PORTS,
+    http_ports: Sequence[int] = HTTP_PORTS,
 ) -> list[Segment]:
-    """The TCP segments of ``ports`` in the capture, decrypted with ``keylog`` (by tshark)."""
+    """The TCP segments of ``ports`` (TLS: TVS, CAPF) and ``http_ports`` (the HTTP file
+    service) in the capture, decrypted with ``keylog`` (by tshark)."""
     tshark = shutil.which("tshark")
     if tshark is None:
         raise CaptureError(
@@ -111,10 +125,12 @@ def read_capture(
     cmd += ["-E", "occurrence=a", "-E", "aggregator=,"]
     for port in ports:
         cmd += ["-d", f"tcp.port=={port},tls"]  # TLS on the port, whatever the heuristics say
+    for port in http_ports:
+        cmd += ["-d", f"tcp.port=={port},http"]
     cmd += ["--disable-protocol", "tvs"]  # our Lua dissector, when installed, eats the bytes
     if keylog is not None:
         cmd += ["-o", f"tls.keylog_file:{keylog}"]
-    cmd += ["-Y", " or ".join(f"tcp.port=={p}" for p in ports)]
+    cmd += ["-Y", " or ".join(f"tcp.port=={p}" for p in (*ports, *http_ports))]
     for field in _FIELDS:
         cmd += ["-e", field]
     try:
@@ -146,6 +162,10 @@ def _segment(line: str) -> Segment | None:
             handshake=handshake,
             alert=f["tls.alert_message.desc"] or None,
             data=data,
+            http_request=f["http.request.uri"].split(",")[0] or None,
+            http_status=int(f["http.response.code"].split(",")[0])
+            if f["http.response.code"]
+            else None,
         )
     except ValueError:
         return None
@@ -200,7 +220,10 @@ def _message(data: bytes) -> MessageBytes:
 
 
 def capture_events(
-    segments: Iterable[Segment], *, server_ports: Sequence[int] = DEFAULT_PORTS
+    segments: Iterable[Segment],
+    *,
+    server_ports: Sequence[int] = DEFAULT_PORTS,
+    http_ports: Sequence[int] = HTTP_PORTS,
 ) -> list[RawEvent]:
     """Timeline events of the capture's connections, in capture order (see module doc)."""
     from .decode import message_fields
@@ -208,7 +231,13 @@ def capture_events(
     events: list[RawEvent] = []
     seen: dict[int, dict[str, Any]] = {}
     ports = {str(p) for p in server_ports}
+    http: dict[int, str] = {}  # stream -> the path asked for
+    web = {str(p) for p in http_ports}
     for n, seg in enumerate(segments, start=1):
+        on_web = {seg.src.rsplit(":", 1)[1], seg.dst.rsplit(":", 1)[1]} & web
+        if on_web or seg.http_request is not None or seg.http_status is not None:
+            _http_event(seg, n, http, events)
+            continue
         conn = seen.get(seg.stream)
         if conn is None:
             server, client = _roles(seg, ports)
@@ -246,6 +275,20 @@ def capture_events(
             else:
                 events.append(RawEvent(Source.TVS, Kind.RESPONSE, _time(seg.time), n, fields, mb))
     return events
+
+
+def _http_event(seg: Segment, n: int, http: dict[int, str], events: list[RawEvent]) -> None:
+    """A provisioning download over HTTP: the GET, then the status of its answer."""
+    if seg.http_request is not None:
+        name = seg.http_request.rsplit("/", 1)[-1] or seg.http_request
+        http[seg.stream] = name
+        fields: dict[str, Any] = {"file": name, "dest": name, "server": seg.dst}
+        fields["transport"] = "http"
+        events.append(RawEvent(Source.PHONE, Kind.FILE_REQUEST, _time(seg.time), n, fields))
+    if seg.http_status is not None:
+        fields = {"file": http.get(seg.stream), "status": seg.http_status, "server": seg.src}
+        fields["transport"] = "http"
+        events.append(RawEvent(Source.PHONE, Kind.FILE_DONE, _time(seg.time), n, fields))
 
 
 def _roles(seg: Segment, server_ports: set[str]) -> tuple[str, str]:
