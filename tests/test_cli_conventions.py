@@ -165,7 +165,7 @@ SAMPLES: dict[str, str] = {
 # the other inputs are valid and each error case changes one thing)
 BY_COMMAND: dict[tuple[str, ...], dict[str, str]] = {
     ("phone-emu", "boot"): {"--key": "{pki}/source/phones/SEPB000B4BA0AEE.key"},
-    ("phone-emu", "fleet"): {"--pki": "{pki}"},
+    ("phone-emu", "fleet"): {"--pki": "{pki}", "--no-progress": ""},
     ("phone-emu", "query"): {"--trust": "{node}/tvs.pem"},
     ("phone-emu", "capf"): {"--trust": "{pki}/source/capf.pem", "--device": "SEPB000B4BA0AEE"},
     ("tvs", "capf", "serve"): {"--cert": "{pki}/source/capf.pem", "--key": "{pki}/source/capf.key"},
@@ -267,6 +267,7 @@ def _check_one_line(
     assert code == 2, f"{prog} {argv}: exit {code}, want 2 (input/environment error)\n{err}"
     assert len(lines) == 1, f"{prog} {argv}: {len(lines)} lines on stderr\n{err}"
     assert what in lines[0], f"{prog} {argv}: the error does not name {what!r}: {lines[0]}"
+    assert ": error: " in lines[0], f"{prog} {argv}: want 'PROG COMMAND: error: ...': {lines[0]}"
     return lines[0]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+from tvs.exitcodes import ExitCode
 from tvs.pki import LabPki, PkiError
 
 from ..lab.fleet import (
@@ -280,6 +282,14 @@ def _fleet(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         Console().print(_table(result))
+    if result.exit_code == ExitCode.ERROR:  # the one line saying why, on stderr
+        failed = result.states.get("error", 0)
+        reason = next((r for r in result.reasons if r != "ok"), "error")
+        print(
+            f"phone-emu fleet: error: TFTP {target}: {failed} of {result.phones} phones could "
+            f"not boot (first reason {reason})",
+            file=sys.stderr,
+        )
     return result.exit_code
 
 

@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace, body: Callable[[], int]) -> int:
         return body()
     except (_Unreadable, TlvError) as exc:
         text = str(exc) if isinstance(exc, _Unreadable) else f"{type(exc).__name__}: {exc}"
-        print(f"tvs enc {args.enc_command}: {text}", file=sys.stderr)
+        print(f"tvs enc {args.enc_command}: error: {text}", file=sys.stderr)
         if args.json:
             _emit({"file": str(args.file), "ok": False, "error": text})
         return ExitCode.ERROR

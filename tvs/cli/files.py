@@ -146,7 +146,7 @@ def _err(args: argparse.Namespace, message: str) -> None:
         )
         if x
     )
-    print(f"tvs {name}: {message}", file=sys.stderr)
+    print(f"tvs {name}: error: {message}", file=sys.stderr)
 
 
 def _emit(data: dict[str, Any]) -> None:
