@@ -329,6 +329,7 @@ def _metrics(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _cmd_files(args: argparse.Namespace) -> int:
+    setup_logging(args, default_level="warning")  # library lines on stderr, not in --json
     try:
         mac = normalise_mac(args.mac)
         config = load_config(args)

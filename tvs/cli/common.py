@@ -28,7 +28,7 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ..excgroup import first_error
 from ..exitcodes import ExitCode
@@ -100,14 +100,30 @@ def add_logging_options(
     )
 
 
-def setup_logging(args: argparse.Namespace, *, stream: TextIO | None = None) -> None:
-    """Configure logging from :func:`add_logging_options`' options (defaults when absent)."""
+def setup_logging(
+    args: argparse.Namespace, *, stream: TextIO | None = None, default_level: str = "info"
+) -> None:
+    """Configure logging from :func:`add_logging_options`' options (defaults when absent:
+    a command without the options that runs library code which logs passes
+    ``default_level="warning"``, keeping stderr quiet and stdout clean)."""
     from ..server.logsetup import LOG_FORMATS, configure_logging
 
     fmt = getattr(args, "log_format", "console")
     if fmt not in LOG_FORMATS:  # a command's own output format (phone-emu boot --log-format)
         fmt = "console"
-    configure_logging(fmt, getattr(args, "log_level", "info"), stream=stream or sys.stderr)
+    level = getattr(args, "log_level", default_level)
+    configure_logging(fmt, level, stream=stream or cast(TextIO, _Stderr()))
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (a command run in-process by a test
+    must not leave logging bound to a captured stream that is closed later)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 # --- errors ----------------------------------------------------------------------------------
