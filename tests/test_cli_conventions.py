@@ -365,3 +365,60 @@ def test_first_error_of_nested_exception_groups() -> None:
     assert first_error(group, (LookupError,)) is None
     assert [type(e) for e in leaves(group)] == [ValueError, OSError, KeyboardInterrupt]
     assert leaves(busy) == [busy]
+
+
+# --- JSON names ----------------------------------------------------------------------------------
+
+_OLD_NAMES = {"role_codes", "not_valid_after", "certificate_sha256", "expiry", "fingerprint"}
+
+
+def _check_names(doc: object, where: str) -> int:
+    """The JSON conventions, everywhere in ``doc``: ``roles`` is a list of codes beside
+    ``role_names``; a single ``role`` is a code beside ``role_name``; no old names."""
+    checked = 0
+    if isinstance(doc, dict):
+        assert not (_OLD_NAMES & set(doc)), f"{where}: old names {_OLD_NAMES & set(doc)}"
+        if isinstance(doc.get("roles"), list):
+            assert all(isinstance(r, int) for r in doc["roles"]), f"{where}: roles {doc['roles']}"
+            assert "role_names" in doc, f"{where}: roles without role_names"
+            checked += 1
+        if "role" in doc and doc["role"] is not None:
+            assert isinstance(doc["role"], int) and "role_name" in doc, f"{where}: role {doc}"
+            checked += 1
+        for key, value in doc.items():
+            checked += _check_names(value, f"{where}.{key}")
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            checked += _check_names(value, f"{where}[{i}]")
+    return checked
+
+
+def test_json_names_follow_the_convention(
+    pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12 item 12: the JSON of the commands that print roles, expiry and digests."""
+    import json
+
+    from tvs.wire import QueryCertResponse, Status, encode_message
+
+    node = _node(pki)
+    _prepare(tmp_path, pki)
+    ctl = tmp_path / "CTLFile.tlv"
+    build = ["tlv", "build", "--out", str(ctl), "--signer", str(node / "callmanager.pem")]
+    build += ["--key", str(node / "callmanager.key"), "--record", f"SAST={node}/callmanager.pem"]
+    assert tvs.cli.main([*build, "--record", f"TVS={node}/tvs.pem"]) == 0
+    answer = encode_message(QueryCertResponse(status=Status.VALID, roles=(0, 3), ttl=60)).hex()
+    runs = [
+        ("tvs", ["store", "list", "--store", str(tmp_path / "store"), "--json"]),
+        ("tvs", ["tlv", "show", str(ctl), "--json"]),
+        ("tvs", ["tlv", "verify", str(ctl), "--trust-list", str(ctl), "--json"]),
+        ("tvs", ["certs", "show", str(pki), "--json"]),
+        ("tvs", ["decode", answer, "--json"]),
+    ]
+    checked = 0
+    capsys.readouterr()
+    for prog, argv in runs:
+        assert PROGRAMS[prog](argv) == 0, argv
+        doc = json.loads(capsys.readouterr().out)
+        checked += _check_names(doc, " ".join((prog, *argv[:2])))
+    assert checked >= 5  # roles lists and single roles were seen, not just absent
