@@ -166,6 +166,8 @@ SAMPLES: dict[str, str] = {
 BY_COMMAND: dict[tuple[str, ...], dict[str, str]] = {
     ("phone-emu", "boot"): {"--key": "{pki}/source/phones/SEPB000B4BA0AEE.key"},
     ("phone-emu", "fleet"): {"--pki": "{pki}", "--no-progress": ""},
+    ("tvs", "cluster", "serve"): {"--pki": "{pki}", "--store": "{tmp}/cluster-store"},
+    ("tvs", "cluster", "files"): {"--pki": "{pki}", "--store": "{tmp}/cluster-store"},
     ("phone-emu", "query"): {"--trust": "{node}/tvs.pem"},
     ("phone-emu", "capf"): {"--trust": "{pki}/source/capf.pem", "--device": "SEPB000B4BA0AEE"},
     ("tvs", "capf", "serve"): {"--cert": "{pki}/source/capf.pem", "--key": "{pki}/source/capf.key"},
@@ -365,6 +367,26 @@ def test_first_error_of_nested_exception_groups() -> None:
     assert first_error(group, (LookupError,)) is None
     assert [type(e) for e in leaves(group)] == [ValueError, OSError, KeyboardInterrupt]
     assert leaves(busy) == [busy]
+
+
+@pytest.mark.parametrize(("prog", "path", "parser"), COMMANDS, ids=IDS)
+def test_an_unwritable_keylog_is_one_line(
+    prog: str,
+    path: tuple[str, ...],
+    parser: argparse.ArgumentParser,
+    pki: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--keylog`` (an output file: TLS secrets) in a directory that does not exist is found
+    before anything listens or connects."""
+    if "--keylog" not in _options(parser) or path[0] == "trace":  # trace reads a key log
+        pytest.skip("no --keylog output")
+    keylog = tmp_path / "missing" / "keys.log"
+    argv = [*path, *_argv(parser, pki, tmp_path), "--keylog", str(keylog)]
+    if "--listen" in _options(parser) and _is_address(_options(parser)["--listen"]):
+        argv += ["--listen", "127.0.0.1:0"]
+    assert _check_one_line(prog, argv, capsys, str(keylog)) is not None
 
 
 # --- JSON names ----------------------------------------------------------------------------------

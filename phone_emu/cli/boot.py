@@ -23,6 +23,7 @@ from tvs.cli.app import hostport
 from tvs.cli.common import (
     CommandError,
     add_logging_options,
+    check_output_file,
     describe_error,
     load_identity,
     setup_logging,
@@ -184,6 +185,7 @@ def _cmd_boot(args: argparse.Namespace) -> int:
     if args.state.exists() and not args.state.is_dir():
         raise CommandError(f"--state {args.state}: not a directory")
     load_identity(args.lsc, args.key, cert_option="--lsc")  # one line naming the file
+    check_output_file(args.keylog, "--keylog")
     try:
         identity = PhoneIdentity.load(args.lsc, args.key, mac=args.mac, model=args.model)
     except (OSError, CertificateError, IdentityError) as exc:

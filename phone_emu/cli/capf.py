@@ -22,7 +22,13 @@ import trio
 from tvs.capf import CertType
 from tvs.certs import Certificate, CertificateError, load_certificates, load_private_key
 from tvs.cli.app import hostport
-from tvs.cli.common import CommandError, add_json_option, emit_json, read_input
+from tvs.cli.common import (
+    CommandError,
+    add_json_option,
+    check_output_file,
+    emit_json,
+    read_input,
+)
 from tvs.exitcodes import ExitCode
 
 from ..capf_client import (
@@ -119,6 +125,7 @@ def _config(args: argparse.Namespace) -> CapfClientConfig:
 
 
 def _cmd_capf(args: argparse.Namespace) -> int:
+    check_output_file(args.keylog, "--keylog")
     config = _config(args)
     host, port = args.capf
     try:

@@ -18,7 +18,7 @@ import trio
 
 from tvs.certs import Certificate, CertificateError, PrivateKey, load_certificates, load_private_key
 from tvs.cli.app import hostport
-from tvs.cli.common import CommandError
+from tvs.cli.common import CommandError, check_output_file
 from tvs.exitcodes import ExitCode
 from tvs.roles import Role
 from tvs.tlv import TlvError, parse_file, parse_trust_list
@@ -193,6 +193,7 @@ def _print(exchange: TvsExchange, as_json: bool) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    check_output_file(args.keylog, "--keylog")
     try:
         config, lsc = _client_config(args)
         device = args.device or (lsc.common_name if lsc and lsc.common_name else DEFAULT_DEVICE)

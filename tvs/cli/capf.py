@@ -24,6 +24,7 @@ from .common import (
     CommandError,
     add_json_option,
     add_logging_options,
+    check_output_file,
     emit_json,
     load_certificate_chain,
     load_identity,
@@ -248,6 +249,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args)
     chain, key = load_identity(args.cert, args.key)
+    check_output_file(args.keylog, "--keylog")
     trust = [c for p in args.trust for c in load_certificate_chain(p, "--trust")]
     mics = [c for p in args.mic_trust for c in load_certificate_chain(p, "--mic-trust")]
     host, port = args.listen

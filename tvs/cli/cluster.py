@@ -41,6 +41,7 @@ from .common import (
     CommandError,
     add_json_option,
     add_logging_options,
+    check_output_file,
     describe_error,
     emit_json,
     setup_logging,
@@ -259,6 +260,7 @@ async def _serve(cluster: EmulatedCluster, as_json: bool) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args)
+    check_output_file(args.keylog, "--keylog")
     try:
         config = load_config(args)
         pki = _lab_pki(config, args.recipe)

@@ -42,6 +42,7 @@ __all__ = [
     "ExitCode",
     "add_json_option",
     "add_logging_options",
+    "check_output_file",
     "describe_error",
     "emit_json",
     "first_error",
@@ -247,6 +248,19 @@ def load_identity(
             f"({chain[0].subject})"
         )
     return chain, private
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """An output file the command appends to later (``--keylog``): can it be opened? Else a
+    CommandError naming the option, before anything listens or connects (a TLS library would
+    otherwise fail silently at the first handshake)."""
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: {exc.strerror or exc}") from None
 
 
 # --- JSON ------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .app import hostport
 from .common import (
     CommandError,
     add_logging_options,
+    check_output_file,
     load_certificate_chain,
     load_identity,
     setup_logging,
@@ -188,6 +189,7 @@ def config_from_args(args: argparse.Namespace) -> TvsServerConfig:
 def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args)
     load_identity(args.cert, args.key)  # one line naming the file, before anything listens
+    check_output_file(args.keylog, "--keylog")
     if args.mic_ca is not None:
         load_certificate_chain(args.mic_ca, "--mic-ca")
     if args.store.exists() and not args.store.is_dir():
