@@ -389,6 +389,29 @@ def test_an_unwritable_keylog_is_one_line(
     assert _check_one_line(prog, argv, capsys, str(keylog)) is not None
 
 
+@pytest.mark.parametrize(("prog", "path", "parser"), COMMANDS, ids=IDS)
+def test_a_busy_metrics_address_is_one_line(
+    prog: str,
+    path: tuple[str, ...],
+    parser: argparse.ArgumentParser,
+    pki: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--metrics ADDR:PORT`` already in use names the metrics listener, not the server's."""
+    if "--metrics" not in _options(parser):
+        pytest.skip("no --metrics")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        argv = [*path, *_argv(parser, pki, tmp_path), "--metrics", address]
+        if "--listen" in _options(parser) and _is_address(_options(parser)["--listen"]):
+            argv += ["--listen", "127.0.0.1:0"]
+        line = _check_one_line(prog, argv, capsys, address)
+    assert line is not None and "metrics" in line
+
+
 # --- JSON names ----------------------------------------------------------------------------------
 
 _OLD_NAMES = {"role_codes", "not_valid_after", "certificate_sha256", "expiry", "fingerprint"}

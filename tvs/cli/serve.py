@@ -195,7 +195,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.store.exists() and not args.store.is_dir():
         raise CommandError(f"--store {args.store}: not a directory")
     config = config_from_args(args)
-    factory = _observer_factory(args)
+    observer: ServerObserver | None = None
+    try:
+        factory = _observer_factory(args)  # --metrics with --workers: the endpoint binds here
+        if factory is not None and args.workers <= 1:
+            observer = factory()  # one process: its endpoint binds here
+    except OSError as exc:
+        host, port = args.metrics
+        why = exc.strerror or str(exc)
+        raise CommandError(f"--metrics: cannot listen on {host}:{port}: {why}") from None
     if args.pidfile is not None:
         try:
             atomic_write(args.pidfile, f"{os.getpid()}\n".encode())
@@ -211,7 +219,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 log_level=args.log_level,
                 observer_factory=factory,
             )
-        observer: ServerObserver | None = factory() if factory is not None else None
         server = TvsServer(config, observer=observer)
         trio.run(serve_until_signalled, server)
         return ExitCode.OK
