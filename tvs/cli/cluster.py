@@ -282,9 +282,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(describe_error(exc))
     pidfile: Path | None = args.pidfile
-    try:
-        if pidfile is not None:
+    if pidfile is not None:
+        try:
             atomic_write(pidfile, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            return _fail(f"--pidfile {pidfile}: {exc.strerror or exc}")
+    try:
         trio.run(_serve, cluster, args.json)
     except BaseException as exc:
         raise startup_error(exc) from None
@@ -297,7 +300,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_ctl_update(args: argparse.Namespace) -> int:
     """Send SIGUSR1 (rebuild the CTL) to a running ``tvs cluster serve``."""
-    where = f"--pid {args.pid}" if args.pid is not None else str(args.pidfile)
+    where = f"--pid {args.pid}" if args.pid is not None else f"--pidfile {args.pidfile}"
     try:
         pid = args.pid if args.pid is not None else int(args.pidfile.read_text().strip())
         os.kill(pid, signal.SIGUSR1)
