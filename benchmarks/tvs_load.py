@@ -15,9 +15,9 @@ interleaved, best of ``--rounds``, so machine noise hits every target alike; eac
 time per completed request is reported too (robust to a busy machine).
 
 ``--lockout SECONDS`` measures instead what issue 12 item 2 found: an attacker address
-(127.0.0.2) opening ``--attack-rate`` plain TCP connections per second that never send a
-byte, while a good client (127.0.0.3) sends one query per second; it prints how many good
-queries were answered, for each server. Loopback only; every loop is bounded in count and time.
+(127.0.0.2; ``--attack-addresses N`` spreads it over N) opening ``--attack-rate`` plain TCP
+connections per second that never send a byte, while a good client (127.0.0.3) sends one query
+per second; it prints how many good queries were answered, for each server. Loopback only; every loop is bounded in count and time.
 
 Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]
 [--base ../tls-base] [--lockout 30]``.
@@ -342,13 +342,15 @@ def _lockout(args: Any, port: int, payload: bytes) -> tuple[int, int, int]:
     held: list[socket.socket] = []
     cap = int(args.attack_rate * args.lockout) + 1
 
+    sources = ["127.0.0.2"] + [f"127.0.1.{i}" for i in range(10, 9 + args.attack_addresses)]
+
     def attack() -> None:
         interval = 1.0 / args.attack_rate
         next_at = time.monotonic()
         while not stop.is_set() and len(held) < cap:
             try:
                 s = socket.socket()
-                s.bind(("127.0.0.2", 0))
+                s.bind((sources[len(held) % len(sources)], 0))
                 s.settimeout(2)
                 s.connect((HOST, port))
                 held.append(s)
@@ -421,6 +423,9 @@ def main() -> int:
         "--lockout", type=float, metavar="S", help="measure the idle-connection lockout instead"
     )
     p.add_argument("--attack-rate", type=float, default=104.0, help="idle connections/s (104)")
+    p.add_argument(
+        "--attack-addresses", type=int, default=1, help="attacker source addresses (1)"
+    )
     args = p.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
@@ -451,7 +456,8 @@ def _run_lockout(args: Any, payload: bytes, base_python: str | None) -> int:
     targets = [("tvs serve (this tree)", None)]
     if base_python is not None:
         targets.insert(0, (f"tvs serve ({args.base})", base_python))
-    print(f"lockout: attacker 127.0.0.2 at {args.attack_rate:.0f} idle connections/s, "
+    print(f"lockout: attacker ({args.attack_addresses} address(es)) at "
+          f"{args.attack_rate:.0f} idle connections/s, "
           f"good client 127.0.0.3 at 1 query/s, {args.lockout:.0f}s per server")  # fmt: skip
     for name, python in targets:
         proc, port = start_ours(args, 1, python, max_connections=1024)  # the default
