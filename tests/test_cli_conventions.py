@@ -37,7 +37,6 @@ PARSERS = {"tvs": tvs.cli.build_parser, "phone-emu": phone_emu.cli.build_parser}
 # commands that print no result document: long-running servers and signal senders
 NO_JSON = {
     ("tvs", "serve"),
-    ("tvs", "reload"),
     ("tvs", "tftp", "serve"),
     ("tvs", "http", "serve"),
     ("tvs", "capf", "serve"),

@@ -35,8 +35,10 @@ from ..wire import DEFAULT_MAX_MESSAGE
 from .app import hostport
 from .common import (
     CommandError,
+    add_json_option,
     add_logging_options,
     check_output_file,
+    emit_json,
     load_certificate_chain,
     load_identity,
     setup_logging,
@@ -149,6 +151,7 @@ def register(sub: Any) -> None:
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--pid", type=int)
     g.add_argument("--pidfile", type=Path)
+    add_json_option(r, "the process signalled")
     r.set_defaults(func=_cmd_reload)
 
 
@@ -241,5 +244,8 @@ def _cmd_reload(args: argparse.Namespace) -> int:
         os.kill(pid, signal.SIGHUP)
     except OSError as exc:
         raise CommandError(f"process {pid}: {exc.strerror or exc}") from None
-    print(f"sent SIGHUP to {pid}")
+    if args.json:
+        emit_json({"pid": pid, "signal": "SIGHUP", "action": "reload"})
+    else:
+        print(f"sent SIGHUP to {pid}")
     return ExitCode.OK
