@@ -17,7 +17,8 @@ time per completed request is reported too (robust to a busy machine).
 ``--lockout SECONDS`` measures instead what issue 12 item 2 found: an attacker address
 (127.0.0.2; ``--attack-addresses N`` spreads it over N) opening ``--attack-rate`` plain TCP
 connections per second that never send a byte, while a good client (127.0.0.3) sends one query
-per second; it prints how many good queries were answered, for each server. Loopback only; every loop is bounded in count and time.
+per second; it prints how many good queries were answered, for each server. Loopback only;
+every loop is bounded in count and time.
 
 Run: ``.venv/bin/python benchmarks/tvs_load.py [--seconds 5] [--concurrency 1,16,128]
 [--base ../tls-base] [--lockout 30]``.
