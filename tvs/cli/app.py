@@ -2,7 +2,9 @@
 
 A command module exposes ``register(subparsers)``, adding its parser(s) and setting
 ``func=handler`` where ``handler(args) -> int`` returns the exit code
-(:class:`tvs.exitcodes.ExitCode`). :func:`run_command` owns how a command ends: a
+(:class:`tvs.exitcodes.ExitCode`). :func:`run_command` sets up logging for every command
+(:func:`tvs.cli.common.setup_logging`: stderr, the command's level or warnings) and owns how a
+command ends: a
 :class:`~tvs.cli.common.CommandError` or an error of the library's hierarchies (also inside an
 exception group) becomes ONE line ``PROG COMMAND: error: ...`` on stderr and exit code 2 (or the
 CommandError's code); Ctrl-C is 130; a closed stdout pipe is quiet. :func:`iter_commands` walks
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..exitcodes import ExitCode
 from ..netaddr import parse_hostport
-from .common import CommandError, describe_error, first_error, user_errors
+from .common import CommandError, describe_error, first_error, setup_logging, user_errors
 
 __all__ = ["build_command", "hostport", "iter_commands", "package_version", "run_command"]
 
@@ -81,6 +83,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     """Parse ``argv`` and run the chosen handler; errors end in one line (see module doc)."""
     args = parser.parse_args(argv)
     prog = getattr(args, "_prog", parser.prog)
+    # every command's library log lines go to stderr (stdout is its result): the command's
+    # --log-level/--log-format when it has them, else warnings and worse
+    setup_logging(args, default_level="warning")
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
