@@ -458,7 +458,10 @@ def test_json_names_follow_the_convention(
         ("tvs", ["tlv", "verify", str(ctl), "--trust-list", str(ctl), "--json"]),
         ("tvs", ["certs", "show", str(pki), "--json"]),
         ("tvs", ["decode", answer, "--json"]),
+        ("phone-emu", ["show", "--state", str(tmp_path / "flash"), "--json"]),
     ]
+    (tmp_path / "flash").mkdir()
+    (tmp_path / "flash" / "ITLFile.tlv").write_bytes(ctl.read_bytes())  # a phone's held ITL
     checked = 0
     capsys.readouterr()
     for prog, argv in runs:
