@@ -28,6 +28,10 @@ def read_text(path: str | Path, *, what: str, error: type[Exception]) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL byte in the path (the OS refuses it before any I/O)
+        if isinstance(exc, UnicodeDecodeError):
+            raise error(f"cannot read {what} {path}: not UTF-8 text") from None
+        raise error(f"cannot read {what} {path!r}: not a usable file name ({exc})") from None
     except UnicodeDecodeError:
         raise error(f"cannot read {what} {path}: not UTF-8 text") from None
 
