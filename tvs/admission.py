@@ -237,7 +237,7 @@ class Admission:
         slot.released = True
         self.active -= 1
 
-    async def first_bytes(self, sock: socket.socket, slot: Slot) -> bool:
+    async def first_bytes(self, sock: socket.socket | trio.socket.SocketType, slot: Slot) -> bool:
         """Wait (at most ``first_bytes_timeout``) until ``sock`` has something to read (data or
         EOF). False on timeout. Marks the slot active."""
         with trio.move_on_after(self.limits.first_bytes_timeout):

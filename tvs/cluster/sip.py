@@ -17,6 +17,7 @@ the shared server TLS adapter (:mod:`tvs.tlsserver`). Does not own the certifica
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,6 +65,7 @@ class SipListener:
         client_cas: Iterable[Certificate] = (),
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
+        request_timeout: float = 10.0,
         max_connections: int = 1024,
         admission: AdmissionLimits | None = None,
         responder: Callable[[bytes], bytes] = sip_response,
@@ -75,6 +77,9 @@ class SipListener:
         self.cert, self.key = cert, key
         self.legacy_tls, self.client_auth = legacy_tls, client_auth
         self.handshake_timeout, self.idle_timeout = handshake_timeout, idle_timeout
+        self.request_timeout = request_timeout
+        """A request whose first bytes arrived must be whole within this (a slow sender holds
+        no slot longer); between requests ``idle_timeout`` applies."""
         limits = admission or AdmissionLimits()
         self.admission = Admission(attrs.evolve(limits, max_connections=max_connections))
         self.responder = responder
@@ -190,23 +195,47 @@ class SipListener:
         self._counts["active"] += 1
         try:
             with slot:
+                # like every listener: a connection that sends nothing is an idle slot, shed
+                # first when the listener is full and closed at the first-bytes deadline
+                if not await self.admission.first_bytes(stream.socket, slot):
+                    self._counts["bad_requests"] += 1
+                    timeout = self.admission.limits.first_bytes_timeout
+                    log.warning("sip.bad_request", peer=host, reason=f"nothing within {timeout}s")
+                    return
                 slot.established()
                 await self._requests(_PlainStream(stream))
+            if slot.shed:
+                self._counts["shed"] += 1
+                log.warning("sip.shed", peer=host, reason="idle connection, listener full")
         finally:
             self._counts["active"] -= 1
             await trio.aclose_forcefully(stream)
 
     async def _requests(self, tls: TlsStream | _PlainStream) -> None:
         buffer = b""
+        request_deadline = math.inf
         while True:
             try:
                 whole = split_message(buffer)
                 if whole is None:
-                    with trio.move_on_after(self.idle_timeout):
+                    # between requests: the idle deadline; inside one: the request deadline
+                    deadline = (
+                        trio.current_time() + self.idle_timeout if not buffer else request_deadline
+                    )
+                    with trio.move_on_at(deadline):
                         data = await tls.receive_some(65536)
                         if data:
+                            if not buffer:
+                                request_deadline = trio.current_time() + self.request_timeout
                             buffer += data
                             continue
+                    if buffer:  # a request begun and never finished (slow sender or cut short)
+                        self._counts["bad_requests"] += 1
+                        log.warning(
+                            "sip.bad_request",
+                            reason=f"request not whole within {self.request_timeout}s "
+                            f"({len(buffer)} bytes)",
+                        )
                     return  # idle or closed
                 message, buffer = whole
                 reply = self.responder(message)
