@@ -24,7 +24,8 @@ Example (what the phone's boot driver calls)::
         print(result.reason_code, result.why)                # capf.auth-failed ...
 
 Transport and protocol failures raise :class:`CapfClientError` subclasses (each with a
-``reason_code`` such as ``capf.server-untrusted``, ``capf.timeout``, ``capf.unreachable``);
+``reason_code`` such as ``capf.server-untrusted``, ``capf.timeout``, ``capf.connect-failed``: the
+phone's own vocabulary for one attempt);
 a refusal by the server is a result, not an exception.
 """
 
@@ -71,7 +72,7 @@ class CapfClientError(Exception):
 
 
 class CapfConnectError(CapfClientError, ConnectionError):
-    reason_code = "capf.unreachable"
+    reason_code = "capf.connect-failed"
 
 
 class CapfHandshakeError(CapfClientError):
@@ -87,7 +88,7 @@ class CapfTimeout(CapfClientError, TimeoutError):
 class CapfProtocolError(CapfClientError):
     """The server sent something the phone cannot accept, or closed mid-session."""
 
-    reason_code = "capf.protocol"
+    reason_code = "capf.protocol-error"
 
 
 _CODES = {

@@ -153,8 +153,9 @@ def test_phone_emu_capf_against_tvs_capf_serve(
         == 2
     )
     assert "capf.server-untrusted" in capsys.readouterr().err
-    # nobody listening: exit 2
+    # nobody listening: exit 2, with the reason code the phone's boot report uses too
     assert (
         phone_main(["capf", "--capf", "127.0.0.1:1", "--insecure", "--device", "SEP0000000000FF"])
         == 2
     )
+    assert "capf.connect-failed" in capsys.readouterr().err
