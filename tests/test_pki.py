@@ -479,3 +479,38 @@ def test_cli_rejects_unknown_key_type(capsys: pytest.CaptureFixture[str], tmp_pa
         tvs_main(["certs", "generate", "--out", str(tmp_path), "--key-type", "dsa"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_load_waits_for_a_generation_in_progress(lab_pki_dir: Path, tmp_path: Path) -> None:
+    """Two clusters started at once (issue 12 item 13): one generates the shared lab PKI while
+    the other, seeing the directory, loads it. Loading takes the generation lock shared, so it
+    never reads a half-written PKI: here a file is missing while the lock is held (as during a
+    generation) and the loader still gets the whole PKI once the lock is released."""
+    import shutil
+    import threading
+
+    from tvs.pki.lab import _generation_lock
+
+    root = tmp_path / "pki"
+    shutil.copytree(lab_pki_dir, root)
+    cert = root / "source" / "itlrecovery.pem"
+    results: list[object] = []
+    started = threading.Event()
+
+    def load() -> None:
+        started.set()
+        try:
+            results.append(LabPki.load(root).cluster("source").itlrecovery.cert.subject)
+        except Exception as exc:  # the failure this test exists for
+            results.append(exc)
+
+    with _generation_lock(root):
+        moved = cert.rename(root / "itlrecovery.pem.writing")
+        loader = threading.Thread(target=load)
+        loader.start()
+        started.wait(5)
+        loader.join(0.5)  # the loader gets its chance to read the half-written directory
+        moved.rename(cert)
+    loader.join(30)
+    assert not loader.is_alive()
+    assert len(results) == 1 and isinstance(results[0], str), results

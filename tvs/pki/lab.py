@@ -104,10 +104,11 @@ class LabPki:
             raise PkiError(
                 f"{root}: not a lab PKI directory (make one: tvs certs generate --out {root})"
             )
-        labels = _recipe_labels(recipe) if recipe is not None else _discover_labels(root)
-        if not _cert_path(root, MANUFACTURING_CA).is_file():  # made before it existed
-            labels = [label for label in labels if label != MANUFACTURING_CA]
-        found = {label: _load_identity(root, label) for label in labels}
+        with _generation_lock(root, shared=True):  # never read a PKI another process is writing
+            labels = _recipe_labels(recipe) if recipe is not None else _discover_labels(root)
+            if not _cert_path(root, MANUFACTURING_CA).is_file():  # made before it existed
+                labels = [label for label in labels if label != MANUFACTURING_CA]
+            found = {label: _load_identity(root, label) for label in labels}
         return _assemble(root, recipe, found, frozenset())
 
     def cluster(self, name: str) -> ClusterPki:
@@ -232,16 +233,17 @@ def generate(
 
 
 @contextlib.contextmanager
-def _generation_lock(root: Path) -> Iterator[None]:
-    """An exclusive lock on the directory itself (flock: released when the process dies, no
-    file left behind), so two clusters started at once do not race on writing the shared lab
-    PKI: the second waits, then keeps what the first made."""
+def _generation_lock(root: Path, *, shared: bool = False) -> Iterator[None]:
+    """A lock on the directory itself (flock: released when the process dies, no file left
+    behind), so two clusters started at once do not race on the shared lab PKI: generating
+    takes it exclusively (the second generator waits, then keeps what the first made), loading
+    takes it shared (a reader waits until a generation in progress has written everything)."""
     try:
         fd = os.open(root, os.O_RDONLY)
     except OSError as exc:
         raise PkiError(f"cannot lock {root}: {exc.strerror or exc}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
