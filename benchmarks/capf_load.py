@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import queue
 import statistics
 import subprocess
 import sys
@@ -109,33 +108,8 @@ def measure(
         mp.Process(target=_generator, args=(port, n, seconds, devices[i::nprocs], key, trust, out))
         for i, n in enumerate(shares)
     ]
-    for w in workers:
-        w.start()
-    results = []
-    deadline = time.monotonic() + seconds + 300
-    while len(results) < len(workers):
-        try:
-            results.append(out.get(timeout=1))
-        except queue.Empty:
-            if time.monotonic() > deadline or not any(w.is_alive() for w in workers):
-                raise RuntimeError("a generator process died") from None
-    for w in workers:
-        w.join(30)
-    lat = sorted(x for r in results for x in r[0])
-    errors: dict[str, int] = {}
-    for r in results:
-        for k, v in r[1].items():
-            errors[k] = errors.get(k, 0) + v
-    wall = max(r[2] for r in results)
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [lat[0] if lat else 0.0] * 99
-    return {
-        "done": len(lat),
-        "errors": errors,
-        "rate": len(lat) / wall if wall else 0.0,
-        "p50_ms": q[49] * 1000,
-        "p99_ms": q[98] * 1000,
-        "keygen_per_s": statistics.mean(r[3] for r in results),
-    }
+    summary, results = tvs_load.gather(workers, out, limit=seconds + 300)
+    return {**summary, "keygen_per_s": statistics.mean(r[3] for r in results)}
 
 
 # --- the server -----------------------------------------------------------------------------

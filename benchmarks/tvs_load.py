@@ -162,10 +162,19 @@ def measure(
         )
         for n in shares
     ]
+    return gather(workers, out, limit=seconds + 120)[0]
+
+
+def gather(
+    workers: list[Any], out: Any, *, limit: float
+) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """Start the generator processes, collect one ``(latencies, errors, wall, ...)`` tuple from
+    each (at most ``limit`` seconds), and sum them up: requests done, errors by kind, rate,
+    p50 and p99. Also returns the raw tuples (a benchmark may report their extra fields)."""
     for w in workers:
         w.start()
-    results = []
-    deadline = time.monotonic() + seconds + 120
+    results: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + limit
     while len(results) < len(workers):
         try:
             results.append(out.get(timeout=1))
@@ -181,13 +190,14 @@ def measure(
             errors[k] = errors.get(k, 0) + v
     wall = max(r[2] for r in results)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [lat[0] if lat else 0.0] * 99
-    return {
+    summary = {
         "done": len(lat),
         "errors": errors,
         "rate": len(lat) / wall if wall else 0.0,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
     }
+    return summary, results
 
 
 # --- the servers --------------------------------------------------------------------------------
