@@ -31,7 +31,6 @@ a refusal by the server is a result, not an exception.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import attrs
 import trio
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 
 from tvs import device
 from tvs.capf import NEED_DATA, CapfError, CertType, Decoder, Message, Reason
@@ -46,8 +46,15 @@ from tvs.capf.client import ClientSession, Credential, generate_key
 from tvs.capf.session import KeySpec
 from tvs.certs import Certificate, CertificateError, PrivateKey, load_certificates
 from tvs.roles import Role
-from tvs.tlsclient import ConnectFailed, ConnectTimeout, HandshakeFailed, open_tls, ssl_reason
-from tvs.tlsconfig import client_context
+from tvs.tlsclient import (
+    ClientTls,
+    ConnectFailed,
+    ConnectTimeout,
+    HandshakeFailed,
+    client_tls,
+    open_tls,
+)
+from tvs.tlsstream import TlsError, TlsStream
 
 __all__ = [
     "CapfClientConfig",
@@ -166,36 +173,14 @@ class CapfClientConfig:
     keylog: Path | None = None
     legacy_tls: bool = False
     max_message: int = 16 * 1024
-    _contexts: dict[str, ssl.SSLContext] = attrs.field(
-        factory=dict, init=False, eq=False, repr=False, hash=False
-    )
-
-    def ssl_context(self) -> ssl.SSLContext:
+    def client_tls(self) -> ClientTls:
         """The client TLS context; one per distinct (trust, insecure, legacy, keylog), shared
         by every config alike (a fleet enrolls thousands of phones through a few contexts)."""
-        ctx = self._contexts.get("ctx")
-        if ctx is None:
-            key = (
-                tuple(c.der for c in self.trust),
-                self.insecure,
-                self.legacy_tls,
-                str(self.keylog) if self.keylog else None,
-            )
-            ctx = _CONTEXTS.get(key)
-            if ctx is None:
-                ctx = client_context(
-                    legacy=self.legacy_tls,
-                    keylog=self.keylog,
-                    pinned=None if self.insecure else self.trust,
-                )
-                if len(_CONTEXTS) >= 64:
-                    _CONTEXTS.clear()
-                _CONTEXTS[key] = ctx
-            self._contexts["ctx"] = ctx
-        return ctx
-
-
-_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+        return client_tls(
+            pinned=None if self.insecure else self.trust,
+            legacy=self.legacy_tls,
+            keylog=self.keylog,
+        )
 
 
 @attrs.frozen
@@ -258,7 +243,7 @@ class CapfResult:
 
 
 async def _next_message(
-    tls: trio.SSLStream[trio.SocketStream], decoder: Decoder, where: str, timeout: float
+    tls: TlsStream, decoder: Decoder, where: str, timeout: float
 ) -> Message:
     try:
         with trio.fail_after(timeout):
@@ -272,8 +257,10 @@ async def _next_message(
                 decoder.receive_data(bytes(data))
     except trio.TooSlowError:
         raise CapfTimeout(f"no message from {where} within {timeout}s") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise CapfProtocolError(f"{where}: connection broken: {ssl_reason(exc)}") from None
+    except TlsError as exc:
+        raise CapfProtocolError(f"{where}: connection broken: {exc.reason}") from None
+    except (OSError, trio.ClosedResourceError) as exc:
+        raise CapfProtocolError(f"{where}: connection broken: {exc}") from None
 
 
 async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfResult:
@@ -288,14 +275,14 @@ async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfRes
     )
     log: list[tuple[str, Message]] = []
     try:
-        ctx = config.ssl_context()
-    except (ssl.SSLError, ValueError, OSError) as exc:
+        context = config.client_tls()
+    except (SSL.Error, ValueError, OSError) as exc:
         raise CapfHandshakeError(f"cannot build the TLS context: {exc}") from None
     try:
         opened = await open_tls(
             host,
             port,
-            ctx,
+            context,
             pinned=None if config.insecure else config.trust,
             connect_timeout=config.connect_timeout,
             handshake_timeout=config.timeout,
@@ -319,7 +306,7 @@ async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfRes
                         await tls.send_all(m.encode())  # header and body in one write
                 except trio.TooSlowError:
                     raise CapfTimeout(f"{where} did not take our {m.name}") from None
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                except (OSError, trio.ClosedResourceError) as exc:
                     raise CapfProtocolError(f"{where}: connection broken: {exc}") from None
 
         while not session.done:
@@ -340,9 +327,7 @@ async def capf_enroll(host: str, port: int, config: CapfClientConfig) -> CapfRes
     except CapfError as exc:  # the codec's errors from the decoder
         raise CapfProtocolError(f"{where}: bad message ({exc.reason}): {exc}") from None
     finally:
-        with trio.move_on_after(1) as scope:
-            scope.shield = True
-            await trio.aclose_forcefully(tls)
+        tls.close()
     res = session.result
     assert res is not None
     cert = Certificate.from_der(res.certificate) if res.certificate else None

@@ -11,22 +11,24 @@ phone emulator and the benchmark. Every wait has a deadline.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 import trio
+from OpenSSL import SSL
 
 from tvs.certs import Certificate, PrivateKey
 from tvs.tlsclient import (
+    ClientIdentity,
+    ClientTls,
     ConnectFailed,
     ConnectTimeout,
     TlsClientError,
+    client_tls,
     open_tls,
-    ssl_reason,
 )
-from tvs.tlsconfig import cap_version, client_context
+from tvs.tlsstream import TlsError, TlsStream
 from tvs.wire import (
     DEFAULT_MAX_MESSAGE,
     DecodeError,
@@ -88,7 +90,7 @@ class TvsClientConfig:
     """Also allow TLS 1.0/1.1 and the legacy suites (what a CUCM with old phones accepts)."""
     tls_max: str | None = None
     """Offer at most this TLS version (``1.0`` = old firmware: TLS 1.0 with AES256-SHA only);
-    see :func:`tvs.tlsconfig.cap_version`."""
+    see :func:`tvs.tlsclient.client_tls`."""
     connect_timeout: float = 5.0
     timeout: float = 10.0
     """Seconds for the handshake, and again for sending the request and reading the answer."""
@@ -97,28 +99,31 @@ class TvsClientConfig:
     """How a message value's issuer/serial are tagged (bytes given to :func:`tvs_exchange` are
     sent as they are)."""
     max_message: int = DEFAULT_MAX_MESSAGE
-    _contexts: dict[str, ssl.SSLContext] = attrs.field(
+    _tls: dict[str, tuple[ClientTls, ClientIdentity | None]] = attrs.field(
         factory=dict, init=False, eq=False, repr=False, hash=False
     )
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """The client TLS context (built once per config value and reused)."""
-        ctx = self._contexts.get("ctx")
-        if ctx is None:
+    def client_tls(self) -> tuple[ClientTls, ClientIdentity | None]:
+        """The shared client context for these settings and the identity presented (each
+        built once per config value; the context is shared with every config alike)."""
+        found = self._tls.get("tls")
+        if found is None:
             try:
-                ctx = client_context(
-                    cert=self.lsc,
-                    key=self.key,
-                    legacy=self.legacy_tls,
-                    keylog=self.keylog,
+                tls = client_tls(
                     pinned=None if self.insecure else self.pinned,
+                    legacy=self.legacy_tls,
+                    tls_max=self.tls_max,
+                    keylog=self.keylog,
                 )
-                if self.tls_max is not None:
-                    cap_version(ctx, self.tls_max)
-            except (ssl.SSLError, ValueError, OSError) as exc:
+                identity = None
+                if self.lsc is not None:
+                    if self.key is None:
+                        raise ValueError("a client certificate needs its private key")
+                    identity = ClientIdentity.of(self.lsc, self.key)
+            except (SSL.Error, ValueError, OSError) as exc:
                 raise TvsHandshakeError(f"cannot use the client certificate: {exc}") from None
-            self._contexts["ctx"] = ctx
-        return ctx
+            found = self._tls["tls"] = (tls, identity)
+        return found
 
 
 @attrs.frozen
@@ -131,12 +136,7 @@ class TvsExchange:
     tls_version: str | None
 
 
-def _is_alert(exc: BaseException) -> bool:
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, ssl.SSLError) and "ALERT" in str(cause.reason or "")
-
-
-async def _receive(tls: trio.SSLStream[trio.SocketStream], config: TvsClientConfig) -> Message:
+async def _receive(tls: TlsStream, config: TvsClientConfig) -> Message:
     decoder = Decoder(max_size=config.max_message)
     while not isinstance(frame := decoder.next_frame(), Frame):
         decoder.receive_data(await tls.receive_some(65536))  # b"": the server closed
@@ -153,10 +153,12 @@ async def tvs_exchange(
     else:
         request = encode_message(message, query_tags=config.query_tags)
     try:
+        context, identity = config.client_tls()
         session = await open_tls(
             host,
             port,
-            config.ssl_context(),
+            context,
+            identity=identity,
             pinned=None if config.insecure else config.pinned,
             connect_timeout=config.connect_timeout,
             handshake_timeout=config.timeout,
@@ -177,15 +179,15 @@ async def tvs_exchange(
             raise TvsTimeout(f"no response from {host}:{port} within {config.timeout}s") from None
         except DecodeError as exc:
             raise TvsProtocolError(f"bad response: {type(exc).__name__}: {exc}") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            if _is_alert(exc):
-                raise TvsHandshakeError(f"server refused the session: {ssl_reason(exc)}") from None
-            raise TvsProtocolError(f"connection broken: {ssl_reason(exc)}") from None
+        except TlsError as exc:
+            if exc.alert:
+                raise TvsHandshakeError(f"server refused the session: {exc.reason}") from None
+            raise TvsProtocolError(f"connection broken: {exc.reason}") from None
+        except (OSError, trio.ClosedResourceError) as exc:
+            raise TvsProtocolError(f"connection broken: {exc}") from None
         return TvsExchange(response, session.server_certificate, session.cipher, session.version)
     finally:
-        with trio.move_on_after(1) as scope:
-            scope.shield = True
-            await trio.aclose_forcefully(tls)
+        tls.close()
 
 
 async def tvs_request(

@@ -392,13 +392,14 @@ async def test_legacy_tls_serves_tls10_aes256_sha(
 
 async def test_pinning_fails_the_handshake(running: Running, lab_pki: LabPki) -> None:
     other = lab_pki.clusters["destination"].nodes["ucm11pub"].tvs.cert
-    with capture_logs() as logs, pytest.raises(TvsHandshakeError, match="not pinned"):
-        await tvs_request(
-            running.host, running.port, _query(other), running.client(pinned=(other,))
-        )
-    with trio.fail_after(20):  # the phone's alert reaches the server: a failed handshake there
-        while not any(e["event"] == "handshake failed" for e in logs):
-            await trio.sleep(0.01)
+    with capture_logs() as logs:
+        with pytest.raises(TvsHandshakeError, match="not pinned"):
+            await tvs_request(
+                running.host, running.port, _query(other), running.client(pinned=(other,))
+            )
+        with trio.fail_after(20):  # the phone's alert reaches the server: a failed handshake
+            while not any(e["event"] == "handshake failed" for e in logs):
+                await trio.sleep(0.01)
     assert "alert unknown ca" in _failed(logs)[0]["reason"].lower()
     with pytest.raises(TvsHandshakeError, match="not pinned"):
         await tvs_request(

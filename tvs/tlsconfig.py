@@ -1,4 +1,5 @@
-"""TLS settings shared by every side, and the clients' contexts (standard ``ssl``, via Trio).
+"""TLS settings shared by every side, and ``ssl``-module client contexts (the tests' and
+benchmarks' independent client).
 
 The one place for the legacy-TLS settings: servers with ``legacy`` also allow TLS 1.0+ and
 ``AES256-SHA`` (:data:`LEGACY_CIPHERS`, ``@SECLEVEL=0`` as OpenSSL 3 needs for old phone
@@ -6,10 +7,13 @@ firmware); a client that *forces* old firmware's offer uses :func:`offer_only_le
 ``AES256-SHA`` only). Servers are built by :mod:`tvs.tlsserver` (pyOpenSSL) with these
 constants; :class:`ClientAuth` names the client-certificate modes.
 
-Client: presents an optional certificate (a phone's LSC) and does **not** verify the server
-chain in OpenSSL; the caller pins the server certificate after the handshake with
-:func:`certificate_pinned` (the phone's rule: the TVS certificate must be one its ITL names).
-Keylog files (SSLKEYLOGFILE format) for Wireshark on both sides.
+The lab's own clients (the phone, the TVS and CAPF clients) are pyOpenSSL, in
+:mod:`tvs.tlsclient`, with these constants; :func:`client_context` builds the ``ssl`` module's
+equivalent (optional client certificate, optional pins as trust anchors), which the tests use
+as a client independent of the lab's TLS code (OpenSSL 3.0 of the system against the servers'
+bundled OpenSSL). :func:`certificate_pinned` is the phone's rule after the handshake: the
+server certificate must be one its CTL/ITL names. Keylog files (SSLKEYLOGFILE format) for
+Wireshark on both sides.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -37,10 +40,8 @@ __all__ = [
     "MODERN_CIPHERS",
     "TLS_MAX_VERSIONS",
     "ClientAuth",
-    "cap_version",
     "certificate_pinned",
     "client_context",
-    "flush_alert",
     "load_identity",
     "offer_only_legacy",
 ]
@@ -162,26 +163,6 @@ TLS_MAX_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 """What ``--tls-max`` takes: the highest TLS version a client offers."""
 
 
-def cap_version(ctx: ssl.SSLContext, tls_max: str) -> None:
-    """Make a client offer at most TLS ``tls_max``. ``1.0`` is what old phone firmware offers
-    (TLS 1.0 with AES256-SHA only, :func:`offer_only_legacy`); ``1.1`` allows TLS 1.0-1.1 with
-    the legacy suites; ``1.2`` and ``1.3`` only cap the maximum."""
-    if tls_max not in TLS_MAX_VERSIONS:
-        raise ValueError(f"TLS version {tls_max!r}: one of {', '.join(TLS_MAX_VERSIONS)}")
-    if tls_max == "1.0":
-        offer_only_legacy(ctx)
-        return
-    if tls_max == "1.1":
-        _versions(ctx, legacy=True)
-    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point here
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.maximum_version = {
-            "1.1": ssl.TLSVersion.TLSv1_1,
-            "1.2": ssl.TLSVersion.TLSv1_2,
-            "1.3": ssl.TLSVersion.TLSv1_3,
-        }[tls_max]
-
-
 def _versions(ctx: ssl.SSLContext, legacy: bool) -> None:
     if legacy:
         ctx.set_ciphers(LEGACY_CIPHERS)
@@ -230,17 +211,3 @@ def client_context(
 def certificate_pinned(peer_der: bytes | None, pinned: Iterable[Certificate]) -> bool:
     """True when the server's certificate (DER) is byte-for-byte one of ``pinned``."""
     return peer_der is not None and any(peer_der == c.der for c in pinned)
-
-
-async def flush_alert(tls: Any) -> None:
-    """Send the TLS alert OpenSSL queued when a handshake failed (``unknown ca``, ``certificate
-    required``...) on a ``trio.SSLStream``: Trio drops it, and the peer would only see EOF."""
-    pending = getattr(tls, "_outgoing", None)
-    data = pending.read() if isinstance(pending, ssl.MemoryBIO) else b""
-    if not data:
-        return
-    import trio  # the only Trio use here: keep the module importable without it
-
-    with trio.move_on_after(1):
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await tls.transport_stream.send_all(data)

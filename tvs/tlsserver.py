@@ -1,29 +1,18 @@
-"""The one server-side TLS adapter (pyOpenSSL) for every TLS listener: TVS, SIP, CAPF, HTTPS.
+"""The server side of the lab's TLS (pyOpenSSL), for every TLS listener: TVS, SIP, CAPF, HTTPS.
 
-Owns two things:
+Owns :func:`server_tls`, which builds a :class:`~tvs.tlsstream.ServerTls` (an
+``OpenSSL.SSL.Context`` plus the client certificate policy) from certificates and keys **in
+memory** (or files, read into memory): TLS 1.2+ (or legacy: TLS 1.0+ with ``AES256-SHA``, the
+settings of :mod:`tvs.tlsconfig`), client certificates ``none`` (not asked), ``optional``
+(asked; one that does not verify is *accepted* and reported as unverified, with the reason) or
+``required`` (asked; missing or unverified refuses the handshake, and the reason is kept for
+the log line). The stream an accepted socket becomes, and the names listeners use with it
+(:class:`TlsStream`, :class:`TlsHandshakeError`, :class:`PeerCertificate`), are
+:mod:`tvs.tlsstream`'s, re-exported here.
 
-* :func:`server_tls` builds a :class:`ServerTls` (an ``OpenSSL.SSL.Context`` plus the client
-  certificate policy) from certificates and keys **in memory** (or files, read into memory):
-  TLS 1.2+ (or legacy: TLS 1.0+ with ``AES256-SHA``, the settings of :mod:`tvs.tlsconfig`),
-  client certificates ``none`` (not asked), ``optional`` (asked; one that does not verify is
-  *accepted* and reported as unverified, with the reason) or ``required`` (asked; missing or
-  unverified refuses the handshake, and the reason is kept for the log line). A verify
-  callback records, per connection, why a certificate did not verify (``expired``,
-  ``not-yet-valid``, ``unknown-ca``, ...), so a server can log whose certificate it was
-  (:class:`PeerCertificate`: subject, issuer, serial, SHA-256) even when it refused it.
-* :class:`TlsStream`: one accepted non-blocking TCP socket wrapped in TLS, driven by Trio's
-  readiness waits. OpenSSL reads and writes the socket itself (no memory BIOs, no copies in
-  Python); alerts of a failed handshake reach the peer because OpenSSL writes them directly.
-  It has ``receive_some`` / ``send_all`` like a Trio stream. Every wait is a Trio checkpoint.
-
-The Nagle stall (notes section 6): in TLS 1.3 the client's Finished is the last handshake
-flight; a client with Nagle on holds its request until that Finished is acknowledged, and a
-server with nothing to send would delay that ACK by ~40 ms (Python's ``ssl`` server with
-``num_tickets = 0`` did). Here OpenSSL sends its TLS 1.3 session tickets right after the
-handshake (stateful ones, a few dozen bytes; the session cache is off, so they never resume
-anything), which carry the ACK at once; and the stream sets ``TCP_QUICKACK`` each time it
-waits for the peer during the handshake, so the ACK goes out even without them. Every listener
-built on this module gets both.
+Why pyOpenSSL rather than the ``ssl`` module: a server must accept, and log, a client
+certificate that does not verify (``optional``), which needs a verify callback, and keys are
+loaded from memory.
 
 Usage (any listener)::
 
@@ -42,17 +31,22 @@ Knows nothing about accepting, admission limits (:mod:`tvs.admission`) or protoc
 from __future__ import annotations
 
 import contextlib
-import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
-import attrs
-import trio
 from OpenSSL import SSL, crypto
 
 from .certs import Certificate, CertificateError, PrivateKey, load_certificates, load_private_key
 from .tlsconfig import LEGACY_CIPHERS, MODERN_CIPHERS, ClientAuth
+from .tlsstream import (
+    PeerCertificate,
+    ServerTls,
+    TlsHandshakeError,
+    TlsStream,
+    error_reason,
+    verify_callback,
+    verify_failure_kind,
+)
 
 __all__ = [
     "PeerCertificate",
@@ -63,91 +57,6 @@ __all__ = [
     "verify_failure_kind",
 ]
 
-T = TypeVar("T")
-
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
-
-# X509_V_ERR_* codes the lab meets, with a short kind for metrics labels
-_VERIFY_KINDS: dict[int, tuple[str, str]] = {
-    2: ("unknown-ca", "unable to get issuer certificate"),
-    7: ("bad-signature", "certificate signature failure"),
-    9: ("not-yet-valid", "certificate is not yet valid"),
-    10: ("expired", "certificate has expired"),
-    18: ("unknown-ca", "self-signed certificate"),
-    19: ("unknown-ca", "self-signed certificate in certificate chain"),
-    20: ("unknown-ca", "unable to get local issuer certificate"),
-    21: ("unknown-ca", "unable to verify the first certificate"),
-    23: ("revoked", "certificate revoked"),
-    24: ("bad-ca", "invalid CA certificate"),
-    26: ("bad-purpose", "unsupported certificate purpose"),
-}
-
-
-def verify_failure_kind(errnum: int) -> tuple[str, str]:
-    """``(kind, text)`` for an OpenSSL X509_V_ERR code (kind is a short metrics label)."""
-    return _VERIFY_KINDS.get(errnum, ("other", f"verify error {errnum}"))
-
-
-@attrs.frozen
-class PeerCertificate:
-    """The client certificate a peer presented, whether or not it verified."""
-
-    certificate: Certificate
-    verified: bool
-    failure: str | None = None
-    """Why it did not verify (``certificate has expired (depth 0)``); None when verified."""
-    failure_kind: str | None = None
-    """Short label for metrics: ``expired``, ``not-yet-valid``, ``unknown-ca``, ..."""
-
-    @property
-    def subject(self) -> str:
-        return self.certificate.subject
-
-    def log_fields(self) -> dict[str, object]:
-        """subject, issuer, serial, sha256 (and why it did not verify) for a log line."""
-        c = self.certificate
-        fields: dict[str, object] = {
-            "client": c.subject,
-            "client_issuer": c.issuer,
-            "client_serial": c.serial_hex,
-            "client_sha256": c.sha256.hex(),
-            "client_verified": self.verified,
-        }
-        if self.failure is not None:
-            fields["client_unverified"] = self.failure
-        return fields
-
-
-class TlsHandshakeError(Exception):
-    """A handshake that failed; ``kind`` is ``tls``, ``eof`` or ``refused-certificate``
-    (then ``peer`` is the refused certificate when one was presented)."""
-
-    def __init__(self, kind: str, reason: str, peer: PeerCertificate | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.peer = peer
-
-
-@attrs.define
-class _VerifyState:
-    """Per connection: the first verification failure the callback saw."""
-
-    errnum: int = 0
-    depth: int = 0
-    failed: bool = False
-    cert: crypto.X509 | None = None
-    """The certificate that failed (the leaf at depth 0): kept for the log of a refusal."""
-
-
-@attrs.frozen
-class ServerTls:
-    """A server TLS context and its client-certificate policy (build with :func:`server_tls`).
-    Immutable; a reload builds a new one, connections already open keep theirs."""
-
-    context: SSL.Context
-    client_auth: ClientAuth
-
 
 def _load_chain(cert: Certificate | Sequence[Certificate] | str | Path) -> list[Certificate]:
     if isinstance(cert, str | Path):
@@ -156,18 +65,6 @@ def _load_chain(cert: Certificate | Sequence[Certificate] | str | Path) -> list[
             raise CertificateError(f"{cert}: no certificate found")
         return chain
     return [cert] if isinstance(cert, Certificate) else list(cert)
-
-
-def _verify_callback(optional: bool) -> Callable[..., bool]:
-    def callback(conn: SSL.Connection, x509: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
-        if not ok:
-            state = conn.get_app_data()
-            if isinstance(state, _VerifyState) and not state.failed:
-                state.failed, state.errnum, state.depth = True, errnum, depth
-                state.cert = x509
-        return True if optional else bool(ok)
-
-    return callback
 
 
 def server_tls(
@@ -206,7 +103,7 @@ def server_tls(
         ctx.check_privatekey()
     except (SSL.Error, crypto.Error, ValueError, TypeError) as exc:
         where = f"{cert} / {key}" if isinstance(cert, str | Path) else "server identity"
-        why = _error_reason(exc) if isinstance(exc, SSL.Error) else str(exc)
+        why = error_reason(exc) if isinstance(exc, SSL.Error) else str(exc)
         raise CertificateError(f"{where}: unusable TLS certificate/key: {why}") from None
     mode = ClientAuth(client_auth)
     store = ctx.get_cert_store()
@@ -214,10 +111,10 @@ def server_tls(
     for ca in {c.der: c for c in client_cas}.values():
         store.add_cert(crypto.X509.from_cryptography(ca.x509))
     if mode is ClientAuth.OPTIONAL:
-        ctx.set_verify(SSL.VERIFY_PEER, _verify_callback(optional=True))
+        ctx.set_verify(SSL.VERIFY_PEER, verify_callback(optional=True))
     elif mode is ClientAuth.REQUIRED:
         ctx.set_verify(
-            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify_callback(optional=False)
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify_callback(optional=False)
         )
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
@@ -230,155 +127,3 @@ def server_tls(
 
         ctx.set_keylog_callback(write_keylog)
     return ServerTls(ctx, mode)
-
-
-def _error_reason(exc: SSL.Error) -> str:
-    """OpenSSL's reason strings of an ``SSL.Error`` (``tlsv1 alert unknown ca``...)."""
-    parts = []
-    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
-        if isinstance(item, tuple) and item:
-            parts.append(str(item[-1]))
-    return "; ".join(parts) or str(exc) or type(exc).__name__
-
-
-class TlsStream:
-    """One accepted TCP connection wrapped in TLS (server side), on Trio readiness waits."""
-
-    def __init__(self, sock: socket.socket, tls: ServerTls) -> None:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.socket = sock
-        self.client_auth = tls.client_auth
-        self._verify = _VerifyState()
-        self.conn = SSL.Connection(tls.context, sock)
-        self.conn.set_app_data(self._verify)
-        self.conn.set_accept_state()
-        self.handshake_done = False
-        self.peer: PeerCertificate | None = None
-        self._closed = False
-
-    @classmethod
-    def from_trio(cls, stream: trio.SocketStream, tls: ServerTls) -> TlsStream:
-        """Take over the socket of a ``trio.SocketStream`` (from ``trio.serve_tcp``/
-        ``open_tcp_listeners``); the stream must not be used afterwards. Raises ``OSError``
-        when the peer already went away."""
-        return cls(socket.socket(fileno=stream.socket.detach()), tls)
-
-    async def _io(self, fn: Callable[..., T], *args: object, handshake: bool = False) -> T:
-        while True:
-            try:
-                return fn(*args)
-            except SSL.WantReadError:
-                if handshake and _TCP_QUICKACK is not None:
-                    # acknowledge the client's next flight (its Finished) at once: a client
-                    # with Nagle on holds its request until then (module docstring)
-                    with contextlib.suppress(OSError):
-                        self.socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-                await trio.lowlevel.wait_readable(self.socket)
-            except SSL.WantWriteError:
-                await trio.lowlevel.wait_writable(self.socket)
-
-    def _peer(self) -> PeerCertificate | None:
-        v = self._verify
-        x509 = self.conn.get_peer_certificate(as_cryptography=True)
-        if x509 is None and v.cert is not None:  # refused: only the callback saw it
-            x509 = v.cert.to_cryptography()
-        if x509 is None:
-            return None
-        cert = Certificate.from_x509(x509)
-        if v.failed:
-            kind, text = verify_failure_kind(v.errnum)
-            return PeerCertificate(cert, False, f"{text} (depth {v.depth})", kind)
-        return PeerCertificate(cert, True)
-
-    async def do_handshake(self) -> PeerCertificate | None:
-        """The handshake; returns the client certificate presented (verified or, under
-        ``optional``, not), None when none was. Raises :class:`TlsHandshakeError`."""
-        try:
-            await self._io(self.conn.do_handshake, handshake=True)
-        except SSL.SysCallError as exc:
-            raise TlsHandshakeError("eof", f"connection closed during handshake ({exc})") from None
-        except SSL.ZeroReturnError:
-            raise TlsHandshakeError("eof", "connection closed during handshake") from None
-        except SSL.Error as exc:
-            reason = _error_reason(exc)
-            peer = None
-            with contextlib.suppress(SSL.Error, CertificateError, ValueError):
-                peer = self._peer()
-            if self._verify.failed:
-                _, text = verify_failure_kind(self._verify.errnum)
-                raise TlsHandshakeError(
-                    "refused-certificate",
-                    f"client certificate refused: {text} (depth {self._verify.depth})",
-                    peer,
-                ) from None
-            if "peer did not return a certificate" in reason:
-                raise TlsHandshakeError(
-                    "refused-certificate", "client certificate required, none presented"
-                ) from None
-            raise TlsHandshakeError("tls", f"TLS: {reason}") from None
-        except OSError as exc:
-            raise TlsHandshakeError("eof", f"connection closed during handshake ({exc})") from None
-        self.handshake_done = True
-        self.peer = self._peer()
-        return self.peer
-
-    async def receive_some(self, max_bytes: int = 65536) -> bytes:
-        """Up to ``max_bytes``; ``b""`` at end of stream (clean or not). Raises ``OSError``
-        when the connection broke (TLS errors included)."""
-        try:
-            return await self._io(self.conn.recv, max_bytes)
-        except (SSL.ZeroReturnError, SSL.SysCallError):
-            return b""
-        except SSL.Error as exc:
-            raise OSError(f"TLS: {_error_reason(exc)}") from None
-
-    async def send_all(self, data: bytes) -> None:
-        """Raises ``OSError`` when the connection broke."""
-        view = memoryview(data)
-        try:
-            while view:
-                sent = await self._io(self.conn.send, view)
-                view = view[sent:]
-        except SSL.Error as exc:
-            raise OSError(f"TLS: {_error_reason(exc)}") from None
-
-    def cipher(self) -> str | None:
-        return self.conn.get_cipher_name()
-
-    def version(self) -> str | None:
-        return self.conn.get_protocol_version_name()
-
-    def peer_certificate(self) -> bytes | None:
-        """The client certificate (DER) presented, verified or not."""
-        return self.peer.certificate.der if self.peer is not None else None
-
-    async def linger_close(self, seconds: float) -> None:
-        """After a failed handshake: send FIN behind the alert OpenSSL wrote, then discard what
-        the peer still sends (at most ``seconds``), so that closing does not turn into a reset
-        that destroys the alert before the peer reads it."""
-        try:
-            self.socket.shutdown(socket.SHUT_WR)
-            with trio.move_on_after(seconds):
-                while True:
-                    await trio.lowlevel.wait_readable(self.socket)
-                    if not self.socket.recv(65536):
-                        break
-        except OSError:
-            pass
-        self.close()
-
-    def close(self) -> None:
-        """Send close_notify when the session is up (without waiting for the peer's), then
-        close the socket. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.handshake_done:
-            with contextlib.suppress(SSL.Error, OSError):
-                self.conn.shutdown()
-        self.socket.close()
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()

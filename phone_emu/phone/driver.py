@@ -13,7 +13,6 @@ certificate, and the server's alert only arrives when the phone reads.
 from __future__ import annotations
 
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from phone_emu.tvs_client import (
 from tvs.certs import Certificate
 from tvs.sip import SipError, register_request, response_status, split_message
 from tvs.tlsclient import ConnectFailed, ConnectTimeout, HandshakeFailed, open_tls
+from tvs.tlsstream import TlsError, TlsStream
 
 from .boot import (
     Action,
@@ -80,6 +80,8 @@ _CERTIFICATE_ALERTS = (
 """TLS alerts (OpenSSL reason names) by which a server refuses the client's certificate."""
 _REFUSED = "the server refused the phone's certificate"
 _CLOSED = "the connection was closed without a TLS alert (a transport error, not a refusal)"
+_CLOSED_REASONS = ("UNEXPECTED_EOF_WHILE_READING",)
+"""OpenSSL's reasons for a peer that closed mid-record: a transport error too."""
 
 
 @attrs.frozen
@@ -199,7 +201,6 @@ class _Performer:
             clock,
         )
         self._configs: dict[tuple[bytes, ...], TvsClientConfig] = {}
-        self._sip_context: ssl.SSLContext | None = None
 
     def _tvs_config(self, pins: tuple[Certificate, ...]) -> TvsClientConfig:
         key = tuple(c.der for c in pins)
@@ -256,7 +257,7 @@ class _Performer:
         if not action.secure:
             return await self._sip_tcp(action)
         try:
-            ctx = self._tvs_config(action.pinned).ssl_context()
+            tls, identity = self._tvs_config(action.pinned).client_tls()
         except TvsClientError as exc:
             return SipFailed(TransportFailure.HANDSHAKE, str(exc), self.clock())
         where = f"{action.host}:{action.port}"
@@ -264,7 +265,8 @@ class _Performer:
             session = await open_tls(
                 action.host,
                 action.port,
-                ctx,
+                tls,
+                identity=identity,
                 pinned=action.pinned,
                 connect_timeout=self.options.sip_timeout,
                 handshake_timeout=self.options.sip_timeout,
@@ -280,14 +282,12 @@ class _Performer:
             failure, why = _tls_failure(exc.cause)
             detail = f"TLS handshake with {where} failed: {why}"
             return SipFailed(failure, detail, self.clock())
-        tls = session.stream
+        stream = session.stream
         try:
             tls_detail = f"{session.version} {session.cipher or ''}".strip()
-            return await self._register(tls, session.tcp, action, tls_detail)
+            return await self._register(stream, action, tls_detail)
         finally:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                await trio.aclose_forcefully(tls)
+            stream.close()
 
     async def _sip_tcp(self, action: ConnectSip) -> Result:
         """Security mode 1: REGISTER over plain TCP (no TLS, no certificate)."""
@@ -303,7 +303,7 @@ class _Performer:
             detail = f"connect to {where}: {exc.strerror or exc}"
             return SipFailed(TransportFailure.CONNECT, detail, self.clock())
         try:
-            return await self._register(stream, stream, action, "TCP")
+            return await self._register(stream, action, "TCP")
         finally:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
@@ -311,14 +311,13 @@ class _Performer:
 
     async def _register(
         self,
-        tls: trio.SSLStream[trio.SocketStream] | trio.SocketStream,
-        stream: trio.SocketStream,
+        tls: TlsStream | trio.SocketStream,
         action: ConnectSip,
         tls_detail: str,
     ) -> Result:
-        """Send the REGISTER and read the answer's head; the TLS stream is the caller's."""
+        """Send the REGISTER and read the answer's head; the stream is the caller's."""
         where = f"{action.host}:{action.port}"
-        local = stream.socket.getsockname()
+        local = tls.socket.getsockname()
         request = register_request(
             action.host,
             self.identity.device_name,
@@ -345,7 +344,7 @@ class _Performer:
         except trio.TooSlowError:
             detail = f"no answer to the REGISTER from {where} within {self.options.sip_timeout}s"
             return SipFailed(TransportFailure.TIMEOUT, detail, self.clock())
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             failure, why = _tls_failure(exc)
             detail = f"TLS with {where} failed after the handshake: {why}"
             return SipFailed(failure, detail, self.clock())
@@ -366,13 +365,12 @@ def _tls_failure(exc: BaseException | None) -> tuple[TransportFailure, str]:
     failures. ``exc`` None: the peer closed without any TLS error."""
     if exc is None:
         return TransportFailure.CONNECT, _CLOSED
-    cause = exc.__cause__ or exc
-    text = str(cause) or type(cause).__name__
-    reason = getattr(cause, "reason", None) or ""
-    if any(a in reason for a in _CERTIFICATE_ALERTS):
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, TlsError):  # a reset, a broken pipe: no TLS error at all
+        return TransportFailure.CONNECT, f"{_CLOSED} ({text})"
+    if any(a in exc.reason for a in _CERTIFICATE_ALERTS):
         return TransportFailure.HANDSHAKE, f"{_REFUSED} ({text})"
-    closed = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError, EOFError)
-    if isinstance(cause, closed) or not isinstance(cause, ssl.SSLError):
+    if exc.reason in _CLOSED_REASONS:
         return TransportFailure.CONNECT, f"{_CLOSED} ({text})"
     return TransportFailure.HANDSHAKE, text
 
