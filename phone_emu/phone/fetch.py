@@ -97,36 +97,52 @@ class Fetcher:
 
     async def fetch(self, action: FetchFile) -> FileFetched | FileMissing | FetchFailed:
         limits = self.options.limits
-        with trio.move_on_after(limits.deadline):
-            return await self._fetch(action.filename, limits.cap(action.kind))
-        detail = f"{action.filename}: not complete within {limits.deadline:g}s"
+        name, cap = action.filename, limits.cap(action.kind)
+        deadline = trio.current_time() + limits.deadline
+        fallback = ""
+        if self.options.mode != "tftp":
+            if self.options.http_timeout < limits.deadline:
+                # HTTP's own timeout ends first: no second cancel scope for the file's deadline
+                got = await self._http(name, cap)
+            else:
+                got = None
+                with trio.move_on_at(deadline):
+                    got = await self._http(name, cap)
+                if got is None:
+                    return self._timeout(name)
+            if not isinstance(got, str):
+                return got
+            fallback = got
+        with trio.move_on_at(deadline):
+            return await self._tftp(name, cap, fallback)
+        return self._timeout(name)
+
+    def _timeout(self, name: str) -> FetchFailed:
+        detail = f"{name}: not complete within {self.options.limits.deadline:g}s"
         return FetchFailed(self.clock(), detail, failure="timeout")
 
-    async def _fetch(self, name: str, cap: int) -> FileFetched | FileMissing | FetchFailed:
-        mode = self.options.mode
-        fallback = ""
-        if mode != "tftp":
-            host, port = self.http
-            try:
-                data = await http_get(
-                    host,
-                    port,
-                    name,
-                    timeout=self.options.http_timeout,
-                    max_size=cap,
-                    bind=self.tftp_options.get("bind"),
-                )
-            except HttpTooLarge as exc:
-                return FetchFailed(self.clock(), f"HTTP {host}:{port} {name}: {exc}", "too-large")
-            except HttpError as exc:
-                fallback = f"HTTP {host}:{port}: {exc}"
-                if mode == "http":
-                    if isinstance(exc, HttpStatusError) and exc.status == 404:
-                        return FileMissing(self.clock(), fallback)
-                    return FetchFailed(self.clock(), fallback)
-            else:
-                return FileFetched(data, self.clock(), server=host, transport="http")
-        return await self._tftp(name, cap, fallback)
+    async def _http(self, name: str, cap: int) -> FileFetched | FileMissing | FetchFailed | str:
+        """The file over HTTP, or (a str) why HTTP failed when TFTP may be tried next."""
+        host, port = self.http
+        try:
+            data = await http_get(
+                host,
+                port,
+                name,
+                timeout=self.options.http_timeout,
+                max_size=cap,
+                bind=self.tftp_options.get("bind"),
+            )
+        except HttpTooLarge as exc:
+            return FetchFailed(self.clock(), f"HTTP {host}:{port} {name}: {exc}", "too-large")
+        except HttpError as exc:
+            fallback = f"HTTP {host}:{port}: {exc}"
+            if self.options.mode == "http":
+                if isinstance(exc, HttpStatusError) and exc.status == 404:
+                    return FileMissing(self.clock(), fallback)
+                return FetchFailed(self.clock(), fallback)
+            return fallback
+        return FileFetched(data, self.clock(), server=host, transport="http")
 
     async def _tftp(
         self, name: str, cap: int, fallback: str
