@@ -12,6 +12,7 @@ the report's file formats. :class:`RunOptions` and :class:`MigrationError` live 
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import resource
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from .options import MigrationError, RunOptions
 from .runfleet import RunFleet
 from .scenarios import Scenario
 from .steps import StepRunner
+from .workers import freeze_long_lived
 
 __all__ = [
     "MigrationError",
@@ -77,8 +79,13 @@ class _Run:
         self.fleet.http_ports.update(self.clusters.http_ports())  # bound ports: tell the phones
         try:
             await self.fleet.start_workers(self.pki_dir, self._source_name())
-            for n, step in enumerate(self.scenario.steps, start=1):
-                await self.steps.run(n, step)
+            frozen = freeze_long_lived()  # the clusters and the fleet live until the run ends
+            try:
+                for n, step in enumerate(self.scenario.steps, start=1):
+                    await self.steps.run(n, step)
+            finally:
+                if frozen:  # a process running many scenarios (tests) frees each run's objects
+                    gc.unfreeze()
         finally:
             await self.fleet.aclose()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import gc
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from .values import BootEntry, BootRequest, WorkerSettings
 if TYPE_CHECKING:
     from phone_emu.phone.identity import PhoneIdentity
 
-__all__ = ["WorkerError", "WorkerPool", "main"]
+__all__ = ["WorkerError", "WorkerPool", "freeze_long_lived", "main"]
 
 _MAX_LINE = 1 << 20
 _WORKER = "import sys; from phone_emu.lab.workers import main; sys.exit(main(sys.argv[1:]))"
@@ -54,6 +55,18 @@ def _identities(pki: LabPki, s: WorkerSettings) -> list[PhoneIdentity]:
         )
     capf = pki.cluster(s.cluster).capf
     return make_identities(capf, s.macs, model=s.model, shared_key=s.shared_key)
+
+
+def freeze_long_lived() -> bool:
+    """Take what lives for the whole run (modules, the PKI, the fleet's identities and phones,
+    the clusters) out of the cyclic collector's sight: later collections, full ones included,
+    walk only what the boots allocate. Does nothing (False) when something is frozen already
+    (a caller's own :func:`gc.freeze`); True: the caller may :func:`gc.unfreeze` at its end."""
+    if gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 class WorkerError(RuntimeError):
@@ -209,6 +222,7 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
             pool = PhonePool(
                 make_phones(ids), s.indices, concurrency=s.concurrency, network=network
             )
+            freeze_long_lived()
             await write.send_all(_line({"ok": True}))
         elif op == "boot" and pool is not None:
             send, recv = trio.open_memory_channel[BootEntry](math.inf)
