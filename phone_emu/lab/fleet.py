@@ -151,23 +151,29 @@ async def boot_fleet(
     clock: Callable[[], float] = time.time,
     on_done: Callable[[FleetBoot], None] | None = None,
     indices: Sequence[int] | None = None,
+    keep: bool = True,
 ) -> list[FleetBoot]:
     """Boot every phone (each updates its own state) with at most ``concurrency`` at once.
 
     ``tftp`` is the address DHCP option 150 gives, or a function of the phone's position.
     ``indices`` are the phones' fleet indices (default 0..n-1). Results come back in the
-    phones' order; ``on_done`` is called as each boot finishes.
+    phones' order; ``on_done`` is called as each boot finishes. ``keep=False``: nothing is
+    kept nor returned (the caller takes each boot from ``on_done``), so a large fleet's
+    finished boots do not pile up in memory until the last one ends.
+
+    A phone's task is started once it holds a slot of the limiter, so a fleet of thousands is
+    at most ``concurrency`` tasks at a time, not thousands of tasks queued on the limiter.
     """
     if concurrency < 1:
         raise FleetError("concurrency must be at least 1")
     opts = options or NetworkOptions()
     limiter = trio.CapacityLimiter(concurrency)
     t0 = trio.current_time()
-    out: list[FleetBoot | None] = [None] * len(phones)
+    out: list[FleetBoot | None] = [None] * len(phones) if keep else []
     idx = list(indices) if indices is not None else list(range(len(phones)))
 
     async def one(pos: int, phone: Phone) -> None:
-        async with limiter:
+        try:
             started = trio.current_time() - t0
             addr = tftp(pos) if callable(tftp) else tftp
             structlog.contextvars.bind_contextvars(phone=phone.identity.name)
@@ -178,12 +184,16 @@ async def boot_fleet(
                 log.warning("boot raised", error=repr(exc))
                 result, error = None, f"{type(exc).__name__}: {exc}"
             finished = trio.current_time() - t0
+        finally:
+            limiter.release_on_behalf_of(pos)
         rec = FleetBoot(idx[pos], phone.identity.device_name, started, finished, result, error)
-        out[pos] = rec
+        if keep:
+            out[pos] = rec
         if on_done is not None:
             on_done(rec)
 
     async with trio.open_nursery() as nursery:
         for pos, phone in enumerate(phones):
+            await limiter.acquire_on_behalf_of(pos)
             nursery.start_soon(one, pos, phone)
     return [r for r in out if r is not None]

@@ -116,6 +116,7 @@ class PhonePool:
             options=network,
             on_done=done,
             indices=self.indices,
+            keep=False,  # each boot is an entry as it ends (``done``)
         )
         return [entries[i] for i in self.indices]
 
