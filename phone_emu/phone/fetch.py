@@ -101,15 +101,15 @@ class Fetcher:
         deadline = trio.current_time() + limits.deadline
         fallback = ""
         if self.options.mode != "tftp":
+            got: FileFetched | FileMissing | FetchFailed | str | None = None
             if self.options.http_timeout < limits.deadline:
                 # HTTP's own timeout ends first: no second cancel scope for the file's deadline
                 got = await self._http(name, cap)
             else:
-                got = None
                 with trio.move_on_at(deadline):
                     got = await self._http(name, cap)
-                if got is None:
-                    return self._timeout(name)
+            if got is None:  # the file's deadline ended the HTTP try
+                return self._timeout(name)
             if not isinstance(got, str):
                 return got
             fallback = got
