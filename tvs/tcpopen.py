@@ -10,6 +10,7 @@ The connection is the same (a ``trio.SocketStream``, ``TCP_NODELAY`` on), and so
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
 
@@ -18,7 +19,10 @@ import trio
 __all__ = ["open_tcp"]
 
 
+@functools.lru_cache(maxsize=1024)
 def _ip_family(host: str) -> int | None:
+    """The address family of an IP literal, None for a host name (cached: a fleet connects to
+    the same few addresses thousands of times)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
