@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from tvs.admission import Admission, AdmissionLimits, AdmissionRefused, parse_networks
+from tvs.admission import (
+    Admission,
+    AdmissionLimits,
+    AdmissionRefused,
+    parse_networks,
+    serve_sockets,
+)
 from tvs.pki import LabPki
 from tvs.server import TvsServer, TvsServerConfig
 from tvs.store import TrustStore
@@ -208,3 +215,32 @@ async def test_silent_connections_are_dropped_at_the_first_bytes_deadline(
     await silent.aclose()
     assert await _good_query(server, lab_pki) == Status.VALID
     server.request_shutdown()
+
+
+# --- the shared accept loop ----------------------------------------------------------------------
+
+
+async def test_serve_sockets_hands_over_plain_sockets_like_a_socket_stream() -> None:
+    """Each connection reaches the handler as a non-blocking socket with TCP_NODELAY and its
+    peer address; a burst of connections is accepted (several per wake-up) and all served."""
+    seen: list[tuple[bool, int, str]] = []
+
+    async def handler(sock: socket.socket, peer: Any) -> None:
+        with sock:
+            nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            seen.append((sock.getblocking(), nodelay, str(peer[0])))
+            await trio.lowlevel.wait_readable(sock)
+            sock.send(sock.recv(100).upper())
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        await nursery.start(serve_sockets, handler, listeners)
+        clients = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(100)]
+        with trio.fail_after(10):
+            for i, client in enumerate(clients):
+                await client.send_all(b"ping %d" % i)
+                assert await client.receive_some(100) == b"PING %d" % i
+                await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert len(seen) == 100 and set(seen) == {(False, 1, "127.0.0.1")}

@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import h11
 import pytest
 import trio
 from structlog.testing import capture_logs
 
 from tvs.admission import AdmissionLimits
 from tvs.http import HttpLimits, HttpServer, route
-from tvs.http.policy import Lookup, Reply
+from tvs.http.policy import Lookup, Reply, error_reply, file_reply, reason_phrase, response_head
 from tvs.tftp import CallableProvider, DirectoryProvider, TftpServer, tftp_get
+from tvs.tftp.providers import FileVersion
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -115,6 +117,42 @@ def test_route_maps_targets_to_names() -> None:
 def test_405_says_what_is_allowed() -> None:
     reply = route(b"DELETE", b"/x", has_body=False, limits=HttpLimits())
     assert isinstance(reply, Reply) and (b"Allow", b"GET, HEAD") in reply.headers
+
+
+def _h11_head(request: bytes, reply: Reply) -> bytes:
+    """What h11 writes for ``reply`` after ``request`` (the server before its own writer)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(request)
+    assert isinstance(conn.next_event(), h11.Request)
+    status, reason = reply.status, reason_phrase(reply.status)
+    response = h11.Response(status_code=status, headers=list(reply.headers), reason=reason)
+    return conn.send(response) or b""
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n",
+        b"GET /x HTTP/1.0\r\n\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize(
+    "reply",
+    [
+        file_reply(FileVersion(b"x" * 1234), head=False),
+        file_reply(FileVersion(b"x" * 1234), head=True),
+        error_reply(404, "not-found"),
+        error_reply(405, "method", close=True),
+        error_reply(599, "odd"),
+    ],
+)
+def test_response_head_is_what_h11_writes(request_bytes: bytes, reply: Reply) -> None:
+    close = reply.close or b"1.0" in request_bytes or b"lose" in request_bytes
+    assert response_head(reply.status, reply.headers, close=close) == _h11_head(
+        request_bytes, reply
+    )
 
 
 # --- against curl ------------------------------------------------------------------------------

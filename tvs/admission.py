@@ -31,14 +31,20 @@ Usage, for every accepted socket (one log line per refusal is the caller's)::
         if slot.shed: log.warning("connection shed", ...)
 
 Pure bookkeeping plus one Trio wait; single-threaded (one Trio run per listener process).
+:func:`serve_sockets` is the accept loop the listeners share (``trio.serve_listeners`` handing
+over plain sockets, several per wake-up).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
+import logging
+import os
 import socket
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -56,6 +62,7 @@ __all__ = [
     "add_admission_arguments",
     "limits_from_args",
     "parse_networks",
+    "serve_sockets",
 ]
 
 DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 256
@@ -291,3 +298,82 @@ def _network_arg(text: str) -> Network:
         return parse_networks([text])[0]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_ACCEPT_BATCH = 64
+"""Connections accepted per wake-up of a listener."""
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_RETRY = 0.1
+_ACCEPT_IGNORED_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+"""What ``trio.SocketListener.accept`` ignores (the client gave up before we accepted)."""
+_TRIO_LOG = logging.getLogger("trio.serve_listeners")
+
+SocketHandler = Callable[[socket.socket, Any], Awaitable[None]]
+
+
+async def serve_sockets(
+    handler: SocketHandler,
+    listeners: Sequence[trio.SocketListener],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``trio.serve_listeners`` for listeners that work on the socket itself: each accepted
+    connection is handed to ``handler(sock, peer_address)`` in its own task as a non-blocking
+    socket with the options a ``trio.SocketStream`` sets (``TCP_NODELAY``, ``TCP_NOTSENT_LOWAT``
+    16 KiB); the handler owns and closes it. Up to 64 connections are accepted per wake-up of a
+    listener (one trip through the scheduler per batch, not per connection). Errors as trio:
+    a full descriptor table is logged and retried after 100 ms, a client gone before the
+    accept is skipped. Takes the listeners over; runs until cancelled."""
+    socks = [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
+    try:
+        async with trio.open_nursery() as nursery:
+            for sock in socks:
+                nursery.start_soon(_accept_loop, sock, handler, nursery)
+            task_status.started()
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def _accept_loop(
+    listener: socket.socket, handler: SocketHandler, nursery: trio.Nursery
+) -> None:
+    while True:
+        await trio.lowlevel.wait_readable(listener)
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in _ACCEPT_IGNORED_ERRNOS:
+                    continue
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                _TRIO_LOG.error(
+                    "accept returned %s (%s); retrying in %s seconds",
+                    errno.errorcode[exc.errno], os.strerror(exc.errno), _ACCEPT_RETRY,
+                    exc_info=True,
+                )  # fmt: skip
+                await trio.sleep(_ACCEPT_RETRY)
+                break
+            _stream_options(sock)
+            nursery.start_soon(handler, sock, address)
+
+
+def _stream_options(sock: socket.socket) -> None:
+    """What ``trio.SocketStream`` does to a new TCP socket (options it cannot set are left)."""
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)

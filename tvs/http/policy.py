@@ -27,6 +27,7 @@ __all__ = [
     "Reply",
     "error_reply",
     "file_reply",
+    "response_head",
     "route",
 ]
 
@@ -87,6 +88,22 @@ _REASONS = {
 
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
+
+
+def response_head(
+    status: int, headers: tuple[tuple[bytes, bytes], ...], *, close: bool = False
+) -> bytes:
+    """The status line and headers of an answer, byte for byte as h11 writes them: the
+    headers in the order and case given; with ``close`` (the connection closes after this
+    answer) any ``Connection`` header is dropped and ``Connection: close`` goes last."""
+    if close:
+        headers = (
+            *(h for h in headers if h[0].lower() != b"connection"),
+            (b"Connection", b"close"),
+        )
+    lines = [b"HTTP/1.1 %d %s" % (status, reason_phrase(status))]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def _headers(length: int) -> tuple[tuple[bytes, bytes], ...]:

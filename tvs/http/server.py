@@ -9,23 +9,39 @@ connection may stay idle ``idle_timeout``, each 64 KiB of an answer must be take
 ``send_timeout``), keep-alive, one log line per request and the counters. The response body
 is the provider's shared buffer, written in slices: never copied per request beyond one
 coalesced first segment.
+
+h11 parses the requests (one parser per request); the answers are written from
+``policy.response_head`` (byte for byte what h11 writes; a test holds it) straight to the
+socket. Connections come from ``tvs.admission.serve_sockets`` as plain non-blocking sockets:
+a read or write that can be done at once is done at once, and only a wait goes through the
+event loop (a phone's connection costs a handful of trips through it, not one per call).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import socket
 import time
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import h11
 import structlog
 import trio
 
-from ..admission import Admission, AdmissionLimits, AdmissionRefused, Slot
+from ..admission import Admission, AdmissionLimits, AdmissionRefused, Slot, serve_sockets
 from ..tftp.errors import FileRefused
 from ..tftp.providers import FileProvider
-from .policy import HttpLimits, Lookup, Reply, error_reply, file_reply, reason_phrase, route
+from .policy import (
+    HttpLimits,
+    Lookup,
+    Reply,
+    error_reply,
+    file_reply,
+    response_head,
+    route,
+)
 from .stats import HttpObserver, HttpServerStats, ServerCounters
 
 __all__ = ["HttpObserver", "HttpServer", "HttpServerStats", "serve_http"]
@@ -37,6 +53,7 @@ _CHUNK = 65536
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
 _REFUSED_LINGER = 0.25  # short: a refused connection must cost little
+_MAX_HEADS = 1024
 
 
 class _Deadline(Exception):
@@ -47,9 +64,7 @@ class _Deadline(Exception):
 
 def _busy_bytes() -> bytes:
     reply = error_reply(503, "busy", close=True)
-    lines = [b"HTTP/1.1 503 " + reason_phrase(503)]
-    lines += [name + b": " + value for name, value in reply.headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + reply.body
+    return response_head(503, reply.headers, close=True) + reply.body
 
 
 _BUSY = _busy_bytes()
@@ -80,6 +95,7 @@ class HttpServer:
         self.log_requests = log_requests
         self._counters = ServerCounters()
         self._active = 0
+        self._heads: dict[tuple[int, tuple[tuple[bytes, bytes], ...], bool], bytes] = {}
 
     def statistics(self) -> HttpServerStats:
         return HttpServerStats(**attrs.asdict(self._counters), active_connections=self._active)
@@ -96,15 +112,10 @@ class HttpServer:
         bound = listeners[0].socket.getsockname()
         log.info("http.listening", host=bound[0], port=bound[1], provider=repr(self.provider))
         task_status.started((bound[0], bound[1]))
-        await trio.serve_listeners(self._handle, listeners)
+        await serve_sockets(self._handle, listeners)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            client = (str(peer[0]), int(peer[1]))
-        except OSError:
-            await trio.aclose_forcefully(stream)
-            return
+    async def _handle(self, sock: socket.socket, peer: Any) -> None:
+        client = (str(peer[0]), int(peer[1]))
         where = f"{client[0]}:{client[1]}"
         try:
             slot = self.admission.admit(client[0])
@@ -112,13 +123,10 @@ class HttpServer:
             self._counters.busy_rejected += 1
             self.observer.connection_rejected(exc.kind)
             log.warning("http.busy", client=where, reason=exc.reason, active=self._active)
-            with (
-                trio.move_on_after(1),
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await stream.send_all(_BUSY)  # the phone falls back to TFTP at once
-            await _linger(stream, seconds=_REFUSED_LINGER, limit=_RECV)
-            await trio.aclose_forcefully(stream)
+            with trio.move_on_after(1), contextlib.suppress(OSError):
+                await _send_all(sock, _BUSY)  # the phone falls back to TFTP at once
+            await _linger(sock, seconds=_REFUSED_LINGER, limit=_RECV)
+            sock.close()
             return
         self._active += 1
         self._counters.connections += 1
@@ -127,13 +135,11 @@ class HttpServer:
             with slot:
                 # the admission's first-bytes deadline, reading at once: a request that is
                 # already here costs no extra trip through the event loop
-                first: bytes | None = None
-                with trio.move_on_after(self.admission.limits.first_bytes_timeout):
-                    first = await stream.receive_some(_RECV)
+                first = await _receive_within(sock, self.admission.limits.first_bytes_timeout)
                 if first is None:
                     raise _Deadline("first-bytes")
                 slot.active()
-                await self._connection(stream, client, where, slot, first)
+                await self._connection(sock, client, where, slot, first)
             if slot.shed:
                 self._counters.timeouts += 1
                 self.observer.connection_rejected("shed")
@@ -142,59 +148,75 @@ class HttpServer:
             self._counters.timeouts += 1
             self.observer.connection_rejected(exc.reason)
             log.warning("http.timeout", client=where, reason=exc.reason)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except OSError:
             pass  # the client went away
         except Exception:  # a bug must not take the server down
             log.exception("http.connection_crashed", client=where)
         finally:
             self._active -= 1
             self.observer.connection_closed()
-            await trio.aclose_forcefully(stream)
+            sock.close()
+
+    def _parser(self, data: bytes, closed: bool) -> h11.Connection:
+        """A parser for the next request, fed what the client already sent (b"": nothing)."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_request_bytes)
+        if data:
+            conn.receive_data(data)
+        if closed:
+            conn.receive_data(b"")
+        return conn
 
     async def _connection(
         self,
-        stream: trio.SocketStream,
+        sock: socket.socket,
         client: tuple[str, int],
         where: str,
         slot: Slot,
         first: bytes,
     ) -> None:
         limits = self.limits
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_request_bytes)
-        conn.receive_data(first)  # b"": the client closed without a word
+        conn = self._parser(first, not first)  # b"": the client closed without a word
         served = 0
         while True:
             try:
-                request = await self._read_request(conn, stream, first=served == 0)
+                request = await self._read_request(conn, sock, first=served == 0)
             except h11.RemoteProtocolError as exc:
                 status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
                 reply = error_reply(status, "bad-request", str(exc), close=True)
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._send(conn, stream, reply, head=False)
+                await self._send(sock, reply, close=True)
                 self._log(where, "-", b"-", reply, 0.0)
-                await _linger(stream)
+                await _linger(sock)
                 return
             if request is None:
                 return
             slot.established()  # a whole request head: never shed, no longer unfinished
             started = time.monotonic()
-            reply, head = await self._answer(conn, request, client)
+            reply = await self._answer(request, client)
             served += 1
             if served >= limits.max_requests_per_connection and not reply.close:
                 reply = attrs.evolve(
                     reply, headers=(*reply.headers, (b"Connection", b"close")), close=True
                 )
-            await self._send(conn, stream, reply, head=head)
+            close = reply.close or _wants_close(request)
+            await self._send(sock, reply, close=close)
             self._log(where, request.method.decode("ascii", "replace"), request.target, reply,
                       time.monotonic() - started)  # fmt: skip
-            if reply.close or conn.our_state is not h11.DONE or not self._request_done(conn):
+            if close or not self._request_done(conn):
                 if reply.status >= 400:
-                    await _linger(stream)  # unread input would turn our close into a reset
+                    await _linger(sock)  # unread input would turn our close into a reset
                 return
-            conn.start_next_cycle()
+            data, closed = conn.trailing_data
+            if not data and not closed:  # wait for the next request before parsing
+                more = await _receive_within(sock, limits.idle_timeout)
+                if not more:
+                    return  # closed, or quiet for idle_timeout: close, nothing to say
+                data, closed = more, False
+            else:
+                await trio.lowlevel.checkpoint()  # pipelined: let other connections run
+            conn = self._parser(data, closed)
 
     async def _read_request(
-        self, conn: h11.Connection, stream: trio.SocketStream, *, first: bool
+        self, conn: h11.Connection, sock: socket.socket, *, first: bool
     ) -> h11.Request | None:
         """The next request head, None when the client closed between requests."""
         event = conn.next_event()  # the common case: the whole head is already here
@@ -212,7 +234,7 @@ class HttpServer:
         with trio.move_on_at(deadline) as scope:
             while True:
                 if event is h11.NEED_DATA:
-                    data = await stream.receive_some(_RECV)
+                    data = await _receive(sock)
                     if data and not started:
                         started = True
                         scope.deadline = trio.current_time() + limits.request_timeout
@@ -230,19 +252,16 @@ class HttpServer:
             raise _Deadline("idle")
         return None  # a kept-alive connection that stays quiet: close it, nothing to say
 
-    async def _answer(
-        self, conn: h11.Connection, request: h11.Request, client: tuple[str, int]
-    ) -> tuple[Reply, bool]:
+    async def _answer(self, request: h11.Request, client: tuple[str, int]) -> Reply:
         has_body = any(
             (name == b"content-length" and value.strip() not in (b"", b"0"))
             or name == b"transfer-encoding"
             for name, value in request.headers
         )
         decision = route(request.method, request.target, has_body=has_body, limits=self.limits)
-        head = request.method == b"HEAD"
         if isinstance(decision, Reply):
-            return decision, head
-        return await self._lookup(decision, client), head
+            return decision
+        return await self._lookup(decision, client)
 
     async def _lookup(self, lookup: Lookup, client: tuple[str, int]) -> Reply:
         try:
@@ -267,35 +286,29 @@ class HttpServer:
                 return False
         return True
 
-    async def _send(
-        self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply, *, head: bool
-    ) -> None:
+    def _head(self, reply: Reply, close: bool) -> bytes:
+        """The status line and headers, as h11 writes them (``Connection: close`` last when
+        the connection closes after this answer); kept per status, headers and close."""
+        key = (reply.status, reply.headers, close)
+        head = self._heads.get(key)
+        if head is None:
+            head = response_head(reply.status, reply.headers, close=close)
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
+
+    async def _send(self, sock: socket.socket, reply: Reply, *, close: bool) -> None:
         timeout = self.limits.send_timeout
-        response = h11.Response(
-            status_code=reply.status,
-            headers=list(reply.headers),
-            reason=reason_phrase(reply.status),
-        )
-        start = conn.send(response) or b""
-        body = memoryview(reply.body)
-        first = bytes(body[:_CHUNK]) if body else b""  # one coalesced segment: head + first chunk
-        if body:
-            conn.send_with_data_passthrough(h11.Data(data=first))
-        with trio.move_on_after(timeout) as scope:
-            if len(body) <= _CHUNK:
-                await stream.send_all(start + first + (conn.send(h11.EndOfMessage()) or b""))
-            else:
-                await stream.send_all(start + first)
-                for offset in range(_CHUNK, len(body), _CHUNK):
-                    scope.deadline = trio.current_time() + timeout
-                    piece = body[offset : offset + _CHUNK]
-                    conn.send_with_data_passthrough(h11.Data(data=cast(bytes, piece)))  # no copy
-                    await stream.send_all(piece)
-                end = conn.send(h11.EndOfMessage())
-                if end:
-                    await stream.send_all(end)
-        if scope.cancelled_caught:
-            raise _Deadline("slow-reader")
+        head = self._head(reply, close)
+        body = reply.body
+        if len(body) <= _CHUNK:  # one coalesced segment: head + body
+            await _send_all(sock, head + body if body else head, timeout)
+        else:
+            view = memoryview(body)
+            await _send_all(sock, head + view[:_CHUNK], timeout)
+            for offset in range(_CHUNK, len(body), _CHUNK):
+                await _send_all(sock, view[offset : offset + _CHUNK], timeout)  # no copy
         self._counters.count_reply(reply)
         self._counters.bytes_sent += len(body)
 
@@ -317,19 +330,84 @@ class HttpServer:
         (log.info if reply.status < 400 else log.warning)("http.request", **fields)
 
 
+def _wants_close(request: h11.Request) -> bool:
+    """The client asked to close after this answer (HTTP/1.0, ``Connection: close``): h11's
+    keep-alive rule, by which it adds ``Connection: close`` to the response."""
+    if request.http_version < b"1.1":
+        return True
+    for name, value in request.headers:
+        if name == b"connection" and b"close" in (v.strip() for v in value.lower().split(b",")):
+            return True
+    return False
+
+
+async def _receive(sock: socket.socket) -> bytes:
+    """What the client sent (b"": it closed), read at once when something is there (no trip
+    through the event loop). OSError: the connection broke."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        return sock.recv(_RECV)
+    except BlockingIOError:
+        return await _wait_receive(sock)
+
+
+async def _receive_within(sock: socket.socket, timeout: float) -> bytes | None:
+    """:func:`_receive`, or None when nothing came within ``timeout``."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        return sock.recv(_RECV)
+    except BlockingIOError:
+        pass
+    with trio.move_on_after(timeout):
+        return await _wait_receive(sock)
+    return None
+
+
+async def _wait_receive(sock: socket.socket) -> bytes:
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return sock.recv(_RECV)
+        except BlockingIOError:
+            pass
+
+
+async def _send_all(
+    sock: socket.socket, data: bytes | memoryview, timeout: float = math.inf
+) -> None:
+    """Send all of ``data``; the client must take it within ``timeout`` (``_Deadline``
+    "slow-reader" otherwise). Sends at once when the socket has room. OSError: reset."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        return
+    view = memoryview(data)
+    with trio.move_on_after(timeout):
+        while sent < len(view):
+            await trio.lowlevel.wait_writable(sock)
+            with contextlib.suppress(BlockingIOError):
+                sent += sock.send(view[sent:])
+        return
+    raise _Deadline("slow-reader")
+
+
 async def _linger(
-    stream: trio.SocketStream, *, seconds: float = _LINGER_SECONDS, limit: int = _LINGER_BYTES
+    sock: socket.socket, *, seconds: float = _LINGER_SECONDS, limit: int = _LINGER_BYTES
 ) -> None:
     """Close gracefully after an error answer: stop sending, then read and discard what the
     client still sends (bounded in time and bytes), so the kernel does not reset the
     connection before the client has read our answer."""
     with trio.move_on_after(seconds):
         try:
-            await stream.send_eof()
+            await trio.lowlevel.checkpoint()
+            sock.shutdown(socket.SHUT_WR)
             discarded = 0
-            while discarded < limit and (data := await stream.receive_some(_RECV)):
+            while discarded < limit and (data := await _receive(sock)):
                 discarded += len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except OSError:
             pass
 
 
