@@ -114,7 +114,12 @@ class HttpServer:
         task_status.started((bound[0], bound[1]))
         await serve_sockets(self._handle, listeners)
 
-    async def _handle(self, sock: socket.socket, peer: Any) -> None:
+    async def _handle(self, sock: socket.socket, _: Any) -> None:
+        try:
+            peer = sock.getpeername()
+        except OSError:  # the client already went away
+            sock.close()
+            return
         client = (str(peer[0]), int(peer[1]))
         where = f"{client[0]}:{client[1]}"
         try:
