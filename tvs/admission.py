@@ -246,12 +246,28 @@ class Admission:
 
     async def first_bytes(self, sock: socket.socket | trio.socket.SocketType, slot: Slot) -> bool:
         """Wait (at most ``first_bytes_timeout``) until ``sock`` has something to read (data or
-        EOF). False on timeout. Marks the slot active."""
+        EOF). False on timeout. Marks the slot active. A client whose first bytes are already
+        here (the usual case) passes without a trip through the event loop."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if isinstance(sock, socket.socket) and _readable_now(sock):
+            slot.active()
+            return True
         with trio.move_on_after(self.limits.first_bytes_timeout):
             await trio.lowlevel.wait_readable(sock)
             slot.active()
             return True
         return False
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether a read would not block (data, end of stream or an error), without reading."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset: readable, the reader finds out
+    return True
 
 
 def add_admission_arguments(parser: Any) -> None:
