@@ -17,17 +17,20 @@ the shared server TLS adapter (:mod:`tvs.tlsserver`). Does not own the certifica
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import structlog
 import trio
 
-from ..admission import Admission, AdmissionLimits, AdmissionRefused
+from ..admission import Admission, AdmissionLimits, AdmissionRefused, serve_sockets
 from ..certs import Certificate, PrivateKey
+from ..server.logsetup import log_enabled
 from ..sip import SipError, sip_response, split_message
 from ..tlsserver import ServerTls, TlsHandshakeError, TlsStream, server_tls
 
@@ -121,18 +124,17 @@ class SipListener:
             transport="tls" if self.tls else "tcp",
         )
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            await nursery.start(serve_sockets, self._connection, listeners)
             task_status.started(self.address)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, sock: socket.socket, _: Any) -> None:
         if self._ctx is None:
-            await self._plain_connection(stream)
+            await self._plain_connection(sock)
             return
         try:
-            host = str(stream.socket.getpeername()[0])
-            sock = socket.socket(fileno=stream.socket.detach())
+            host = str(sock.getpeername()[0])
         except OSError:  # the peer already went away
-            await trio.aclose_forcefully(stream)
+            sock.close()
             return
         try:
             slot = self.admission.admit(host)
@@ -152,12 +154,12 @@ class SipListener:
                     log.warning("sip.handshake_failed", reason=f"no ClientHello within {timeout}s")
                     return
                 try:
-                    with trio.fail_after(self.handshake_timeout):
-                        peer = await tls.do_handshake()
-                except trio.TooSlowError:
-                    self._counts["handshake_failures"] += 1
-                    log.warning("sip.handshake_failed", reason="handshake timeout")
-                    return
+                    with trio.move_on_after(self.handshake_timeout) as handshake:
+                        presented = await tls.do_handshake()
+                    if handshake.cancelled_caught:
+                        self._counts["handshake_failures"] += 1
+                        log.warning("sip.handshake_failed", reason="handshake timeout")
+                        return
                 except TlsHandshakeError as exc:
                     self._counts["handshake_failures"] += 1
                     fields = exc.peer.log_fields() if exc.peer is not None else {}
@@ -167,10 +169,11 @@ class SipListener:
                     return
                 slot.established()
                 self._counts["handshakes"] += 1
-                if peer is not None and not peer.verified:
+                if presented is not None and not presented.verified:
                     self._counts["unverified"] += 1
-                    log.warning("sip.client_unverified", **peer.log_fields())
-                log.debug("sip.handshake", version=tls.version(), client=_client(tls))
+                    log.warning("sip.client_unverified", **presented.log_fields())
+                if log_enabled(log, logging.DEBUG):
+                    log.debug("sip.handshake", version=tls.version(), client=_client(tls))
                 await self._requests(tls)
             if slot.shed:
                 self._counts["shed"] += 1
@@ -182,10 +185,11 @@ class SipListener:
             else:
                 sock.close()
 
-    async def _plain_connection(self, stream: trio.SocketStream) -> None:
+    async def _plain_connection(self, sock: socket.socket) -> None:
         """SIP over TCP (phones in security mode 1): admission, then requests; no TLS."""
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         try:
-            host = str(stream.socket.getpeername()[0])
+            host = str(sock.getpeername()[0])
             slot = self.admission.admit(host)
         except (OSError, AdmissionRefused) as exc:
             self._counts["rejected"] += 1
@@ -197,7 +201,7 @@ class SipListener:
             with slot:
                 # like every listener: a connection that sends nothing is an idle slot, shed
                 # first when the listener is full and closed at the first-bytes deadline
-                if not await self.admission.first_bytes(stream.socket, slot):
+                if not await self.admission.first_bytes(sock, slot):
                     self._counts["bad_requests"] += 1
                     timeout = self.admission.limits.first_bytes_timeout
                     log.warning("sip.bad_request", peer=host, reason=f"nothing within {timeout}s")
@@ -247,9 +251,11 @@ class SipListener:
                 return
             self._counts["requests"] += 1
             try:
-                with trio.fail_after(self.idle_timeout):
+                with trio.move_on_after(self.idle_timeout) as sending:
                     await tls.send_all(reply)
-            except (trio.TooSlowError, OSError):
+            except OSError:
+                return
+            if sending.cancelled_caught:
                 return
 
 

@@ -15,9 +15,17 @@ import structlog
 
 from .cucmlog import CucmRenderer
 
-__all__ = ["LOG_FORMATS", "configure_logging"]
+__all__ = ["LOG_FORMATS", "configure_logging", "log_enabled"]
 
 LOG_FORMATS = ("console", "json", "cucm")
+
+
+def log_enabled(logger: Any, level: int) -> bool:
+    """Whether ``logger`` (a structlog logger, bound or the lazy proxy) writes events of
+    ``level`` (``logging.DEBUG``...): a busy server skips building a disabled event's fields.
+    True when the configured wrapper cannot tell (not a filtering logger)."""
+    check = getattr(logger, "is_enabled_for", None)
+    return True if check is None else bool(check(level))
 
 
 def _drop_private(logger: object, method_name: str, event_dict: Any) -> Any:
