@@ -15,6 +15,7 @@ connection-count limits (:mod:`tvs.admission`) or reloads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ from ..wire import (
     encode_message,
 )
 from .handler import HandlerResult, handle_request
+from .logsetup import log_enabled
 from .observer import ServerObserver
 
 __all__ = ["Connection", "Limits"]
@@ -104,12 +106,13 @@ class Connection:
             self.log.warning("client certificate not verified, accepted", **peer.log_fields())
             self.observer.client_unverified(peer.failure_kind or "other")
             self.unverified = peer.failure
-        self.log.debug(
-            "handshake done",
-            cipher=tls.cipher(),
-            tls_version=tls.version(),
-            client_subject=subject or None,
-        )
+        if log_enabled(self.log, logging.DEBUG):
+            self.log.debug(
+                "handshake done",
+                cipher=tls.cipher(),
+                tls_version=tls.version(),
+                client_subject=subject or None,
+            )
         return subject
 
     async def _read_request(self, tls: TlsStream) -> Frame:
@@ -139,9 +142,11 @@ class Connection:
             self.observer.bad_request(exc.kind)
             return
         msg, raw = frame.message, frame.data
-        self.log.debug("message received", _raw=raw, _message=msg)
+        debug = log_enabled(self.log, logging.DEBUG)
+        if debug:
+            self.log.debug("message received", _raw=raw, _message=msg)
         result: HandlerResult = handle_request(msg, self.cache)
-        if result.lookup is not None:
+        if debug and result.lookup is not None:
             entry = result.lookup.entry
             self.log.debug(
                 "cache lookup",
@@ -163,21 +168,23 @@ class Connection:
             self.observer.bad_request("send-failed")
             return
         seconds = time.perf_counter() - started
-        self.log.debug("response sent", _raw=out, _message=result.response)
+        if debug:
+            self.log.debug("response sent", _raw=out, _message=result.response)
         type_name = MessageType(msg.type).name
         status = result.response.status.name
-        details = _request_details(msg)
-        if self.unverified is not None:
-            details["client_unverified"] = self.unverified
-        self.log.info(
-            "request",
-            type=type_name,
-            request_id=msg.request_id,
-            status=status,
-            roles=list(result.response.roles),
-            client=client_subject or None,
-            **details,
-        )
+        if log_enabled(self.log, logging.INFO):
+            details = _request_details(msg)
+            if self.unverified is not None:
+                details["client_unverified"] = self.unverified
+            self.log.info(
+                "request",
+                type=type_name,
+                request_id=msg.request_id,
+                status=status,
+                roles=list(result.response.roles),
+                client=client_subject or None,
+                **details,
+            )
         self.observer.request_served(type_name, status, seconds)
 
 
