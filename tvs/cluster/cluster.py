@@ -125,7 +125,8 @@ class _NodeFiles:
         return f"generated files of {self.cluster.config.name}/{self.node}"
 
     async def __call__(self, name: str, client: tuple[str, int]) -> bytes | None:
-        await self.cluster._ready.wait()
+        if not self.cluster._ready.is_set():  # no trip through the event loop once ready
+            await self.cluster._ready.wait()
         return self.cluster.files.get(name, self.node)
 
 
