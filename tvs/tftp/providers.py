@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import stat
 import weakref
 from collections import OrderedDict
@@ -81,11 +82,14 @@ class FileProvider(Protocol):
         ...
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what check_name refuses
+
+
 def check_name(name: str) -> None:
     """Refuse names no provider should see: empty, NUL or other control characters."""
     if not name:
         raise FileRefused("empty file name")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+    if _CONTROL.search(name):
         raise FileRefused(f"control character in file name {name!r}")
 
 
