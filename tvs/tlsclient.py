@@ -30,7 +30,6 @@ offers and which the bundled OpenSSL would otherwise put first).
 from __future__ import annotations
 
 import contextlib
-import socket
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
 from .certs import Certificate, PrivateKey
-from .tcpopen import open_tcp
+from .tcpopen import connect
 from .tlsconfig import (
     LEGACY_CIPHERS,
     LEGACY_ONLY_CIPHERS,
@@ -277,13 +276,9 @@ async def open_tls(
     where = f"{host}:{port}"
     try:
         with trio.fail_after(connect_timeout):
-            tcp = await open_tcp(host, port)
+            sock = await connect(host, port)
     except trio.TooSlowError:
         raise ConnectTimeout(f"connect to {where} timed out") from None
-    except OSError as exc:
-        raise ConnectFailed(f"connect to {where}: {exc.strerror or exc}") from None
-    try:
-        sock = socket.socket(fileno=tcp.socket.detach())
     except OSError as exc:
         raise ConnectFailed(f"connect to {where}: {exc.strerror or exc}") from None
     ident = None if identity is None else (identity.x509, identity.pkey)

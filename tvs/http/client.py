@@ -9,13 +9,14 @@ arrives). One connection per file; the whole exchange runs under ``timeout``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from urllib.parse import quote
 
 import h11
 import trio
 
-from ..tcpopen import open_tcp
+from ..tcpopen import connect, receive_some, send_all
 from .errors import (
     HttpConnectError,
     HttpProtocolError,
@@ -54,17 +55,19 @@ async def http_get(
     """
     with trio.move_on_after(timeout) as scope:
         try:
-            stream = await open_tcp(host, port, local_address=bind)
+            sock = await connect(host, port, local_address=bind)
         except OSError as exc:
             why = _connect_failure(exc)
             raise HttpConnectError(f"connect to {host}:{port}: {why}") from None
-        async with stream:
-            return await _exchange(stream, phone_request(name, host, port), max_size)
+        try:
+            return await _exchange(sock, phone_request(name, host, port), max_size)
+        finally:
+            sock.close()
     assert scope.cancelled_caught
     raise HttpTimeout(f"no complete answer from {host}:{port} within {timeout:g}s")
 
 
-async def _exchange(stream: trio.SocketStream, request: bytes, max_size: int) -> bytes:
+async def _exchange(sock: socket.socket, request: bytes, max_size: int) -> bytes:
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
     host = _host_of(request)
     conn.send(
@@ -72,15 +75,15 @@ async def _exchange(stream: trio.SocketStream, request: bytes, max_size: int) ->
     )
     conn.send(h11.EndOfMessage())  # h11 tracks the exchange; the bytes sent are ours
     try:
-        await stream.send_all(request)
+        await send_all(sock, request)
         chunks: list[bytes] = []
         size = 0
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 try:
-                    data = await stream.receive_some(_RECV)
-                except (trio.BrokenResourceError, OSError) as exc:
+                    data = await receive_some(sock, _RECV)
+                except OSError as exc:
                     raise HttpProtocolError(f"connection broken: {exc}") from None
                 conn.receive_data(data)
             elif isinstance(event, h11.Response):
@@ -103,7 +106,7 @@ async def _exchange(stream: trio.SocketStream, request: bytes, max_size: int) ->
             # InformationalResponse (1xx): keep reading
     except h11.RemoteProtocolError as exc:
         raise HttpProtocolError(f"bad answer: {exc}") from None
-    except trio.BrokenResourceError as exc:
+    except OSError as exc:  # the request could not be sent
         raise HttpProtocolError(f"connection broken: {exc}") from None
 
 
