@@ -20,7 +20,7 @@ TOML shape (every table optional)::
 
     [fleet]
     phones = 50
-    concurrency = 64              # phones booting at once (the boot-storm limit)
+    concurrency = 256             # phones booting at once (the boot-storm limit)
     model = "8861"
     mac_start = "B000B4BA0AEE"    # the seed's phone; the next phones count up from it
     register = true               # finish each boot with the secure SIP TLS handshake
@@ -60,7 +60,7 @@ security_mode = "mixed"
 
 [fleet]
 phones = 50
-concurrency = 64
+concurrency = 256
 model = "8861"
 mac_start = "B000B4BA0AEE"
 register = true
@@ -74,7 +74,7 @@ class LabConfigError(ValueError):
 @attrs.frozen
 class FleetSettings:
     phones: int = 50
-    concurrency: int = 64
+    concurrency: int = 256
     model: str = "8861"
     mac_start: str = "B000B4BA0AEE"
     register: bool = True

@@ -12,7 +12,6 @@ the report's file formats. :class:`RunOptions` and :class:`MigrationError` live 
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 import resource
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from .options import MigrationError, RunOptions
 from .runfleet import RunFleet
 from .scenarios import Scenario
 from .steps import StepRunner
-from .workers import freeze_long_lived
+from .workers import freeze_long_lived, thaw
 
 __all__ = [
     "MigrationError",
@@ -84,8 +83,7 @@ class _Run:
                 for n, step in enumerate(self.scenario.steps, start=1):
                     await self.steps.run(n, step)
             finally:
-                if frozen:  # a process running many scenarios (tests) frees each run's objects
-                    gc.unfreeze()
+                thaw(frozen)
         finally:
             await self.fleet.aclose()
 
