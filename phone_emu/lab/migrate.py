@@ -63,8 +63,9 @@ class _Run:
         """The lab PKI and the phones' LSCs (blocking: run it in a thread)."""
         if self.opts.pki_dir is None:
             self.progress.note(f"lab PKI: generating in {self.pki_dir}")
-            generate(self.lab.recipe, self.pki_dir)
-        self.pki = LabPki.load(self.pki_dir, self.lab.recipe)
+            self.pki = generate(self.lab.recipe, self.pki_dir)  # in memory: no need to read back
+        else:
+            self.pki = LabPki.load(self.pki_dir, self.lab.recipe)
         self.steps.pki = self.pki
         capf = self.pki.cluster(self._source_name()).capf
         self.fleet.prepare(capf, self.progress, mic_ca=self.pki.manufacturing_ca)
@@ -141,13 +142,16 @@ async def run_scenario(
     t0 = time.monotonic()
     run = _Run(lab, scenario, opts, workdir)
     try:
-        await trio.to_thread.run_sync(run.prepare)
+        await run.fleet.spawn_workers()  # their start-up overlaps the PKI and the clusters'
         try:
+            await trio.to_thread.run_sync(run.prepare)
             async with trio.open_nursery() as nursery:
                 await run.run(nursery)
                 nursery.cancel_scope.cancel()  # the clusters serve until cancelled
         except BaseExceptionGroup as group:
             raise _single(group) from None
+        finally:
+            await run.fleet.aclose()  # workers spawned for a run that failed before them
         return run.report(time.monotonic() - t0)
     finally:
         if own_dir and not opts.keep:

@@ -77,6 +77,7 @@ class RunFleet:
         self.members: list[Member] = []
         self._position: dict[int, int] = {}
         self.pools: list[Pool] = []
+        self._spawned: list[WorkerPool] = []
 
     # --- set-up and tear-down -------------------------------------------------------------
     def prepare(
@@ -121,11 +122,21 @@ class RunFleet:
             )
         ]
 
+    async def spawn_workers(self) -> None:
+        """``workers`` > 1: start the worker processes now (Python and its imports take a
+        while); :meth:`start_workers` gives them their phones once the PKI and the clusters are
+        up."""
+        while len(self._spawned) < (self.workers if self.workers > 1 else 0):
+            self._spawned.append(await WorkerPool.spawn(log_level=self.log_level))
+
     async def start_workers(self, pki_dir: Path, cluster: str) -> None:
         """``workers`` > 1: one worker process per contiguous slice of the fleet, its LSCs
-        issued by the CAPF of ``cluster`` in the lab PKI at ``pki_dir``."""
+        issued by the CAPF of ``cluster`` in the lab PKI at ``pki_dir`` (the processes of
+        :meth:`spawn_workers`, or new ones)."""
         if self.workers <= 1:
             return
+        await self.spawn_workers()
+        spawned, self._spawned = self._spawned, []
         pools: list[Pool | None] = [None] * self.workers
         per_worker = max(1, -(-self.concurrency // self.workers))
 
@@ -145,7 +156,8 @@ class RunFleet:
                 http_ports=[(h, p, hp) for (h, p), hp in self.http_ports.items()],
                 enroll=self.enroll,
             )
-            pools[k] = await WorkerPool.start(settings, log_level=self.log_level)
+            await spawned[k].init(settings)
+            pools[k] = spawned[k]
 
         try:
             async with trio.open_nursery() as nursery:
@@ -153,9 +165,13 @@ class RunFleet:
                     nursery.start_soon(start, k)
         finally:
             self.pools = [p for p in pools if p is not None]
+            for k, pool in enumerate(pools):
+                if pool is None:  # its init failed: the process is still ours to end
+                    await spawned[k].aclose()
 
     async def aclose(self) -> None:
-        for pool in self.pools:
+        spawned, self._spawned = self._spawned, []
+        for pool in [*self.pools, *spawned]:
             await pool.aclose()
 
     # --- what the steps do with the phones ------------------------------------------------

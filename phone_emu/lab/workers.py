@@ -30,7 +30,7 @@ from phone_emu.phone.boot import BootOptions
 from phone_emu.phone.driver import NetworkOptions
 from phone_emu.phone.fetch import FetchOptions
 from phone_emu.phone.trust import TrustListCache
-from tvs.pki import LabPki
+from tvs.pki import MANUFACTURING_CA, LabPki, PkiError
 
 from .fleet import make_identities, make_mic_identities, make_phones
 from .pool import PhonePool
@@ -45,15 +45,18 @@ _MAX_LINE = 1 << 20
 _WORKER = "import sys; from phone_emu.lab.workers import main; sys.exit(main(sys.argv[1:]))"
 
 
-def _identities(pki: LabPki, s: WorkerSettings) -> list[PhoneIdentity]:
-    """LSCs from the cluster's CAPF, or (``enroll``) MICs only."""
+def _identities(s: WorkerSettings) -> list[PhoneIdentity]:
+    """LSCs from the cluster's CAPF, or (``enroll``) MICs only; only that issuer is read from
+    the lab PKI."""
     if s.enroll:
-        if pki.manufacturing_ca is None:
-            raise WorkerError(f"{s.pki_dir}: the lab PKI has no manufacturing CA (regenerate it)")
-        return make_mic_identities(
-            pki.manufacturing_ca, s.macs, model=s.model, shared_key=s.shared_key
-        )
-    capf = pki.cluster(s.cluster).capf
+        try:
+            mic_ca = LabPki.load_identity(s.pki_dir, MANUFACTURING_CA)
+        except PkiError:
+            raise WorkerError(
+                f"{s.pki_dir}: the lab PKI has no manufacturing CA (regenerate it)"
+            ) from None
+        return make_mic_identities(mic_ca, s.macs, model=s.model, shared_key=s.shared_key)
+    capf = LabPki.load_identity(s.pki_dir, f"{s.cluster}/capf")
     return make_identities(capf, s.macs, model=s.model, shared_key=s.shared_key)
 
 
@@ -132,16 +135,28 @@ class WorkerPool:
         """The worker's peak resident memory, as of its last boot step."""
 
     @classmethod
-    async def start(cls, settings: WorkerSettings, *, log_level: str = "error") -> WorkerPool:
+    async def spawn(cls, *, log_level: str = "error") -> WorkerPool:
+        """A new worker process, not yet given its phones (:meth:`init`): starting Python and
+        its imports takes a while, which can overlap the runner's own set-up."""
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-c", _WORKER, "--log-level", log_level],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        pool = cls(proc, settings.indices)
+        return cls(proc, ())
+
+    async def init(self, settings: WorkerSettings) -> None:
+        """Give the worker its slice of the fleet (it issues their LSCs, then answers)."""
+        self.indices = list(settings.indices)
+        await self._send({"op": "init", **settings.to_json()})
+        await self._reply()
+
+    @classmethod
+    async def start(cls, settings: WorkerSettings, *, log_level: str = "error") -> WorkerPool:
+        """:meth:`spawn` then :meth:`init`."""
+        pool = await cls.spawn(log_level=log_level)
         try:
-            await pool._send({"op": "init", **settings.to_json()})
-            await pool._reply()
+            await pool.init(settings)
         except BaseException:
             await pool.aclose()
             raise
@@ -225,7 +240,7 @@ async def _serve(read: trio.abc.ReceiveStream, write: trio.abc.SendStream) -> No
         op = msg.get("op")
         if op == "init":
             s = WorkerSettings.from_json(msg)
-            ids = _identities(LabPki.load(s.pki_dir), s)
+            ids = _identities(s)
             network = NetworkOptions(
                 boot=BootOptions(register=s.register),
                 lists=TrustListCache(max_entries=64),

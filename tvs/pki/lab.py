@@ -111,6 +111,20 @@ class LabPki:
             found = {label: _load_identity(root, label) for label in labels}
         return _assemble(root, recipe, found, frozenset())
 
+    @staticmethod
+    def load_identity(out: str | Path, label: str) -> Identity:
+        """Read one identity of a directory made by :func:`generate`, by its label (as
+        :meth:`identities` names them: ``source/capf``, ``manufacturing-ca``...): what a
+        process that only issues certificates needs, without reading (and checking) every
+        key of the lab."""
+        root = Path(out)
+        if not root.is_dir():
+            raise PkiError(
+                f"{root}: not a lab PKI directory (make one: tvs certs generate --out {root})"
+            )
+        with _generation_lock(root, shared=True):
+            return _load_identity(root, label)
+
     def cluster(self, name: str) -> ClusterPki:
         try:
             return self.clusters[name]
