@@ -243,12 +243,13 @@ class TlsStream:
 
     def _peer(self) -> PeerCertificate | None:
         v = self._verify
-        x509 = self.conn.get_peer_certificate(as_cryptography=True)
-        if x509 is None and v.cert is not None:  # refused: only the callback saw it
-            x509 = v.cert.to_cryptography()
+        x509 = self.conn.get_peer_certificate()
+        if x509 is None:  # refused: only the callback saw it
+            x509 = v.cert
         if x509 is None:
             return None
-        cert = Certificate.from_x509(x509)
+        # one DER encoding, parsed once (the cryptography form would encode it twice more)
+        cert = Certificate.from_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, x509))
         if v.failed:
             kind, text = verify_failure_kind(v.errnum)
             return PeerCertificate(cert, False, f"{text} (depth {v.depth})", kind)
