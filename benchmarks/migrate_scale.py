@@ -218,7 +218,8 @@ def _print(run: dict[str, Any], floor_ms: float | None) -> None:
         return
     ratio = f"{run['cpu_ms_per_phone'] / floor_ms:.1f}x" if floor_ms else "n/a"
     print(
-        f"{run['phones']:>6} phones: wall {run['wall_seconds']:.1f} s, "
+        f"{run['phones']:>6} phones: wall {run['wall_seconds']:.1f} s (the run itself "
+        f"{run['report_wall_seconds']:.1f} s: without interpreter start and report writing), "
         f"{run['migrated_per_second']:.0f} migrated/s, migrated {run['migrated']} failed "
         f"{run['failed']} stayed {run['stayed']} (exit {run['exit']}); CPU "
         f"{run['cpu_ms_per_phone']:.2f} ms/phone = {ratio} the floor; peak RSS (report) "
