@@ -194,6 +194,32 @@ async def test_a_worker_that_cannot_start_says_why(tmp_path: Path) -> None:
         )
 
 
+async def test_workers_spawned_early_end_when_the_set_up_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes start before the PKI and the clusters (their start-up overlaps the
+    runner's); a run that fails in between still ends them."""
+    spawned: list[WorkerPool] = []
+    spawn = WorkerPool.spawn
+
+    async def recording_spawn(**kwargs: str) -> WorkerPool:
+        pool = await spawn(**kwargs)
+        spawned.append(pool)
+        return pool
+
+    monkeypatch.setattr(WorkerPool, "spawn", recording_spawn)
+    empty = tmp_path / "pki"
+    empty.mkdir()
+    with pytest.raises(Exception, match="missing"):  # the PKI directory has no files
+        await run_scenario(
+            LabConfig.default(),
+            migration_scenario("bulk", phones=4),
+            RunOptions(phones=4, workers=2, workdir=tmp_path / "run", pki_dir=empty),
+        )
+    assert len(spawned) == 2
+    assert all(p._proc.returncode is not None for p in spawned)  # exited, and reaped
+
+
 # --- classification ------------------------------------------------------------------------------
 
 TARGET_TVS = {("127.0.2.1", 2445)}
