@@ -29,7 +29,6 @@ offers and which the bundled OpenSSL would otherwise put first).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,7 +48,7 @@ from .tlsconfig import (
     TLS_MAX_VERSIONS,
     certificate_pinned,
 )
-from .tlsstream import TlsError, TlsHandshakeError, TlsStream, verify_callback
+from .tlsstream import TlsError, TlsHandshakeError, TlsStream, set_keylog, verify_callback
 
 __all__ = [
     "ClientIdentity",
@@ -211,14 +210,7 @@ def client_tls(
         ctx.set_verify(SSL.VERIFY_PEER, verify_callback(optional=False))
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
-    if keylog is not None:
-        path = Path(keylog)
-
-        def write_keylog(_conn: SSL.Connection, line: bytes) -> None:
-            with contextlib.suppress(OSError), path.open("ab") as f:
-                f.write(line + b"\n")
-
-        ctx.set_keylog_callback(write_keylog)
+    set_keylog(ctx, keylog)
     tls = ClientTls(ctx, settings)
     if len(_CONTEXTS) >= 256:
         _CONTEXTS.clear()

@@ -30,7 +30,6 @@ Knows nothing about accepting, admission limits (:mod:`tvs.admission`) or protoc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from .tlsstream import (
     TlsHandshakeError,
     TlsStream,
     error_reason,
+    set_keylog,
     verify_callback,
     verify_failure_kind,
 )
@@ -118,12 +118,5 @@ def server_tls(
         )
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
-    if keylog is not None:
-        path = Path(keylog)
-
-        def write_keylog(_conn: SSL.Connection, line: bytes) -> None:
-            with contextlib.suppress(OSError), path.open("ab") as f:
-                f.write(line + b"\n")
-
-        ctx.set_keylog_callback(write_keylog)
+    set_keylog(ctx, keylog)
     return ServerTls(ctx, mode)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import attrs
@@ -46,6 +47,7 @@ __all__ = [
     "TlsHandshakeError",
     "TlsStream",
     "error_reason",
+    "set_keylog",
     "verify_callback",
     "verify_failure_kind",
 ]
@@ -167,6 +169,20 @@ def verify_callback(optional: bool) -> Callable[..., bool]:
         return True if optional else bool(ok)
 
     return callback
+
+
+def set_keylog(context: SSL.Context, keylog: str | Path | None) -> None:
+    """Append the session secrets of ``context``'s connections to ``keylog`` (SSLKEYLOGFILE
+    format, for Wireshark); None: nothing."""
+    if keylog is None:
+        return
+    path = Path(keylog)
+
+    def write_keylog(_conn: SSL.Connection, line: bytes) -> None:
+        with contextlib.suppress(OSError), path.open("ab") as f:
+            f.write(line + b"\n")
+
+    context.set_keylog_callback(write_keylog)
 
 
 def error_reason(exc: SSL.Error) -> str:
