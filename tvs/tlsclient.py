@@ -60,7 +60,6 @@ __all__ = [
     "TlsSession",
     "client_tls",
     "open_tls",
-    "ssl_reason",
 ]
 
 CLIENT_GROUPS = b"X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
@@ -240,15 +239,6 @@ class TlsSession:
     server_certificate: Certificate | None
     cipher: str | None
     version: str | None
-
-
-def ssl_reason(exc: BaseException) -> str:
-    """OpenSSL's reason for a failure (``TLSV1_ALERT_UNKNOWN_CA``...), or the error's type."""
-    if isinstance(exc, TlsError):
-        return exc.reason
-    if isinstance(exc, HandshakeFailed) and exc.cause is not None:
-        return exc.cause.reason
-    return type(exc).__name__
 
 
 async def open_tls(
