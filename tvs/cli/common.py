@@ -14,6 +14,8 @@ Owns the conventions a command follows, as helpers it calls:
   server cannot start; :func:`describe_error` turns any error into that one line
   (``FILE: strerror`` for OS errors, the address for a bind failure).
 - **JSON**: :func:`add_json_option` and :func:`emit_json` (indented, one document on stdout).
+- **downloads**: :func:`save_download`, the end of every ``get`` command (``--out``, ``-`` for
+  stdout, the ``--json`` summary with the SHA-256).
 
 Exit codes are :class:`tvs.exitcodes.ExitCode`: 0 OK, 1 INVALID (the thing checked is invalid
 or the peer refused), 2 ERROR (usage, input, environment, transport). Does not own any
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import json
 import sys
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ..excgroup import first_error
@@ -49,6 +52,7 @@ __all__ = [
     "load_certificate_chain",
     "load_identity",
     "read_input",
+    "save_download",
     "setup_logging",
     "startup_error",
     "user_errors",
@@ -276,3 +280,26 @@ def emit_json(data: Any, *, out: TextIO | None = None) -> None:
     json.dump(data, stream, indent=2, ensure_ascii=False)
     stream.write("\n")
     stream.flush()
+
+
+def save_download(data: bytes, args: argparse.Namespace, server: str) -> int:
+    """The end of a ``get`` command (``tvs http get``, ``tvs tftp get``): write ``data`` to
+    ``--out`` (default: the file's own name; ``-``: stdout), and with ``--json`` say what was
+    saved (server, file, out, size, sha256)."""
+    out = args.out or PurePosixPath(args.file).name or "download"
+    if out == "-":
+        if args.json:
+            raise CommandError("--out - writes the file to stdout; --json needs a file")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return int(ExitCode.OK)
+    try:
+        Path(out).write_bytes(data)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
+    if args.json:
+        emit_json(
+            {"server": server, "file": args.file, "out": out, "size": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+        )  # fmt: skip
+    return int(ExitCode.OK)

@@ -20,7 +20,7 @@ from .common import (
     CommandError,
     add_json_option,
     add_logging_options,
-    emit_json,
+    save_download,
     setup_logging,
     startup_error,
 )
@@ -174,9 +174,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    import hashlib
-    import sys
-    from pathlib import PurePosixPath
 
     import trio
 
@@ -192,20 +189,4 @@ def _get(args: argparse.Namespace) -> int:
         raise CommandError(f"{where}: {exc}", ExitCode.INVALID) from None
     except (HttpError, ValueError, OSError) as exc:
         raise CommandError(f"{where}: {exc}") from None
-    out = args.out or PurePosixPath(args.file).name or "download"
-    if out == "-":
-        if args.json:
-            raise CommandError("--out - writes the file to stdout; --json needs a file")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return int(ExitCode.OK)
-    try:
-        Path(out).write_bytes(data)
-    except OSError as exc:
-        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
-    if args.json:
-        emit_json(
-            {"server": f"{host}:{port}", "file": args.file, "out": out, "size": len(data),
-             "sha256": hashlib.sha256(data).hexdigest()}
-        )  # fmt: skip
-    return int(ExitCode.OK)
+    return save_download(data, args, f"{host}:{port}")

@@ -11,8 +11,7 @@ import argparse
 import functools
 import signal
 import socket
-import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..exitcodes import ExitCode
@@ -21,7 +20,7 @@ from .common import (
     CommandError,
     add_json_option,
     add_logging_options,
-    emit_json,
+    save_download,
     setup_logging,
 )
 from .common import startup_error as _startup_error
@@ -195,7 +194,6 @@ def _tftp_worker(
 
 
 def _get(args: argparse.Namespace) -> int:
-    import hashlib
 
     import trio
 
@@ -219,20 +217,4 @@ def _get(args: argparse.Namespace) -> int:
         raise CommandError(f"{host}:{port} {args.file}: {exc}", ExitCode.INVALID) from None
     except (TftpError, ValueError, OSError) as exc:
         raise CommandError(f"{host}:{port} {args.file}: {exc}") from None
-    out = args.out or PurePosixPath(args.file).name or "download"
-    if out == "-":
-        if args.json:
-            raise CommandError("--out - writes the file to stdout; --json needs a file")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return ExitCode.OK
-    try:
-        Path(out).write_bytes(data)
-    except OSError as exc:
-        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
-    if args.json:
-        emit_json(
-            {"server": f"{host}:{port}", "file": args.file, "out": out, "size": len(data),
-             "sha256": hashlib.sha256(data).hexdigest()}
-        )  # fmt: skip
-    return ExitCode.OK
+    return save_download(data, args, f"{host}:{port}")
